@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the e2e suites use, idempotently (nothing happens when every binary exists):
+#   docker-registry  CNCF Distribution 2.8, the real upstream registry (test/support/upstream-registry.ts)
+#   skopeo, podman   real registry clients pulling through the app
+#   apache2-utils    htpasswd -B, the bcrypt htpasswd file of the basic-auth upstream
+#   openssl          the token server's signing certificate (test/support/token-server.ts)
+set -euo pipefail
+
+declare -A package_of=(
+  [docker-registry]=docker-registry
+  [skopeo]=skopeo
+  [podman]=podman
+  [htpasswd]=apache2-utils
+  [openssl]=openssl
+)
+
+missing=()
+for binary in "${!package_of[@]}"; do
+  command -v "$binary" >/dev/null 2>&1 || missing+=("${package_of[$binary]}")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-packages: docker-registry skopeo podman htpasswd openssl already installed"
+  exit 0
+fi
+
+as_root=()
+if [ "$(id -u)" -ne 0 ]; then as_root=(sudo); fi
+
+echo "install-packages: installing ${missing[*]}"
+"${as_root[@]}" apt-get update -qq
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+echo "install-packages: done"

@@ -1,0 +1,13 @@
+/**
+ * TypeORM DataSource for the TypeORM CLI (e.g. `npx typeorm migration:show -d dist/ormconfig.js`).
+ * Needs DATABASE_URL; for the embedded database use `npm run migration:run`.
+ */
+import 'reflect-metadata';
+import { DataSource } from 'typeorm';
+import { loadEnvironment } from './src/config/config.js';
+import { dataSourceOptions } from './src/database/data-source-options.js';
+
+const env = loadEnvironment();
+if (!env.database.url) throw new Error('ormconfig.ts needs DATABASE_URL (use `npm run migration:run` for the embedded database)');
+
+export default new DataSource(dataSourceOptions(env.database.url, env.database.poolSize, ['dist/src/**/*.entity.js']));

@@ -1,0 +1,80 @@
+import { randomUUID } from 'node:crypto';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import type { FastifyInstance } from 'fastify';
+import { AppModule } from './app.module.js';
+import { loadEnvironment } from './config/config.js';
+import { AppLogger, createRootLogger } from './observability/app-logger.js';
+import { MetricsService } from './observability/metrics.service.js';
+import { requestContext } from './observability/request-context.js';
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+export const OPENAPI_PATH = 'api/docs';
+
+/**
+ * Builds the HTTP application (used by main.ts and by the e2e tests, which `listen(0)`):
+ * Fastify with JSON logs carrying a request id, HTTP metrics, Swagger UI and graceful shutdown.
+ */
+export async function createApp(): Promise<NestFastifyApplication> {
+  const env = loadEnvironment();
+  const rootLogger = createRootLogger(env.app.logLevel);
+  const adapter = new FastifyAdapter({
+    loggerInstance: rootLogger,
+    disableRequestLogging: true,
+    requestIdHeader: false,
+    genReqId: (req: { headers: Record<string, string | string[] | undefined> }) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    maxParamLength: 4096,
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+    bodyLimit: 1024 * 1024,
+  });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule, adapter, {
+    logger: new AppLogger(rootLogger),
+    abortOnError: false,
+  });
+  installRequestHooks(app.getHttpAdapter().getInstance(), app.get(MetricsService));
+  setupOpenApi(app);
+  app.enableShutdownHooks();
+  return app;
+}
+
+function installRequestHooks(fastify: FastifyInstance, metrics: MetricsService): void {
+  fastify.addHook('onRequest', (request, reply, done) => {
+    void reply.header('x-request-id', request.id);
+    requestContext.run({ requestId: request.id }, done);
+  });
+  fastify.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    const seconds = reply.elapsedTime / 1000;
+    metrics.httpRequests.inc({ method: request.method, route, status: String(reply.statusCode) });
+    metrics.httpDuration.observe({ method: request.method, route }, seconds);
+    request.log.info(
+      { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      'request',
+    );
+    done();
+  });
+}
+
+function setupOpenApi(app: NestFastifyApplication): void {
+  const config = new DocumentBuilder()
+    .setTitle('Container Virtual Registry')
+    .setDescription(
+      'A pull-through cache for container images: virtual registries with ordered upstreams. ' +
+        'Admin API (GitLab-compatible paths under /api/v4) and the registry pull API under /v2.',
+    )
+    .setVersion('0.1.0')
+    .addApiKey({ type: 'apiKey', in: 'header', name: 'PRIVATE-TOKEN', description: 'Personal access token with the api scope' }, 'private-token')
+    .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'Personal access token (admin API) or registry JWT (pull API)' }, 'bearer')
+    .build();
+  const document = SwaggerModule.createDocument(app, config);
+  SwaggerModule.setup(OPENAPI_PATH, app, document, {
+    jsonDocumentUrl: `${OPENAPI_PATH}-json`,
+    swaggerOptions: { persistAuthorization: true },
+  });
+}

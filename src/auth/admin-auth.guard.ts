@@ -1,0 +1,46 @@
+import { CanActivate, ExecutionContext, ForbiddenException, Injectable, UnauthorizedException } from '@nestjs/common';
+import type { FastifyRequest } from 'fastify';
+import { Actor, TokenScope } from './actor.js';
+import { CredentialService } from './credential.service.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by AdminAuthGuard once the caller's credential has been checked. */
+    actor?: Actor;
+  }
+}
+
+/** The personal access token of an admin API request: `PRIVATE-TOKEN: <t>` or `Authorization: Bearer <t>`. */
+export function personalAccessTokenOf(request: Pick<FastifyRequest, 'headers'>): string | undefined {
+  const privateToken = request.headers['private-token'];
+  if (typeof privateToken === 'string' && privateToken.trim()) return privateToken.trim();
+  const authorization = request.headers.authorization;
+  const bearer = typeof authorization === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(authorization) : null;
+  return bearer?.[1];
+}
+
+/**
+ * The admin API's authentication (GitLab's): a personal access token of an active user, neither revoked
+ * nor expired, with the `api` scope. No or a bad token: 401 `{"message":"401 Unauthorized"}`; a good
+ * token without `api`: 403 `insufficient_scope`. Role checks are GroupAccessPolicy's job, per route.
+ */
+@Injectable()
+export class AdminAuthGuard implements CanActivate {
+  constructor(private readonly credentials: CredentialService) {}
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    const request = context.switchToHttp().getRequest<FastifyRequest>();
+    const secret = personalAccessTokenOf(request);
+    const actor = secret ? await this.credentials.authenticatePersonalAccessToken(secret) : null;
+    if (!actor) throw new UnauthorizedException({ message: '401 Unauthorized' });
+    if (!actor.scopes.includes(TokenScope.API)) {
+      throw new ForbiddenException({
+        error: 'insufficient_scope',
+        error_description: 'The request requires higher privileges than provided by the access token.',
+        scope: TokenScope.API,
+      });
+    }
+    request.actor = actor;
+    return true;
+  }
+}

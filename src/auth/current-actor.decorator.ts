@@ -1,0 +1,10 @@
+import { createParamDecorator, ExecutionContext, UnauthorizedException } from '@nestjs/common';
+import type { FastifyRequest } from 'fastify';
+import { Actor } from './actor.js';
+
+/** The Actor AdminAuthGuard authenticated (use on routes behind `@ApiAdminAuth()`). */
+export const CurrentActor = createParamDecorator((_data: unknown, context: ExecutionContext): Actor => {
+  const actor = context.switchToHttp().getRequest<FastifyRequest>().actor;
+  if (!actor) throw new UnauthorizedException({ message: '401 Unauthorized' });
+  return actor;
+});

@@ -1,0 +1,143 @@
+import { Controller, Get, HttpStatus, Logger, Post, Req, Res } from '@nestjs/common';
+import { ApiBasicAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiOperation, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Actor } from './actor.js';
+import { parseBasicAuthorization } from './basic-credentials.js';
+import { CredentialService } from './credential.service.js';
+import { LoginThrottle, loginThrottleKeys } from './login-throttle.service.js';
+import { requestedScopes } from './registry-scope.js';
+import { RegistryAuthError, RegistryTokenResponse, RegistryTokenService } from './registry-token.service.js';
+
+type ErrorCode = 'UNAUTHORIZED' | 'TOOMANYREQUESTS' | 'UNSUPPORTED';
+
+function sendError(reply: FastifyReply, status: number, code: ErrorCode, message: string): FastifyReply {
+  return reply.code(status).header('cache-control', 'no-store').send({ errors: [{ code, message, detail: null }] });
+}
+
+function sendToken(reply: FastifyReply, body: RegistryTokenResponse): FastifyReply {
+  return reply.code(HttpStatus.OK).header('cache-control', 'no-store').header('pragma', 'no-cache').send(body);
+}
+
+const first = (value: unknown): string | undefined =>
+  typeof value === 'string' ? value : Array.isArray(value) && typeof value[0] === 'string' ? value[0] : undefined;
+
+/**
+ * The Docker token endpoint (the realm of the registry's `WWW-Authenticate` challenge):
+ * `GET /jwt/auth` with HTTP Basic (what `docker login`, podman and skopeo send) and the OAuth2
+ * `POST /jwt/auth` form (containerd, and docker with a refresh token). Requested scopes the caller may
+ * not have are silently dropped; a login without scope gets a token granting nothing, proving the
+ * credentials. Failed logins are rate limited per IP and per username (429 with Retry-After).
+ */
+@ApiTags('registry auth')
+@Controller('jwt')
+export class RegistryTokenController {
+  private readonly logger = new Logger(RegistryTokenController.name);
+
+  constructor(
+    private readonly tokens: RegistryTokenService,
+    private readonly credentials: CredentialService,
+    private readonly throttle: LoginThrottle,
+  ) {}
+
+  @Get('auth')
+  @ApiBasicAuth('basic')
+  @ApiOperation({ summary: 'Registry token for HTTP Basic credentials (username + personal access token or deploy token)' })
+  @ApiQuery({ name: 'service', required: false, example: 'virtual_registry' })
+  @ApiQuery({ name: 'scope', required: false, isArray: true, description: 'Repeatable; e.g. `repository:virtual_registries/containers/1/library/alpine:pull`' })
+  @ApiQuery({ name: 'offline_token', required: false, description: '`true`: also return a refresh_token for the OAuth2 form' })
+  @ApiQuery({ name: 'account', required: false })
+  @ApiQuery({ name: 'client_id', required: false })
+  @ApiOkResponse({ description: '`{token, access_token, expires_in, issued_at[, refresh_token]}`' })
+  @ApiResponse({ status: 401, description: 'No or wrong credentials: `{"errors":[{"code":"UNAUTHORIZED"}]}`' })
+  @ApiResponse({ status: 429, description: 'Too many failed logins from this IP or for this username; see Retry-After' })
+  async getToken(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<FastifyReply> {
+    const query = (request.query ?? {}) as Record<string, unknown>;
+    const credentials = parseBasicAuthorization(request.headers.authorization);
+    if (credentials === null) {
+      return sendError(reply.header('www-authenticate', 'Basic realm="virtual_registry"'), 401, 'UNAUTHORIZED', 'authentication required');
+    }
+    const username = credentials === 'malformed' ? undefined : credentials.username;
+    const actor = await this.login(request, reply, username, credentials === 'malformed' ? undefined : credentials.password);
+    if (!actor) return reply;
+    const scopes = requestedScopes(query.scope as string | string[] | undefined);
+    const { body } = await this.tokens.issue(actor, scopes, { offline: first(query.offline_token) === 'true' });
+    return sendToken(reply, body);
+  }
+
+  @Post('auth')
+  @ApiOperation({ summary: 'OAuth2 token form: grant_type=password (username, password) or grant_type=refresh_token' })
+  @ApiConsumes('application/x-www-form-urlencoded')
+  @ApiBody({
+    schema: {
+      type: 'object',
+      required: ['grant_type'],
+      properties: {
+        grant_type: { type: 'string', enum: ['password', 'refresh_token'] },
+        username: { type: 'string' },
+        password: { type: 'string', description: 'Personal access token or deploy token' },
+        refresh_token: { type: 'string' },
+        service: { type: 'string', example: 'virtual_registry' },
+        scope: { type: 'string', description: 'Space-separated scopes' },
+        client_id: { type: 'string' },
+        access_type: { type: 'string', enum: ['online', 'offline'], description: '`offline`: also return a refresh_token' },
+      },
+    },
+  })
+  @ApiOkResponse({ description: '`{token, access_token, expires_in, issued_at, scope[, refresh_token]}`' })
+  @ApiResponse({ status: 400, description: 'Unsupported grant_type' })
+  @ApiResponse({ status: 401, description: 'Wrong credentials or refresh token' })
+  @ApiResponse({ status: 429, description: 'Too many failed logins from this IP or for this username; see Retry-After' })
+  async postToken(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<FastifyReply> {
+    const form = (request.body && typeof request.body === 'object' ? request.body : {}) as Record<string, unknown>;
+    const grantType = first(form.grant_type);
+    const scopes = requestedScopes(first(form.scope));
+    let actor: Actor | null;
+    if (grantType === 'password') {
+      actor = await this.login(request, reply, first(form.username), first(form.password));
+    } else if (grantType === 'refresh_token') {
+      actor = await this.refresh(request, reply, first(form.refresh_token));
+    } else {
+      return sendError(reply, 400, 'UNSUPPORTED', 'grant_type must be password or refresh_token');
+    }
+    if (!actor) return reply;
+    const offline = grantType === 'password' && first(form.access_type) === 'offline';
+    const { body, scope } = await this.tokens.issue(actor, scopes, { offline });
+    return sendToken(reply, { ...body, scope });
+  }
+
+  /** Checks a username + secret under the brute-force limits; on failure the reply is already sent. */
+  private async login(request: FastifyRequest, reply: FastifyReply, username: string | undefined, secret: string | undefined): Promise<Actor | null> {
+    const keys = loginThrottleKeys(request.ip, username);
+    const retryAfter = await this.throttle.retryAfterSeconds(keys);
+    if (retryAfter > 0) {
+      this.logger.warn({ msg: 'login throttled', ip: request.ip, username });
+      sendError(reply.header('retry-after', String(retryAfter)), 429, 'TOOMANYREQUESTS', 'too many failed login attempts, try again later');
+      return null;
+    }
+    const actor = username && secret ? await this.credentials.authenticateLogin(username, secret) : null;
+    if (!actor) {
+      await this.throttle.recordFailure(keys);
+      this.logger.log({ msg: 'login failed', ip: request.ip, username });
+      sendError(reply, 401, 'UNAUTHORIZED', 'HTTP Basic: access denied, check the username and token');
+    }
+    return actor;
+  }
+
+  private async refresh(request: FastifyRequest, reply: FastifyReply, refreshToken: string | undefined): Promise<Actor | null> {
+    const keys = loginThrottleKeys(request.ip, undefined);
+    const retryAfter = await this.throttle.retryAfterSeconds(keys);
+    if (retryAfter > 0) {
+      sendError(reply.header('retry-after', String(retryAfter)), 429, 'TOOMANYREQUESTS', 'too many failed login attempts, try again later');
+      return null;
+    }
+    try {
+      if (!refreshToken) throw new RegistryAuthError('unauthorized', 'refresh_token is missing');
+      return await this.tokens.actorFromRefreshToken(refreshToken);
+    } catch (err) {
+      if (!(err instanceof RegistryAuthError)) throw err;
+      await this.throttle.recordFailure(keys);
+      sendError(reply, 401, 'UNAUTHORIZED', 'invalid or expired refresh token');
+      return null;
+    }
+  }
+}

@@ -1,0 +1,19 @@
+import { Module } from '@nestjs/common';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { UpstreamsModule } from '../upstreams/upstreams.module.js';
+import { CacheEntriesController } from './cache-entries.controller.js';
+import { CacheEntriesService } from './cache-entries.service.js';
+import { CacheEntryCreateOrUpdateService } from './cache-entry-create-or-update.service.js';
+import { CacheEntry } from './cache-entry.entity.js';
+
+/**
+ * Cache entries: the admin API (list, delete, purge through the MARK_FOR_DESTRUCTION job) and the
+ * CreateOrUpdate service the background caching worker commits fills with.
+ */
+@Module({
+  imports: [TypeOrmModule.forFeature([CacheEntry]), UpstreamsModule],
+  controllers: [CacheEntriesController],
+  providers: [CacheEntriesService, CacheEntryCreateOrUpdateService],
+  exports: [CacheEntriesService, CacheEntryCreateOrUpdateService],
+})
+export class CacheEntriesModule {}

@@ -1,0 +1,88 @@
+import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { In, Repository } from 'typeorm';
+import { CacheEntry, CacheEntryStatus } from './cache-entry.entity.js';
+
+/** How often accumulated downloads are written (one UPDATE for all entries served meanwhile). */
+const DOWNLOAD_FLUSH_MS = 1000;
+
+/**
+ * What the pull path asks of the cache entries: the live entry for a path among a registry's
+ * upstreams, revalidation bookkeeping, and download statistics batched off the hot path.
+ * (Creating and updating entries is CacheEntryCreateOrUpdateService's.)
+ */
+@Injectable()
+export class CacheEntryLookupService implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger(CacheEntryLookupService.name);
+  private downloads = new Map<number, { count: number; at: Date }>();
+  private timer?: NodeJS.Timeout;
+
+  constructor(@InjectRepository(CacheEntry) private readonly entries: Repository<CacheEntry>) {}
+
+  onModuleInit(): void {
+    this.timer = setInterval(() => void this.flushDownloads(), DOWNLOAD_FLUSH_MS);
+    this.timer.unref();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    clearInterval(this.timer);
+    await this.flushDownloads();
+  }
+
+  /** Live entries for `relativePath` among these upstreams, in the order the ids are given. */
+  async findLive(upstreamIds: readonly number[], relativePath: string): Promise<CacheEntry[]> {
+    if (upstreamIds.length === 0) return [];
+    const rows = await this.entries.find({
+      where: { upstreamId: In([...upstreamIds]), relativePath, status: CacheEntryStatus.DEFAULT },
+    });
+    return rows.sort((a, b) => upstreamIds.indexOf(a.upstreamId) - upstreamIds.indexOf(b.upstreamId));
+  }
+
+  /** The upstream still has this tag at the same digest: serve the cache for another validity window. */
+  async markChecked(entryId: number, at = new Date()): Promise<void> {
+    await this.entries.update({ id: entryId }, { upstreamCheckedAt: at });
+  }
+
+  /** The entry's object is gone from storage: hand the row to the destroy job. */
+  async markForDestruction(entryId: number): Promise<void> {
+    await this.entries.update({ id: entryId, status: CacheEntryStatus.DEFAULT }, { status: CacheEntryStatus.PENDING_DESTRUCTION });
+  }
+
+  /** Counts a download; written in batches (see DOWNLOAD_FLUSH_MS). */
+  recordDownload(entryId: number, at = new Date()): void {
+    const current = this.downloads.get(entryId);
+    if (current) {
+      current.count += 1;
+      current.at = at;
+    } else {
+      this.downloads.set(entryId, { count: 1, at });
+    }
+  }
+
+  /** Writes the accumulated download counts in one statement. */
+  async flushDownloads(): Promise<void> {
+    if (this.downloads.size === 0) return;
+    const batch = this.downloads;
+    this.downloads = new Map();
+    const ids: string[] = [];
+    const counts: number[] = [];
+    const times: string[] = [];
+    for (const [id, { count, at }] of batch) {
+      ids.push(String(id));
+      counts.push(count);
+      times.push(at.toISOString());
+    }
+    try {
+      await this.entries.query(
+        `UPDATE cache_entries AS e
+            SET downloads_count = e.downloads_count + d.count,
+                downloaded_at = GREATEST(e.downloaded_at, d.at)
+           FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS d(id, count, at)
+          WHERE e.id = d.id`,
+        [ids, counts, times],
+      );
+    } catch (err) {
+      this.logger.warn(`could not record ${batch.size} download count(s): ${(err as Error).message}`);
+    }
+  }
+}

@@ -1,0 +1,57 @@
+import { ConfigValidationError, parseEnvironment } from './environment.js';
+
+describe('parseEnvironment', () => {
+  it('gives the embedded defaults with no variables at all', () => {
+    const env = parseEnvironment({});
+    expect(env.app.port).toBe(3000);
+    expect(env.app.host).toBe('0.0.0.0');
+    expect(env.app.dataDir).toMatch(/\/data$/);
+    expect(env.database.url).toBeUndefined();
+    expect(env.queue.driver).toBe('inline');
+    expect(env.storage.driver).toBe('filesystem');
+    expect(env.upstream.allowPrivate).toBe(false);
+    expect(env.limits.maxCachedFileSize).toBe(5 * 1024 ** 3);
+    expect(env.limits.registriesPerGroup).toBe(5);
+    expect(env.limits.upstreamsPerRegistry).toBe(5);
+  });
+
+  it('picks BullMQ when REDIS_URL is set', () => {
+    const env = parseEnvironment({ REDIS_URL: 'redis://127.0.0.1:6379', DATABASE_URL: 'postgres://u@127.0.0.1:5432/db' });
+    expect(env.queue.driver).toBe('bullmq');
+    expect(env.database.url).toBe('postgres://u@127.0.0.1:5432/db');
+  });
+
+  it('parses sizes with units and allowlists with hosts and CIDRs', () => {
+    const env = parseEnvironment({ MAX_CACHED_FILE_SIZE: '512MiB', UPSTREAM_ALLOWLIST: 'registry.local, 10.0.0.0/8,127.0.0.1' });
+    expect(env.limits.maxCachedFileSize).toBe(512 * 1024 ** 2);
+    expect(env.upstream.allowlist).toEqual(['registry.local', '10.0.0.0/8', '127.0.0.1']);
+  });
+
+  it.each([
+    [{ STORAGE_DRIVER: 'foo' }, 'STORAGE_DRIVER'],
+    [{ DATABASE_URL: 'not a url' }, 'DATABASE_URL'],
+    [{ DATABASE_URL: 'mysql://localhost/db' }, 'DATABASE_URL'],
+    [{ REDIS_URL: 'http://localhost' }, 'REDIS_URL'],
+    [{ PORT: 'eighty' }, 'PORT'],
+    [{ PORT: '70000' }, 'PORT'],
+    [{ UPSTREAM_ALLOW_PRIVATE: 'maybe' }, 'UPSTREAM_ALLOW_PRIVATE'],
+    [{ UPSTREAM_ALLOWLIST: '10.0.0.0/99' }, 'UPSTREAM_ALLOWLIST'],
+    [{ STORAGE_DRIVER: 's3' }, 'S3_BUCKET'],
+    [{ ENCRYPTION_KEY: 'short' }, 'ENCRYPTION_KEY'],
+    [{ JWT_PRIVATE_KEY: 'not-a-pem' }, 'JWT_PRIVATE_KEY'],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
+    [{ QUEUE_DRIVER: 'bullmq' }, 'QUEUE_DRIVER'],
+    [{ MAX_CACHED_FILE_SIZE: '5 gigs' }, 'MAX_CACHED_FILE_SIZE'],
+  ])('refuses %j naming %s in a one-line message', (vars, variable) => {
+    let error: unknown;
+    try {
+      parseEnvironment(vars);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigValidationError);
+    expect((error as ConfigValidationError).variable).toBe(variable);
+    expect((error as Error).message).toContain(variable);
+    expect((error as Error).message).not.toContain('\n');
+  });
+});

@@ -1,0 +1,276 @@
+import { isIP } from 'node:net';
+import { resolve } from 'node:path';
+
+/**
+ * The whole configuration contract, parsed and validated once at boot.
+ * Every variable is documented in README.md and .env.example.
+ * A bad value raises ConfigValidationError naming the variable (one line, no stack).
+ */
+export class ConfigValidationError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`Invalid configuration: ${variable} ${message}`);
+    this.name = 'ConfigValidationError';
+  }
+}
+
+export type StorageDriverName = 'filesystem' | 's3';
+export type QueueDriverName = 'bullmq' | 'inline';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Environment {
+  app: {
+    port: number;
+    host: string;
+    publicUrl: string | undefined;
+    dataDir: string;
+    logLevel: LogLevel;
+    shutdownTimeoutMs: number;
+    role: 'api' | 'worker';
+  };
+  database: {
+    url: string | undefined;
+    migrationsRun: boolean;
+    poolSize: number;
+  };
+  queue: {
+    driver: QueueDriverName;
+    redisUrl: string | undefined;
+    concurrency: number;
+    /** Whether this process runs background jobs (RUN_JOBS; auto = inline queue or APP_ROLE=worker). */
+    runJobs: boolean;
+    /** Redis key prefix of the BullMQ queues (QUEUE_PREFIX): deployments or test runs sharing a Redis use different ones. */
+    prefix: string;
+  };
+  storage: {
+    driver: StorageDriverName;
+    s3: {
+      endpoint: string | undefined;
+      bucket: string | undefined;
+      region: string;
+      accessKeyId: string | undefined;
+      secretAccessKey: string | undefined;
+      forcePathStyle: boolean;
+    };
+  };
+  security: {
+    encryptionKey: string | undefined;
+    /** Keys that sealed older credentials (rotation): still accepted for decryption, never for encryption. */
+    encryptionPreviousKeys: string[];
+    jwtPrivateKey: string | undefined;
+    jwtPreviousPublicKey: string | undefined;
+    jwtTtlSeconds: number;
+    initialAdminToken: string | undefined;
+  };
+  upstream: {
+    allowPrivate: boolean;
+    allowlist: string[];
+    connectTimeoutMs: number;
+    headersTimeoutMs: number;
+    bodyTimeoutMs: number;
+  };
+  limits: {
+    registriesPerGroup: number;
+    upstreamsPerRegistry: number;
+    maxCachedFileSize: number;
+    maxManifestSize: number;
+    pullRateLimitPerMinute: number;
+    loginFailuresPerMinute: number;
+  };
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+type Env = Record<string, string | undefined>;
+
+function raw(env: Env, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v.trim() === '' ? undefined : v.trim();
+}
+
+function int(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const v = raw(env, name);
+  if (v === undefined) return fallback;
+  if (!/^\d+$/.test(v)) throw new ConfigValidationError(name, `must be a whole number, got "${v}"`);
+  const n = Number(v);
+  if (n < min || n > max) throw new ConfigValidationError(name, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const v = raw(env, name);
+  if (v === undefined) return fallback;
+  if (/^(true|1|yes|on)$/i.test(v)) return true;
+  if (/^(false|0|no|off)$/i.test(v)) return false;
+  throw new ConfigValidationError(name, `must be true or false, got "${v}"`);
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const v = raw(env, name);
+  if (v === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(v)) {
+    throw new ConfigValidationError(name, `must be one of ${allowed.join(', ')}, got "${v}"`);
+  }
+  return v as T;
+}
+
+function url(env: Env, name: string, protocols: readonly string[]): string | undefined {
+  const v = raw(env, name);
+  if (v === undefined) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(v);
+  } catch {
+    throw new ConfigValidationError(name, `is not a valid URL`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigValidationError(name, `must use ${protocols.join(' or ')}, got "${parsed.protocol}"`);
+  }
+  if (!parsed.hostname && !parsed.searchParams.get('host')) {
+    throw new ConfigValidationError(name, `has no host`);
+  }
+  return v;
+}
+
+/** Bytes with an optional unit: 5368709120, 5GiB, 512MiB, 4MB. */
+function size(env: Env, name: string, fallback: number): number {
+  const v = raw(env, name);
+  if (v === undefined) return fallback;
+  const m = /^(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)?$/i.exec(v);
+  if (!m) throw new ConfigValidationError(name, `must be a size like 5368709120 or 5GiB, got "${v}"`);
+  const units: Record<string, number> = {
+    b: 1, kb: 1e3, kib: 1024, mb: 1e6, mib: 1024 ** 2, gb: 1e9, gib: 1024 ** 3, tb: 1e12, tib: 1024 ** 4,
+  };
+  return Number(m[1]) * units[(m[2] ?? 'b').toLowerCase()];
+}
+
+function isEncryptionKey(value: string): boolean {
+  return /^[0-9a-f]{64}$/i.test(value) || Buffer.from(value, 'base64').length === 32;
+}
+
+function allowlist(env: Env, name: string): string[] {
+  const v = raw(env, name);
+  if (v === undefined) return [];
+  const items = v.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const item of items) {
+    const [addr, bits] = item.split('/');
+    if (bits !== undefined) {
+      const family = isIP(addr);
+      const max = family === 6 ? 128 : 32;
+      if (!family || !/^\d+$/.test(bits) || Number(bits) > max) {
+        throw new ConfigValidationError(name, `has an invalid CIDR "${item}"`);
+      }
+    } else if (!isIP(item) && !/^[a-z0-9.-]+(:\d+)?$/i.test(item)) {
+      throw new ConfigValidationError(name, `has an invalid host "${item}"`);
+    }
+  }
+  return items;
+}
+
+export function parseEnvironment(env: Env = process.env): Environment {
+  const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']);
+  const redisUrl = url(env, 'REDIS_URL', ['redis:', 'rediss:']);
+  const storageDriver = oneOf<StorageDriverName>(env, 'STORAGE_DRIVER', ['filesystem', 's3'], 'filesystem');
+  const queueDriver = oneOf<QueueDriverName>(env, 'QUEUE_DRIVER', ['bullmq', 'inline'], redisUrl ? 'bullmq' : 'inline');
+  if (queueDriver === 'bullmq' && !redisUrl) {
+    throw new ConfigValidationError('QUEUE_DRIVER', 'is bullmq but REDIS_URL is not set');
+  }
+  const role = oneOf(env, 'APP_ROLE', ['api', 'worker'] as const, 'api');
+  const runJobsSetting = oneOf(env, 'RUN_JOBS', ['auto', 'true', 'false'] as const, 'auto');
+  if (runJobsSetting === 'false' && (queueDriver === 'inline' || role === 'worker')) {
+    throw new ConfigValidationError(
+      'RUN_JOBS',
+      queueDriver === 'inline'
+        ? 'cannot be false with the in-process queue (QUEUE_DRIVER=inline): nothing else would run the jobs'
+        : 'cannot be false in the worker process (APP_ROLE=worker)',
+    );
+  }
+  const queuePrefix = raw(env, 'QUEUE_PREFIX') ?? 'bull';
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(queuePrefix)) {
+    throw new ConfigValidationError('QUEUE_PREFIX', `must be 1-64 letters, digits, '.', '_' or '-', got "${queuePrefix}"`);
+  }
+  const runJobs = runJobsSetting === 'auto' ? queueDriver === 'inline' || role === 'worker' : runJobsSetting === 'true';
+  const publicUrl = url(env, 'PUBLIC_URL', ['http:', 'https:']);
+
+  const s3 = {
+    endpoint: url(env, 'S3_ENDPOINT', ['http:', 'https:']),
+    bucket: raw(env, 'S3_BUCKET'),
+    region: raw(env, 'S3_REGION') ?? 'us-east-1',
+    accessKeyId: raw(env, 'S3_ACCESS_KEY_ID'),
+    secretAccessKey: raw(env, 'S3_SECRET_ACCESS_KEY'),
+    forcePathStyle: bool(env, 'S3_FORCE_PATH_STYLE', false),
+  };
+  if (storageDriver === 's3' && !s3.bucket) {
+    throw new ConfigValidationError('S3_BUCKET', 'is required when STORAGE_DRIVER=s3');
+  }
+  if (storageDriver === 's3' && Boolean(s3.accessKeyId) !== Boolean(s3.secretAccessKey)) {
+    throw new ConfigValidationError('S3_SECRET_ACCESS_KEY', 'and S3_ACCESS_KEY_ID must be set together');
+  }
+
+  const encryptionKey = raw(env, 'ENCRYPTION_KEY');
+  if (encryptionKey !== undefined && !isEncryptionKey(encryptionKey)) {
+    throw new ConfigValidationError('ENCRYPTION_KEY', 'must be 32 bytes, as 64 hex characters or base64');
+  }
+  const encryptionPreviousKeys = (raw(env, 'ENCRYPTION_PREVIOUS_KEYS') ?? '').split(',').map((k) => k.trim()).filter(Boolean);
+  if (encryptionPreviousKeys.some((k) => !isEncryptionKey(k))) {
+    throw new ConfigValidationError('ENCRYPTION_PREVIOUS_KEYS', 'must be a comma-separated list of 32-byte keys (64 hex characters or base64)');
+  }
+  const jwtPrivateKey = raw(env, 'JWT_PRIVATE_KEY');
+  if (jwtPrivateKey !== undefined && !jwtPrivateKey.includes('PRIVATE KEY')) {
+    throw new ConfigValidationError('JWT_PRIVATE_KEY', 'must be a PEM private key');
+  }
+  const initialAdminToken = raw(env, 'INITIAL_ADMIN_TOKEN');
+  if (initialAdminToken !== undefined && initialAdminToken.length < 20) {
+    throw new ConfigValidationError('INITIAL_ADMIN_TOKEN', 'must be at least 20 characters');
+  }
+
+  return {
+    app: {
+      port: int(env, 'PORT', 3000, 0, 65535),
+      host: raw(env, 'HOST') ?? '0.0.0.0',
+      publicUrl: publicUrl?.replace(/\/+$/, ''),
+      dataDir: resolve(raw(env, 'DATA_DIR') ?? './data'),
+      logLevel: oneOf<LogLevel>(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
+      shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', 25000, 0),
+      role,
+    },
+    database: {
+      url: databaseUrl,
+      migrationsRun: bool(env, 'DATABASE_MIGRATIONS_RUN', true),
+      poolSize: int(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
+    },
+    queue: {
+      driver: queueDriver,
+      redisUrl,
+      concurrency: int(env, 'QUEUE_CONCURRENCY', 4, 1, 1000),
+      runJobs,
+      prefix: queuePrefix,
+    },
+    storage: { driver: storageDriver, s3 },
+    security: {
+      encryptionKey,
+      encryptionPreviousKeys,
+      jwtPrivateKey: jwtPrivateKey?.replace(/\\n/g, '\n'),
+      jwtPreviousPublicKey: raw(env, 'JWT_PREVIOUS_PUBLIC_KEY')?.replace(/\\n/g, '\n'),
+      jwtTtlSeconds: int(env, 'JWT_TTL_SECONDS', 900, 60, 86400),
+      initialAdminToken,
+    },
+    upstream: {
+      allowPrivate: bool(env, 'UPSTREAM_ALLOW_PRIVATE', false),
+      allowlist: allowlist(env, 'UPSTREAM_ALLOWLIST'),
+      connectTimeoutMs: int(env, 'UPSTREAM_CONNECT_TIMEOUT_MS', 10000, 1),
+      headersTimeoutMs: int(env, 'UPSTREAM_HEADERS_TIMEOUT_MS', 30000, 1),
+      bodyTimeoutMs: int(env, 'UPSTREAM_BODY_TIMEOUT_MS', 60000, 1),
+    },
+    limits: {
+      registriesPerGroup: int(env, 'REGISTRIES_PER_GROUP', 5, 1, 10000),
+      upstreamsPerRegistry: int(env, 'UPSTREAMS_PER_REGISTRY', 5, 1, 100),
+      maxCachedFileSize: size(env, 'MAX_CACHED_FILE_SIZE', 5 * 1024 ** 3),
+      maxManifestSize: size(env, 'MAX_MANIFEST_SIZE', 4 * 1024 ** 2),
+      pullRateLimitPerMinute: int(env, 'PULL_RATE_LIMIT_PER_MINUTE', 0, 0),
+      loginFailuresPerMinute: int(env, 'LOGIN_FAILURES_PER_MINUTE', 10, 1),
+    },
+  };
+}

@@ -1,0 +1,8 @@
+/**
+ * Every migration, in order. ESM cannot glob-load TypeScript migrations under jest, so they are listed.
+ * Add new ones at the end; never edit one that has shipped.
+ */
+import { Initial1764270000000 } from './1764270000000-initial.js';
+import { Accounts1764270001000 } from './1764270001000-accounts.js';
+
+export const migrations = [Initial1764270000000, Accounts1764270001000];

@@ -1,0 +1,69 @@
+import { BeforeApplicationShutdown, Global, Inject, Logger, Module, OnApplicationBootstrap } from '@nestjs/common';
+import { appConfig, queueConfig, type AppConfig, type QueueConfig } from '../config/config.js';
+import { BullmqQueueDriver } from './bullmq-queue.driver.js';
+import { InlineQueueDriver } from './inline-queue.driver.js';
+import { JobName, QUEUE_DRIVER, type QueueDriver } from './queue-driver.js';
+
+/** Share of SHUTDOWN_TIMEOUT_MS given to draining active jobs, leaving the rest for closing the other pools. */
+const DRAIN_SHARE = 0.8;
+
+/**
+ * Provides QUEUE_DRIVER (QUEUE_DRIVER=bullmq|inline) to every module.
+ *
+ * Modules register their handlers in a constructor or onModuleInit (and may enqueue or declare repeatable
+ * jobs there too). Once every module is initialised, onApplicationBootstrap starts processing in processes
+ * that run jobs (queue.runJobs: RUN_JOBS, by default the inline queue or APP_ROLE=worker). start() fails
+ * the boot when a job name used so far has no handler; the worker process additionally requires a handler
+ * for every JobName, since it consumes what the API replicas enqueue.
+ *
+ * Shutdown drains in beforeApplicationShutdown, i.e. before onApplicationShutdown hooks close the
+ * database pool and other connections that running jobs still need.
+ */
+@Global()
+@Module({
+  providers: [
+    {
+      provide: QUEUE_DRIVER,
+      inject: [queueConfig.KEY, appConfig.KEY],
+      useFactory: (queue: QueueConfig, app: AppConfig): QueueDriver => {
+        const drainTimeoutMs = Math.floor(app.shutdownTimeoutMs * DRAIN_SHARE);
+        if (queue.driver === 'bullmq') {
+          if (!queue.redisUrl) throw new Error('QUEUE_DRIVER=bullmq needs REDIS_URL');
+          return new BullmqQueueDriver({ redisUrl: queue.redisUrl, prefix: queue.prefix, drainTimeoutMs });
+        }
+        return new InlineQueueDriver({ drainTimeoutMs });
+      },
+    },
+  ],
+  exports: [QUEUE_DRIVER],
+})
+export class JobsModule implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger(JobsModule.name);
+
+  constructor(
+    @Inject(QUEUE_DRIVER) private readonly queue: QueueDriver,
+    @Inject(queueConfig.KEY) private readonly queueSettings: QueueConfig,
+    @Inject(appConfig.KEY) private readonly app: AppConfig,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    if (!this.queueSettings.runJobs) {
+      this.logger.log(`queue: ${this.queueSettings.driver}, jobs run in the worker processes`);
+      return;
+    }
+    try {
+      await this.queue.start({
+        concurrency: this.queueSettings.concurrency,
+        requireHandlers: this.app.role === 'worker' ? Object.values(JobName) : [],
+      });
+    } catch (err) {
+      await this.queue.stop(); // boot fails: release the connections so the process can exit
+      throw err;
+    }
+    this.logger.log(`queue: ${this.queueSettings.driver}, running jobs (concurrency ${this.queueSettings.concurrency} per queue)`);
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.queue.stop();
+  }
+}

@@ -1,0 +1,70 @@
+import { Injectable } from '@nestjs/common';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Every Prometheus metric of the service, in one registry (one per app instance, so tests can
+ * run several apps in one process). Names follow Prometheus conventions.
+ */
+@Injectable()
+export class MetricsService {
+  readonly registry = new Registry();
+
+  readonly httpRequests = new Counter({
+    name: 'http_requests_total',
+    help: 'HTTP requests by method, route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'HTTP request duration until the response is finished',
+    labelNames: ['method', 'route'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+  readonly cacheRequests = new Counter({
+    name: 'registry_cache_requests_total',
+    help: 'Pull requests by cache result (hit, miss, stale, revalidated) and kind (manifest, blob)',
+    labelNames: ['result', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly bytesServed = new Counter({
+    name: 'registry_bytes_served_total',
+    help: 'Body bytes sent to clients by source (cache, upstream)',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamDuration = new Histogram({
+    name: 'registry_upstream_request_duration_seconds',
+    help: 'Upstream request latency until headers',
+    labelNames: ['method', 'status'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly upstreamErrors = new Counter({
+    name: 'registry_upstream_errors_total',
+    help: 'Upstream failures by kind (unreachable, timeout, status, refused-address)',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly inflightFills = new Gauge({
+    name: 'registry_inflight_fills',
+    help: 'Cache fills currently downloading from an upstream',
+    registers: [this.registry],
+  });
+  readonly digestMismatches = new Counter({
+    name: 'registry_digest_mismatches_total',
+    help: 'Upstream bodies whose digest did not match (never cached)',
+    registers: [this.registry],
+  });
+  readonly queueJobs = new Gauge({
+    name: 'registry_queue_jobs',
+    help: 'Background jobs by state',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+}

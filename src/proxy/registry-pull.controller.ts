@@ -1,0 +1,106 @@
+import { Controller, Delete, Get, Head, Inject, Patch, Post, Put, Req, Res, UseFilters } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiParam, ApiResponse, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { requestBaseUrl } from '../auth/registry-token.service.js';
+import { appConfig, type AppConfig } from '../config/config.js';
+import { OciError, OciErrorCode, parseRegistryRoute } from '../oci/index.js';
+import { OciExceptionFilter } from './oci-exception.filter.js';
+import { PullAccessService } from './pull-access.service.js';
+import type { PullResponse } from './pull-target.js';
+import { PullService, type PullMethod } from './pull.service.js';
+
+const ROUTE = /^\/v2\/virtual_registries\/containers?\/([^?]*)/;
+const PATH_DOC = 'Everything after the spelling: `<registry id>/<name>/manifests/<tag|digest>`, `<id>/<name>/blobs/<digest>`, `<id>/<name>/tags/list` or `<id>/<name>/referrers/<digest>`';
+
+/**
+ * The registry pull API (OCI distribution spec, pull side) of every virtual registry:
+ * `/v2/virtual_registries/containers/<id>/<name>/{manifests,blobs,tags,referrers}/...`
+ * (the `container` spelling too). Authorisation, then one call into PullService.
+ */
+@ApiTags('registry (pull API)')
+@ApiBearerAuth('bearer')
+@Controller('v2/virtual_registries')
+@UseFilters(OciExceptionFilter)
+export class RegistryPullController {
+  constructor(
+    @Inject(PullService) private readonly pull: PullService,
+    @Inject(PullAccessService) private readonly access: PullAccessService,
+    @Inject(appConfig.KEY) private readonly app: AppConfig,
+  ) {}
+
+  @Get(':spelling/*')
+  @ApiOperation({ summary: 'Pull a manifest or blob, list tags or referrers (served from cache, or streamed from the first upstream that has it)' })
+  @ApiParam({ name: 'spelling', enum: ['containers', 'container'] })
+  @ApiParam({ name: '*', description: PATH_DOC })
+  @ApiResponse({ status: 200, description: 'The content; `Docker-Content-Digest`, exact `Content-Type`, `Content-Length`, `ETag`' })
+  @ApiResponse({ status: 206, description: 'A byte range of a blob (`Range: bytes=a-b`)' })
+  @ApiResponse({ status: 401, description: 'UNAUTHORIZED: get a token at the realm named by `WWW-Authenticate`' })
+  @ApiResponse({ status: 404, description: 'MANIFEST_UNKNOWN, BLOB_UNKNOWN or NAME_UNKNOWN' })
+  @ApiResponse({ status: 503, description: 'UNAVAILABLE: no upstream answered and nothing is cached' })
+  async get(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    await this.send(reply, await this.handle(request, 'GET'));
+  }
+
+  @Head(':spelling/*')
+  @ApiOperation({ summary: 'Check a manifest or blob exists (headers only)' })
+  @ApiParam({ name: 'spelling', enum: ['containers', 'container'] })
+  @ApiParam({ name: '*', description: PATH_DOC })
+  async head(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+    await this.send(reply, await this.handle(request, 'HEAD'));
+  }
+
+  @Put(':spelling/*')
+  @Post(':spelling/*')
+  @Patch(':spelling/*')
+  @Delete(':spelling/*')
+  @ApiOperation({ summary: 'Push is not supported: 405 UNSUPPORTED (this is a pull-through cache)' })
+  @ApiResponse({ status: 405, description: 'UNSUPPORTED' })
+  unsupported(): never {
+    throw new OciError(OciErrorCode.UNSUPPORTED, 'this registry is a pull-through cache: push and delete are not supported');
+  }
+
+  private async handle(request: FastifyRequest, method: PullMethod): Promise<PullResponse> {
+    const url = request.raw.url ?? '';
+    const match = ROUTE.exec(url);
+    if (!match) throw new OciError(OciErrorCode.NAME_UNKNOWN, 'unknown registry path');
+    const route = parseRegistryRoute(match[1]);
+    const query = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
+    const target = await this.access.authorize(
+      request.headers.authorization,
+      route.registryId,
+      route.name,
+      requestBaseUrl(this.app.publicUrl, request),
+    );
+    switch (route.kind) {
+      case 'manifest':
+        return this.pull.manifest(target, route, method, acceptOf(request));
+      case 'blob':
+        return this.pull.blob(target, route, method, single(request.headers.range));
+      case 'tags':
+        return this.pull.tags(target, route, { n: pageSize(query.get('n')), last: query.get('last') ?? undefined });
+      case 'referrers':
+        return this.pull.referrers(target, route, query.get('artifactType') ?? undefined);
+    }
+  }
+
+  private async send(reply: FastifyReply, response: PullResponse): Promise<void> {
+    void reply.status(response.status).headers(response.headers);
+    await reply.send(response.body);
+  }
+}
+
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function acceptOf(request: FastifyRequest): string | undefined {
+  const accept = request.headers.accept;
+  const value = Array.isArray(accept) ? accept.join(', ') : accept;
+  // A bare `*/*` (or nothing) means "the defaults": every manifest type.
+  return value && value.trim() !== '*/*' ? value : undefined;
+}
+
+function pageSize(value: string | null): number | undefined {
+  if (value === null || !/^\d{1,6}$/.test(value)) return undefined;
+  return Number(value);
+}

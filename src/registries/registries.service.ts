@@ -1,0 +1,188 @@
+import { BadRequestException, Inject, Injectable, NotFoundException } from '@nestjs/common';
+import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
+import { DataSource, EntityManager, QueryFailedError, Repository } from 'typeorm';
+import type { Actor } from '../auth/actor.js';
+import { GroupPermission } from '../auth/actor.js';
+import { GroupAccessPolicy } from '../auth/group-access.policy.js';
+import { limitsConfig } from '../config/config.js';
+import type { LimitsConfig } from '../config/config.js';
+import { RegistryUpstream } from '../upstreams/registry-upstream.entity.js';
+import { Upstream } from '../upstreams/upstream.entity.js';
+import { GroupResolver } from './group-resolver.service.js';
+import { InvalidFieldException } from './invalid-field.exception.js';
+import { PageRequest, Paginated } from './pagination.js';
+import type { PermissionCheckOptions } from './permission-check-options.js';
+import { Registry } from './registry.entity.js';
+
+export type RegistryCreateParams = {
+  /** The owning group: id or full path. */
+  group: string | number;
+  name: string;
+  description?: string | null;
+};
+
+export type RegistryUpdateParams = {
+  id: number;
+  name?: string;
+  description?: string | null;
+};
+
+export interface RegistryDetail {
+  registry: Registry;
+  links: RegistryUpstream[];
+}
+
+/** A Postgres unique violation on the named constraint. */
+export function isUniqueViolation(err: unknown, constraint?: string): boolean {
+  if (!(err instanceof QueryFailedError)) return false;
+  const driverError = err.driverError as { code?: string; constraint?: string };
+  return driverError.code === '23505' && (constraint === undefined || driverError.constraint === constraint);
+}
+
+/** Registries of a group: list, read, create or update (with the per-group limit), delete. */
+@Injectable()
+export class RegistriesService {
+  constructor(
+    @InjectRepository(Registry) private readonly registries: Repository<Registry>,
+    @InjectRepository(RegistryUpstream) private readonly links: Repository<RegistryUpstream>,
+    @InjectDataSource() private readonly dataSource: DataSource,
+    private readonly policy: GroupAccessPolicy,
+    private readonly groups: GroupResolver,
+    @Inject(limitsConfig.KEY) private readonly limits: LimitsConfig,
+  ) {}
+
+  async listForGroup(actor: Actor, groupRef: string | number, page: PageRequest): Promise<Paginated<Registry>> {
+    const group = await this.groups.resolve(groupRef);
+    await this.policy.assert(actor, group.id, GroupPermission.READ);
+    const [items, total] = await this.registries.findAndCount({
+      where: { groupId: group.id },
+      order: { id: 'ASC' },
+      skip: (page.page - 1) * page.perPage,
+      take: page.perPage,
+    });
+    return new Paginated(items, total, page.page, page.perPage);
+  }
+
+  /** The registry, when the actor holds `permission` on its group; 404 when it does not exist or is hidden. */
+  async findAccessible(actor: Actor | null, id: number, permission: GroupPermission, options: PermissionCheckOptions = {}): Promise<Registry> {
+    const registry = await this.registries.findOneBy({ id });
+    if (!registry) throw new NotFoundException('404 Registry Not Found');
+    if (!options.skipPermissionCheck) await this.policy.assert(requireActor(actor), registry.groupId, permission);
+    return registry;
+  }
+
+  async detail(actor: Actor, id: number): Promise<RegistryDetail> {
+    const registry = await this.findAccessible(actor, id, GroupPermission.READ);
+    const links = await this.links.find({ where: { registryId: registry.id }, order: { position: 'ASC' } });
+    return { registry, links };
+  }
+
+  /**
+   * Creates a registry (params carry `group`) or updates one (params carry `id`). Creation holds a lock
+   * on the group row while it counts, so concurrent creates cannot exceed REGISTRIES_PER_GROUP.
+   */
+  async createOrUpdate(
+    actor: Actor | null,
+    params: RegistryCreateParams | RegistryUpdateParams,
+    options: PermissionCheckOptions = {},
+  ): Promise<Registry> {
+    return 'id' in params ? this.update(actor, params, options) : this.create(actor, params, options);
+  }
+
+  private async create(actor: Actor | null, params: RegistryCreateParams, options: PermissionCheckOptions): Promise<Registry> {
+    const group = await this.groups.resolve(params.group);
+    if (!options.skipPermissionCheck) await this.policy.assert(requireActor(actor), group.id, GroupPermission.WRITE);
+    const name = validName(params.name);
+    try {
+      return await this.dataSource.transaction(async (manager) => {
+        await manager.query('SELECT id FROM groups WHERE id = $1 FOR NO KEY UPDATE', [group.id]);
+        const count = await manager.countBy(Registry, { groupId: group.id });
+        if (count >= this.limits.registriesPerGroup) {
+          throw new InvalidFieldException(
+            'group',
+            `${this.limits.registriesPerGroup} registries is the maximum allowed per top-level group`,
+          );
+        }
+        const registry = manager.create(Registry, { groupId: group.id, name, description: emptyToNull(params.description) });
+        return manager.save(registry);
+      });
+    } catch (err) {
+      throw translateRegistryError(err);
+    }
+  }
+
+  private async update(actor: Actor | null, params: RegistryUpdateParams, options: PermissionCheckOptions): Promise<Registry> {
+    const registry = await this.findAccessible(actor, params.id, GroupPermission.WRITE, options);
+    if (params.name === undefined && params.description === undefined) {
+      throw new BadRequestException({
+        message: 'name, description are missing, at least one parameter must be provided',
+        error: 'Bad Request',
+        statusCode: 400,
+      });
+    }
+    const changes: Partial<Registry> = {};
+    if (params.name !== undefined) changes.name = validName(params.name);
+    if (params.description !== undefined) changes.description = emptyToNull(params.description);
+    try {
+      const result = await this.registries.update({ id: registry.id }, changes);
+      if (!result.affected) throw new NotFoundException('404 Registry Not Found');
+    } catch (err) {
+      throw translateRegistryError(err);
+    }
+    return this.registries.findOneByOrFail({ id: registry.id });
+  }
+
+  /**
+   * Deletes a registry with its upstream links, and the upstreams no other registry uses (GitLab's
+   * semantics), whose cache entries go with them.
+   */
+  async delete(actor: Actor, id: number): Promise<void> {
+    const registry = await this.findAccessible(actor, id, GroupPermission.WRITE);
+    await this.dataSource.transaction(async (manager) => {
+      await lockRegistry(manager, registry.id);
+      const exclusive = await exclusiveUpstreamIds(manager, registry.id);
+      await manager.delete(Registry, { id: registry.id });
+      if (exclusive.length) await manager.createQueryBuilder().delete().from(Upstream).whereInIds(exclusive).execute();
+    });
+  }
+}
+
+function requireActor(actor: Actor | null): Actor {
+  if (!actor) throw new Error('an actor is required unless skipPermissionCheck is set');
+  return actor;
+}
+
+function validName(name: string | undefined): string {
+  const trimmed = typeof name === 'string' ? name.trim() : '';
+  if (!trimmed) throw new InvalidFieldException('name', "can't be blank");
+  return trimmed;
+}
+
+function emptyToNull(value: string | null | undefined): string | null {
+  return value === undefined || value === null || value === '' ? null : value;
+}
+
+function translateRegistryError(err: unknown): unknown {
+  if (isUniqueViolation(err, 'registries_group_id_name_key')) return new InvalidFieldException('name', 'has already been taken');
+  return err;
+}
+
+/**
+ * Locks a registry row for the rest of the transaction: every change to a registry's upstream list
+ * takes this lock first, so positions are computed from a stable view. 404 when it is gone.
+ */
+export async function lockRegistry(manager: EntityManager, registryId: number): Promise<void> {
+  const rows = (await manager.query('SELECT id FROM registries WHERE id = $1 FOR NO KEY UPDATE', [registryId])) as unknown[];
+  if (rows.length === 0) throw new NotFoundException('404 Registry Not Found');
+}
+
+/** Upstreams linked to this registry and to no other one. */
+export async function exclusiveUpstreamIds(manager: EntityManager, registryId: number): Promise<number[]> {
+  const rows = (await manager.query(
+    `SELECT ru.upstream_id AS id FROM registry_upstreams ru
+      WHERE ru.registry_id = $1
+        AND NOT EXISTS (SELECT 1 FROM registry_upstreams other WHERE other.upstream_id = ru.upstream_id AND other.registry_id <> $1)`,
+    [registryId],
+  )) as { id: number }[];
+  return rows.map((r) => Number(r.id));
+}

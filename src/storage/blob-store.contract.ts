@@ -1,0 +1,446 @@
+/**
+ * The BlobStore contract: one suite, run by every driver's spec (filesystem-blob-store.driver.spec.ts,
+ * s3-blob-store.driver.spec.ts), after distribution's registry/storage/driver/testsuites.
+ */
+import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
+import { createHash, randomBytes, randomFillSync } from 'node:crypto';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  BlobNotFoundError,
+  BlobRangeNotSatisfiableError,
+  BlobStore,
+  BlobWriteCancelledError,
+  BlobWriterClosedError,
+  DigestMismatchError,
+  InvalidDigestError,
+  InvalidTemporaryIdError,
+} from './blob-store.js';
+
+export interface BlobStoreContractSubject {
+  store: BlobStore;
+  /** Leaves a temporary object behind, as a crashed write would, and returns its id. */
+  plantOrphanTemporary(): Promise<string>;
+  dispose(): Promise<void>;
+}
+
+export interface BlobStoreContractOptions {
+  /** Size of the streamed memory test (1 GiB where the driver's test server keeps up). */
+  largeWriteBytes: number;
+}
+
+const MiB = 1024 ** 2;
+const RSS_GROWTH_LIMIT = 100 * MiB;
+
+export function runBlobStoreContract(
+  name: string,
+  factory: () => Promise<BlobStoreContractSubject>,
+  options: BlobStoreContractOptions,
+): void {
+  describe(`BlobStore contract: ${name}`, () => {
+    let subject: BlobStoreContractSubject;
+    let store: BlobStore;
+
+    beforeEach(async () => {
+      subject = await factory();
+      store = subject.store;
+    });
+
+    afterEach(async () => {
+      await subject.dispose();
+    });
+
+    it('commits a blob under its digest, then stats, reads and lists it', async () => {
+      const bytes = randomBytes(300 * 1024 + 7);
+      const writer = await store.create();
+      await writer.append(bytes.subarray(0, 1000));
+      await writer.append(bytes.subarray(1000));
+      expect(writer.bytesWritten).toBe(bytes.length);
+
+      expect(await writer.commit(digestOf(bytes), bytes.length)).toEqual({ digest: digestOf(bytes), size: bytes.length });
+
+      expect(await store.stat(digestOf(bytes))).toEqual({ size: bytes.length });
+      expect(await readBytes(await store.createReadStream(digestOf(bytes)))).toEqual(bytes);
+      const listed = await collect(store.list());
+      expect(listed.map(({ digest, size }) => ({ digest, size }))).toEqual([{ digest: digestOf(bytes), size: bytes.length }]);
+      expect(Math.abs(Date.now() - listed[0].modifiedAt.getTime())).toBeLessThan(60_000);
+      expect(await collect(store.listTemporary())).toEqual([]);
+    });
+
+    it('keys a commit without an expected digest by the computed digest (tag manifests)', async () => {
+      const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, layers: [] }));
+      const writer = await store.create();
+      await writer.append(manifest);
+      expect(await writer.commit()).toEqual({ digest: digestOf(manifest), size: manifest.length });
+      expect(await readBytes(await store.createReadStream(digestOf(manifest)))).toEqual(manifest);
+    });
+
+    it('stores an empty blob', async () => {
+      const empty = Buffer.alloc(0);
+      const writer = await store.create();
+      expect(await writer.commit(digestOf(empty), 0)).toEqual({ digest: digestOf(empty), size: 0 });
+      expect(await store.stat(digestOf(empty))).toEqual({ size: 0 });
+      expect(await readBytes(await store.createReadStream(digestOf(empty)))).toEqual(empty);
+    });
+
+    it('serves ranged reads with the exact bytes (both ends inclusive)', async () => {
+      const bytes = randomBytes(256 * 1024 + 13);
+      const digest = await writeBlob(store, bytes);
+      const last = bytes.length - 1;
+      const cases: Array<[number, number | undefined, Buffer]> = [
+        [0, 0, bytes.subarray(0, 1)],
+        [0, 99, bytes.subarray(0, 100)],
+        [1000, 70_000, bytes.subarray(1000, 70_001)],
+        [12_345, 12_345, bytes.subarray(12_345, 12_346)],
+        [last - 99, last, bytes.subarray(last - 99)],
+        [last, last, bytes.subarray(last)],
+        [200_000, undefined, bytes.subarray(200_000)],
+        [last - 9, last + 1000, bytes.subarray(last - 9)],
+      ];
+      for (const [start, end, expected] of cases) {
+        expect({ start, end, bytes: await readBytes(await store.createReadStream(digest, { start, end })) }).toEqual({
+          start,
+          end,
+          bytes: expected,
+        });
+      }
+    });
+
+    it('refuses a range that starts past the end, and malformed ranges', async () => {
+      const bytes = randomBytes(1000);
+      const digest = await writeBlob(store, bytes);
+      await expect(store.createReadStream(digest, { start: 1000, end: 2000 })).rejects.toBeInstanceOf(
+        BlobRangeNotSatisfiableError,
+      );
+      await expect(store.createReadStream(digest, { start: 10, end: 5 })).rejects.toBeInstanceOf(RangeError);
+      await expect(store.createReadStream(digest, { start: -1, end: 5 })).rejects.toBeInstanceOf(RangeError);
+    });
+
+    it('reports an absent blob: stat undefined, read BlobNotFoundError, delete idempotent', async () => {
+      const absent = digestOf(Buffer.from('never stored'));
+      expect(await store.stat(absent)).toBeUndefined();
+      await expect(store.createReadStream(absent)).rejects.toBeInstanceOf(BlobNotFoundError);
+      await expect(store.createReadStream(absent, { start: 0, end: 10 })).rejects.toBeInstanceOf(BlobNotFoundError);
+      await store.delete(absent);
+      await store.delete(absent);
+    });
+
+    it('refuses malformed digests', async () => {
+      for (const bad of ['sha256:abc', 'md5:0123', `sha256:${'A'.repeat(64)}`, '../../etc/passwd', '']) {
+        await expect(store.stat(bad)).rejects.toBeInstanceOf(InvalidDigestError);
+        await expect(store.createReadStream(bad)).rejects.toBeInstanceOf(InvalidDigestError);
+        await expect(store.delete(bad)).rejects.toBeInstanceOf(InvalidDigestError);
+      }
+      const writer = await store.create();
+      await writer.append(Buffer.from('x'));
+      await expect(writer.commit('sha256:nope')).rejects.toBeInstanceOf(InvalidDigestError);
+      expect(await collect(store.list())).toEqual([]);
+      expect(await collect(store.listTemporary())).toEqual([]);
+    });
+
+    it('stores nothing on a digest mismatch, errors the commit and its tail readers', async () => {
+      const bytes = randomBytes(64 * 1024);
+      const claimed = digestOf(Buffer.from('what the upstream said it was'));
+      const writer = await store.create();
+      const follower = readBytes(writer.openTailReader());
+      await writer.append(bytes);
+
+      const failure = await writer.commit(claimed, bytes.length).catch((err: unknown) => err);
+      expect(failure).toBeInstanceOf(DigestMismatchError);
+      expect(failure).toMatchObject({ expectedDigest: claimed, actualDigest: digestOf(bytes), actualSize: bytes.length });
+      await expect(follower).rejects.toBeInstanceOf(DigestMismatchError);
+
+      expect(await store.stat(claimed)).toBeUndefined();
+      expect(await store.stat(digestOf(bytes))).toBeUndefined();
+      expect(await collect(store.list())).toEqual([]);
+      expect(await collect(store.listTemporary())).toEqual([]);
+      await expect(writer.append(Buffer.from('more'))).rejects.toBeInstanceOf(BlobWriterClosedError);
+      await expect(writer.commit(claimed)).rejects.toBeInstanceOf(DigestMismatchError);
+      await writer.cancel();
+    });
+
+    it('stores nothing on a size mismatch', async () => {
+      const bytes = randomBytes(4096);
+      const writer = await store.create();
+      await writer.append(bytes);
+      await expect(writer.commit(digestOf(bytes), bytes.length + 1)).rejects.toBeInstanceOf(DigestMismatchError);
+      expect(await store.stat(digestOf(bytes))).toBeUndefined();
+      expect(await collect(store.listTemporary())).toEqual([]);
+    });
+
+    it('leaves nothing after cancel, which is safe to call twice, and errors tail readers', async () => {
+      const writer = await store.create();
+      const follower = readBytes(writer.openTailReader());
+      await writer.append(randomBytes(100 * 1024));
+      await Promise.all([writer.cancel(), writer.cancel()]);
+      await writer.cancel();
+
+      await expect(follower).rejects.toBeInstanceOf(BlobWriteCancelledError);
+      await expect(readBytes(writer.openTailReader())).rejects.toBeInstanceOf(BlobWriteCancelledError);
+      await expect(writer.append(Buffer.from('late'))).rejects.toBeInstanceOf(BlobWriterClosedError);
+      await expect(writer.commit()).rejects.toBeInstanceOf(BlobWriterClosedError);
+      expect(await collect(store.list())).toEqual([]);
+      expect(await collect(store.listTemporary())).toEqual([]);
+    });
+
+    it('treats cancel after commit as a no-op, and a second commit as the first one', async () => {
+      const bytes = randomBytes(2048);
+      const writer = await store.create();
+      await writer.append(bytes);
+      const first = await writer.commit(digestOf(bytes));
+      await writer.cancel();
+      await writer.cancel();
+      expect(await writer.commit(digestOf(bytes))).toEqual(first);
+      expect(await readBytes(await store.createReadStream(digestOf(bytes)))).toEqual(bytes);
+    });
+
+    it('ends two concurrent writers of one digest with one object, both commits succeeding', async () => {
+      const bytes = randomBytes(512 * 1024);
+      const [a, b] = await Promise.all([store.create(), store.create()]);
+      for (let offset = 0; offset < bytes.length; offset += 64 * 1024) {
+        await Promise.all([a.append(bytes.subarray(offset, offset + 64 * 1024)), b.append(bytes.subarray(offset, offset + 64 * 1024))]);
+      }
+      const results = await Promise.all([a.commit(digestOf(bytes), bytes.length), b.commit(digestOf(bytes), bytes.length)]);
+      expect(results).toEqual([
+        { digest: digestOf(bytes), size: bytes.length },
+        { digest: digestOf(bytes), size: bytes.length },
+      ]);
+      expect((await collect(store.list())).map((blob) => blob.digest)).toEqual([digestOf(bytes)]);
+      expect(await collect(store.listTemporary())).toEqual([]);
+      expect(await readBytes(await store.createReadStream(digestOf(bytes)))).toEqual(bytes);
+    });
+
+    it('keeps a write invisible until commit, even after several MiB', async () => {
+      const bytes = randomBytes(20 * MiB);
+      const writer = await store.create();
+      for (let offset = 0; offset < bytes.length; offset += MiB) await writer.append(bytes.subarray(offset, offset + MiB));
+      expect(await store.stat(digestOf(bytes))).toBeUndefined();
+      expect(await collect(store.list())).toEqual([]);
+      await writer.commit(digestOf(bytes));
+      expect(await store.stat(digestOf(bytes))).toEqual({ size: bytes.length });
+    });
+
+    it('feeds a tail reader opened before any write every byte, as it is written', async () => {
+      const chunks = Array.from({ length: 24 }, () => randomBytes(64 * 1024));
+      const source = createHash('sha256');
+      const writer = await store.create();
+      const follower = follow(writer.openTailReader());
+
+      for (const [index, chunk] of chunks.entries()) {
+        await writer.append(chunk);
+        source.update(chunk);
+        if (index === 11) await waitUntil(() => follower.received === 12 * 64 * 1024);
+      }
+      await waitUntil(() => follower.received === writer.bytesWritten);
+      // Everything is written and read, but the follower waits for the verdict of the commit.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(follower.ended).toBe(false);
+      const receivedBeforeCommit = follower.received;
+
+      const committed = await writer.commit(`sha256:${source.copy().digest('hex')}`);
+      await follower.done;
+      expect(receivedBeforeCommit).toBe(24 * 64 * 1024);
+      expect(follower.digest()).toBe(committed.digest);
+      expect(follower.received).toBe(committed.size);
+    });
+
+    it('feeds a tail reader from an offset, and one opened after commit from the committed object', async () => {
+      const bytes = randomBytes(200 * 1024);
+      const writer = await store.create();
+      await writer.append(bytes.subarray(0, 100 * 1024));
+      const fromMiddle = readBytes(writer.openTailReader(50_000));
+      const beyondWritten = readBytes(writer.openTailReader(150_000));
+      await writer.append(bytes.subarray(100 * 1024));
+      await writer.commit(digestOf(bytes));
+
+      expect(await fromMiddle).toEqual(bytes.subarray(50_000));
+      expect(await beyondWritten).toEqual(bytes.subarray(150_000));
+      expect(await readBytes(writer.openTailReader(1234))).toEqual(bytes.subarray(1234));
+      expect(await readBytes(writer.openTailReader(bytes.length))).toEqual(Buffer.alloc(0));
+    });
+
+    it('accepts a piped body through writer.stream, and cancels when the pipe fails', async () => {
+      const bytes = randomBytes(3 * MiB + 5);
+      const writer = await store.create();
+      await pipeline(Readable.from(chunksOf(bytes, 100_000)), writer.stream);
+      expect(await writer.commit(digestOf(bytes))).toEqual({ digest: digestOf(bytes), size: bytes.length });
+
+      const broken = await store.create();
+      const follower = readBytes(broken.openTailReader());
+      const failingBody = Readable.from(
+        (async function* () {
+          yield bytes.subarray(0, 100_000);
+          throw new Error('upstream connection reset');
+        })(),
+      );
+      await expect(pipeline(failingBody, broken.stream)).rejects.toThrow('upstream connection reset');
+      await expect(follower).rejects.toBeInstanceOf(BlobWriteCancelledError);
+      await broken.cancel();
+      expect((await collect(store.list())).map((blob) => blob.digest)).toEqual([digestOf(bytes)]);
+      expect(await collect(store.listTemporary())).toEqual([]);
+    });
+
+    it('deletes one blob (idempotently) and lists the rest', async () => {
+      const blobs = [randomBytes(10), randomBytes(2000), randomBytes(70_000)];
+      for (const bytes of blobs) await writeBlob(store, bytes);
+      await store.delete(digestOf(blobs[1]));
+      await store.delete(digestOf(blobs[1]));
+
+      expect(await store.stat(digestOf(blobs[1]))).toBeUndefined();
+      await expect(store.createReadStream(digestOf(blobs[1]))).rejects.toBeInstanceOf(BlobNotFoundError);
+      const listed = (await collect(store.list())).map(({ digest, size }) => ({ digest, size }));
+      expect(listed.sort((x, y) => x.digest.localeCompare(y.digest))).toEqual(
+        [blobs[0], blobs[2]].map((bytes) => ({ digest: digestOf(bytes), size: bytes.length })).sort((x, y) => x.digest.localeCompare(y.digest)),
+      );
+    });
+
+    it('lists and deletes orphaned temporary objects', async () => {
+      const id = await subject.plantOrphanTemporary();
+      const temporaries = await collect(store.listTemporary());
+      expect(temporaries.map((temporary) => temporary.id)).toEqual([id]);
+      expect(Math.abs(Date.now() - temporaries[0].modifiedAt.getTime())).toBeLessThan(60_000);
+
+      await store.deleteTemporary(id);
+      await store.deleteTemporary(id);
+      expect(await collect(store.listTemporary())).toEqual([]);
+      await expect(store.deleteTemporary('../sha256')).rejects.toBeInstanceOf(InvalidTemporaryIdError);
+    });
+
+    it('answers the readiness check', async () => {
+      await expect(store.check()).resolves.toBeUndefined();
+    });
+
+    const largeLabel = options.largeWriteBytes >= 1024 ** 3 ? `${options.largeWriteBytes / 1024 ** 3} GiB` : `${options.largeWriteBytes / MiB} MiB`;
+    it(
+      `streams a ${largeLabel} write and read-back with RSS growth under 100 MiB`,
+      async () => {
+        const total = options.largeWriteBytes;
+        const memory = trackRss();
+        const source = createHash('sha256');
+        let produced = 0;
+        const body = new Readable({
+          highWaterMark: MiB,
+          read() {
+            if (produced >= total) {
+              this.push(null);
+              return;
+            }
+            const chunk = randomFillSync(Buffer.allocUnsafe(Math.min(MiB, total - produced)));
+            produced += chunk.length;
+            source.update(chunk);
+            memory.sample();
+            this.push(chunk);
+          },
+        });
+        try {
+          const writer = await store.create();
+          try {
+            await pipeline(body, writer.stream);
+          } finally {
+            if (produced < total) await writer.cancel();
+          }
+          const expected = `sha256:${source.digest('hex')}`;
+          expect(await writer.commit(expected, total)).toEqual({ digest: expected, size: total });
+          const writeGrowth = memory.growth();
+
+          const readBack = createHash('sha256');
+          let read = 0;
+          await pipeline(
+            await store.createReadStream(expected),
+            new Writable({
+              write(chunk: Buffer, _encoding, callback) {
+                readBack.update(chunk);
+                read += chunk.length;
+                memory.sample();
+                callback();
+              },
+            }),
+          );
+          expect({ read, digest: `sha256:${readBack.digest('hex')}` }).toEqual({ read: total, digest: expected });
+          // RSS growth in MiB, while writing and over write + read-back.
+          expect(toMiB(writeGrowth)).toBeLessThan(RSS_GROWTH_LIMIT / MiB);
+          expect(toMiB(memory.growth())).toBeLessThan(RSS_GROWTH_LIMIT / MiB);
+        } finally {
+          memory.stop();
+        }
+      },
+      15 * 60_000,
+    );
+  });
+}
+
+function digestOf(bytes: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+async function writeBlob(store: BlobStore, bytes: Buffer): Promise<string> {
+  const writer = await store.create();
+  await writer.append(bytes);
+  return (await writer.commit(digestOf(bytes), bytes.length)).digest;
+}
+
+/** Collects a small test body (the large test hashes its stream instead). */
+async function readBytes(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
+  return out;
+}
+
+function* chunksOf(bytes: Buffer, size: number): Generator<Buffer> {
+  for (let offset = 0; offset < bytes.length; offset += size) yield bytes.subarray(offset, offset + size);
+}
+
+/** Hashes a tail reader as it goes, counting what it has received so far. */
+function follow(reader: Readable) {
+  const hash = createHash('sha256');
+  const state = {
+    received: 0,
+    ended: false,
+    done: new Promise<void>((resolve, reject) => {
+      reader.on('data', (chunk: Buffer) => {
+        hash.update(chunk);
+        state.received += chunk.length;
+      });
+      reader.on('end', () => {
+        state.ended = true;
+        resolve();
+      });
+      reader.on('error', reject);
+    }),
+    digest: () => `sha256:${hash.digest('hex')}`,
+  };
+  return state;
+}
+
+async function waitUntil(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not reached');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Peak resident set size above the level when tracking started, sampled every 10 ms and on demand. */
+function trackRss() {
+  const baseline = process.memoryUsage.rss();
+  let peak = baseline;
+  const sample = () => {
+    peak = Math.max(peak, process.memoryUsage.rss());
+  };
+  const timer = setInterval(sample, 10);
+  return {
+    sample,
+    growth: () => peak - baseline,
+    stop: () => clearInterval(timer),
+  };
+}
+
+function toMiB(bytes: number): number {
+  return Math.round((bytes / MiB) * 10) / 10;
+}

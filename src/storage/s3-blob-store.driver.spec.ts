@@ -1,0 +1,103 @@
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { S3TestServer, startS3Server } from '../../test/support/s3-server.js';
+import { runBlobStoreContract } from './blob-store.contract.js';
+import { S3BlobStoreDriver } from './s3-blob-store.driver.js';
+
+/** A real S3-compatible server (s3rver, see STACK-NOTES.md), one fresh bucket per test. */
+let server: S3TestServer;
+let workDir: string;
+let buckets = 0;
+
+beforeAll(async () => {
+  workDir = await mkdtemp(join(tmpdir(), 'blob-store-s3-'));
+  server = await startS3Server(join(workDir, 's3rver'));
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await rm(workDir, { recursive: true, force: true });
+});
+
+async function newStore(spoolDirectory = join(workDir, 'spool')): Promise<S3BlobStoreDriver> {
+  buckets += 1;
+  const store = new S3BlobStoreDriver({
+    endpoint: server.endpoint,
+    bucket: `blobs-${buckets}`,
+    region: 'us-east-1',
+    accessKeyId: server.accessKeyId,
+    secretAccessKey: server.secretAccessKey,
+    forcePathStyle: true,
+    spoolDirectory,
+  });
+  await store.createBucketIfMissing();
+  return store;
+}
+
+runBlobStoreContract(
+  's3 (s3rver)',
+  async () => {
+    const store = await newStore();
+    return {
+      store,
+      async plantOrphanTemporary() {
+        const id = randomUUID();
+        await store.client.send(
+          new PutObjectCommand({ Bucket: store.bucket, Key: `_uploads/${id}`, Body: 'the upload of a process that crashed' }),
+        );
+        return id;
+      },
+      async dispose() {
+        store.onModuleDestroy();
+      },
+    };
+  },
+  // s3rver keeps up with 1 GiB (parts, then one concatenated object, then the copy) in well under a minute.
+  { largeWriteBytes: 1024 ** 3 },
+);
+
+describe('S3BlobStoreDriver layout', () => {
+  it('commits to blobs/sha256/ab/<hex>, leaves no _uploads/ object, and spools with no file left', async () => {
+    const spoolDirectory = join(workDir, `spool-${randomUUID()}`);
+    const store = await newStore(spoolDirectory);
+    try {
+      const bytes = randomBytes(12 * 1024 ** 2 + 3); // more than one 8 MiB part: a multipart upload
+      const hex = createHash('sha256').update(bytes).digest('hex');
+      const writer = await store.create();
+      await writer.append(bytes);
+      expect(await readdir(spoolDirectory)).toEqual([]);
+      await writer.commit(`sha256:${hex}`, bytes.length);
+
+      const listing = await store.client.send(new ListObjectsV2Command({ Bucket: store.bucket }));
+      expect((listing.Contents ?? []).map((object) => object.Key)).toEqual([`blobs/sha256/${hex.slice(0, 2)}/${hex}`]);
+      const object = await store.client.send(new GetObjectCommand({ Bucket: store.bucket, Key: `blobs/sha256/${hex.slice(0, 2)}/${hex}` }));
+      const stored = createHash('sha256');
+      for await (const chunk of object.Body as Readable) stored.update(chunk as Buffer);
+      expect(stored.digest('hex')).toBe(hex);
+    } finally {
+      store.onModuleDestroy();
+    }
+  });
+
+  it('fails the readiness check when the bucket does not exist', async () => {
+    const store = new S3BlobStoreDriver({
+      endpoint: server.endpoint,
+      bucket: 'no-such-bucket',
+      region: 'us-east-1',
+      accessKeyId: server.accessKeyId,
+      secretAccessKey: server.secretAccessKey,
+      forcePathStyle: true,
+      spoolDirectory: join(workDir, 'spool'),
+    });
+    try {
+      await expect(store.check()).rejects.toThrow();
+    } finally {
+      store.onModuleDestroy();
+    }
+  });
+});

@@ -1,0 +1,291 @@
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  S3Client,
+  UploadPartCopyCommand,
+  type _Object,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { Logger, OnModuleDestroy } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { mkdir, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import {
+  assertByteRange,
+  assertTemporaryId,
+  BlobNotFoundError,
+  BlobRangeNotSatisfiableError,
+  BlobStat,
+  BlobStore,
+  BlobWriter,
+  blobContentPath,
+  ByteRange,
+  digestOfContentPath,
+  isTemporaryId,
+  StoredBlob,
+  TemporaryBlob,
+} from './blob-store.js';
+import { BlobSpool } from './blob-spool.js';
+import { BlobCommitTarget, SpooledBlobWriter } from './spooled-blob-writer.js';
+
+const CONTENT_PREFIX = 'blobs/';
+const UPLOADS_PREFIX = '_uploads/';
+/** The largest object a single CopyObject may copy. */
+const SINGLE_COPY_LIMIT = 5 * 1024 ** 3;
+const COPY_PART_SIZE = 1024 ** 3;
+
+export interface S3BlobStoreOptions {
+  endpoint?: string;
+  bucket: string;
+  region: string;
+  /** Both or neither; neither = the SDK's default credential chain (environment, instance role...). */
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  forcePathStyle: boolean;
+  /** Local directory for the spool files that tail readers follow (the files are unlinked at once). */
+  spoolDirectory: string;
+  /** Multipart part size of the streaming upload (memory per write is about partSize x (queueSize + 1)). */
+  partSize?: number;
+  queueSize?: number;
+}
+
+/**
+ * Blobs as objects in one S3 bucket:
+ *
+ *     blobs/sha256/ab/<hex>     committed objects
+ *     _uploads/<uuid>           a verified write between its upload and its copy into place
+ *
+ * A write streams to a local spool file (hashed, followed by tail readers) and, from that file, to a
+ * multipart upload of `_uploads/<uuid>`. The upload's body ends only once the digest is verified, so
+ * an unverified write never completes an object (on a mismatch the multipart upload is aborted).
+ * Commit then copies the temporary object to its content key server-side (atomic; UploadPartCopy
+ * above the 5 GiB CopyObject limit) and deletes it. Multipart uploads left by a crashed process are
+ * not listed by listTemporary: give the bucket an AbortIncompleteMultipartUpload lifecycle rule.
+ */
+export class S3BlobStoreDriver implements BlobStore, OnModuleDestroy {
+  private readonly logger = new Logger(S3BlobStoreDriver.name);
+  readonly client: S3Client;
+  readonly bucket: string;
+  private readonly spoolDirectory: string;
+  private readonly partSize: number;
+  private readonly queueSize: number;
+
+  constructor(options: S3BlobStoreOptions) {
+    this.bucket = options.bucket;
+    this.spoolDirectory = options.spoolDirectory;
+    this.partSize = options.partSize ?? 8 * 1024 ** 2;
+    this.queueSize = options.queueSize ?? 2;
+    this.client = new S3Client({
+      endpoint: options.endpoint,
+      region: options.region,
+      forcePathStyle: options.forcePathStyle,
+      credentials:
+        options.accessKeyId && options.secretAccessKey
+          ? { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey }
+          : undefined,
+      // Without these the SDK sends aws-chunked bodies that some S3-compatible servers store verbatim.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+  }
+
+  onModuleDestroy(): void {
+    this.client.destroy();
+  }
+
+  /** Creates the bucket when it does not exist (tests and first-run setups; production provisions it). */
+  async createBucketIfMissing(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    } catch (err) {
+      if (statusOf(err) !== 404) throw err;
+      await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }));
+    }
+  }
+
+  async stat(digest: string): Promise<BlobStat | undefined> {
+    return this.headObject(contentKey(digest));
+  }
+
+  async createReadStream(digest: string, range?: ByteRange): Promise<Readable> {
+    const key = contentKey(digest);
+    if (range) assertByteRange(range);
+    try {
+      const response = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Range: range ? `bytes=${range.start}-${range.end ?? ''}` : undefined,
+        }),
+      );
+      return response.Body as Readable;
+    } catch (err) {
+      if (isMissingObject(err)) throw new BlobNotFoundError(digest);
+      if (statusOf(err) === 416 && range) {
+        throw new BlobRangeNotSatisfiableError(range.start, (await this.stat(digest))?.size ?? 0);
+      }
+      throw err;
+    }
+  }
+
+  async create(): Promise<BlobWriter> {
+    await mkdir(this.spoolDirectory, { recursive: true });
+    const id = randomUUID();
+    const spoolPath = join(this.spoolDirectory, id);
+    const spool = await BlobSpool.create(spoolPath);
+    // Nobody needs the name: the spool and its readers share the open handle, and a crash leaves nothing.
+    await unlink(spoolPath);
+    const upload = new Upload({
+      client: this.client,
+      params: {
+        Bucket: this.bucket,
+        Key: `${UPLOADS_PREFIX}${id}`,
+        Body: spool.openTailReader(0),
+        ContentType: 'application/octet-stream',
+      },
+      partSize: this.partSize,
+      queueSize: this.queueSize,
+    });
+    return new SpooledBlobWriter(spool, new S3CommitTarget(this, upload, `${UPLOADS_PREFIX}${id}`), this);
+  }
+
+  async delete(digest: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: contentKey(digest) }));
+  }
+
+  async *list(): AsyncIterable<StoredBlob> {
+    for await (const object of this.listObjects(CONTENT_PREFIX)) {
+      const digest = digestOfContentPath(object.Key!.slice(CONTENT_PREFIX.length));
+      if (digest) yield { digest, size: object.Size ?? 0, modifiedAt: object.LastModified ?? new Date(0) };
+    }
+  }
+
+  async *listTemporary(): AsyncIterable<TemporaryBlob> {
+    for await (const object of this.listObjects(UPLOADS_PREFIX)) {
+      const id = object.Key!.slice(UPLOADS_PREFIX.length);
+      if (isTemporaryId(id)) yield { id, modifiedAt: object.LastModified ?? new Date(0) };
+    }
+  }
+
+  async deleteTemporary(id: string): Promise<void> {
+    assertTemporaryId(id);
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: `${UPLOADS_PREFIX}${id}` }));
+  }
+
+  async check(): Promise<void> {
+    await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+  }
+
+  /** @internal for S3CommitTarget */
+  async headObject(key: string): Promise<BlobStat | undefined> {
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return { size: head.ContentLength ?? 0 };
+    } catch (err) {
+      if (isMissingObject(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** @internal for S3CommitTarget: server-side copy, atomic at the destination. */
+  async copyObject(sourceKey: string, targetKey: string, size: number): Promise<void> {
+    const copySource = `${this.bucket}/${sourceKey.split('/').map(encodeURIComponent).join('/')}`;
+    if (size <= SINGLE_COPY_LIMIT) {
+      await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: targetKey, CopySource: copySource }));
+      return;
+    }
+    const { UploadId } = await this.client.send(
+      new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: targetKey, ContentType: 'application/octet-stream' }),
+    );
+    try {
+      const parts = [];
+      for (let start = 0, partNumber = 1; start < size; start += COPY_PART_SIZE, partNumber += 1) {
+        const end = Math.min(start + COPY_PART_SIZE, size) - 1;
+        const { CopyPartResult } = await this.client.send(
+          new UploadPartCopyCommand({
+            Bucket: this.bucket,
+            Key: targetKey,
+            UploadId,
+            PartNumber: partNumber,
+            CopySource: copySource,
+            CopySourceRange: `bytes=${start}-${end}`,
+          }),
+        );
+        parts.push({ PartNumber: partNumber, ETag: CopyPartResult?.ETag });
+      }
+      await this.client.send(
+        new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: targetKey, UploadId, MultipartUpload: { Parts: parts } }),
+      );
+    } catch (err) {
+      await this.client
+        .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: targetKey, UploadId }))
+        .catch((abortErr: Error) => this.logger.warn(`could not abort the multipart copy to ${targetKey}: ${abortErr.message}`));
+      throw err;
+    }
+  }
+
+  /** @internal for S3CommitTarget */
+  async deleteKey(key: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+  }
+
+  private async *listObjects(prefix: string): AsyncIterable<_Object> {
+    let continuationToken: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: continuationToken }),
+      );
+      for (const object of page.Contents ?? []) if (object.Key) yield object;
+      continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (continuationToken);
+  }
+}
+
+class S3CommitTarget implements BlobCommitTarget {
+  private readonly uploaded: Promise<unknown>;
+
+  constructor(
+    private readonly store: S3BlobStoreDriver,
+    private readonly upload: Upload,
+    private readonly tempKey: string,
+  ) {
+    this.uploaded = upload.done();
+    // Observed by persist()/discard(); until then a failed upload must not be an unhandled rejection.
+    this.uploaded.catch(() => undefined);
+  }
+
+  async persist(digest: string, size: number): Promise<void> {
+    await this.uploaded;
+    const key = contentKey(digest);
+    if (!(await this.store.headObject(key))) await this.store.copyObject(this.tempKey, key, size);
+    await this.store.deleteKey(this.tempKey);
+  }
+
+  async discard(): Promise<void> {
+    await this.upload.abort();
+    await this.uploaded.catch(() => undefined);
+    await this.store.deleteKey(this.tempKey);
+  }
+}
+
+function contentKey(digest: string): string {
+  return `${CONTENT_PREFIX}${blobContentPath(digest)}`;
+}
+
+function statusOf(err: unknown): number | undefined {
+  return (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+}
+
+/** 404 for the object itself (HEAD answers a bare 404 either way; GET names a missing bucket). */
+function isMissingObject(err: unknown): boolean {
+  return statusOf(err) === 404 && (err as Error).name !== 'NoSuchBucket';
+}

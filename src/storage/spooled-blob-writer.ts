@@ -1,0 +1,163 @@
+import { Logger } from '@nestjs/common';
+import { Readable, Writable } from 'node:stream';
+import {
+  BlobStore,
+  BlobWriteCancelledError,
+  BlobWriter,
+  BlobWriterClosedError,
+  CommittedBlob,
+  DigestMismatchError,
+  digestHex,
+} from './blob-store.js';
+import { BlobSpool } from './blob-spool.js';
+
+/** What a driver does with a write once its bytes are verified, or when it is abandoned. */
+export interface BlobCommitTarget {
+  /** Makes the verified spool the committed object for `digest` (atomically, never partially). */
+  persist(digest: string, size: number): Promise<void>;
+  /** Removes whatever the write left behind. Must not throw. */
+  discard(): Promise<void>;
+}
+
+type WriterState = 'open' | 'committing' | 'committed' | 'cancelled' | 'failed';
+
+/**
+ * The BlobWriter both drivers hand out: bytes go to a local spool file (hashed as they are written,
+ * followed by tail readers); the driver's commit target decides where verified bytes end up.
+ */
+export class SpooledBlobWriter implements BlobWriter {
+  private readonly logger = new Logger(SpooledBlobWriter.name);
+  private state: WriterState = 'open';
+  private writes: Promise<void> = Promise.resolve();
+  private writeError: Error | undefined;
+  private abortReason: Error | undefined;
+  private committed: Promise<CommittedBlob> | undefined;
+  private result: CommittedBlob | undefined;
+  private cancelled: Promise<void> | undefined;
+  private writable: Writable | undefined;
+
+  constructor(
+    private readonly spool: BlobSpool,
+    private readonly target: BlobCommitTarget,
+    private readonly store: Pick<BlobStore, 'createReadStream'>,
+  ) {}
+
+  get bytesWritten(): number {
+    return this.spool.size;
+  }
+
+  get stream(): Writable {
+    this.writable ??= new Writable({
+      write: (chunk: Buffer, _encoding, callback) => {
+        this.append(chunk).then(() => callback(), callback);
+      },
+      destroy: (err, callback) => {
+        if (err) void this.cancel();
+        callback(err);
+      },
+    });
+    return this.writable;
+  }
+
+  append(chunk: Uint8Array): Promise<void> {
+    if (this.state !== 'open') return Promise.reject(new BlobWriterClosedError(this.state));
+    const write = this.writes.then(async () => {
+      if (this.writeError) throw this.writeError;
+      if (this.state === 'cancelled' || this.state === 'failed') throw new BlobWriterClosedError(this.state);
+      if (chunk.byteLength > 0) await this.spool.append(chunk);
+    });
+    this.writes = write.catch((err: Error) => {
+      this.writeError ??= err;
+    });
+    return write;
+  }
+
+  commit(expectedDigest?: string, expectedSize?: number): Promise<CommittedBlob> {
+    if (this.committed) return this.committed;
+    if (this.state !== 'open') return Promise.reject(new BlobWriterClosedError(this.state));
+    this.state = 'committing';
+    this.committed = this.verifyAndPersist(expectedDigest, expectedSize);
+    return this.committed;
+  }
+
+  cancel(): Promise<void> {
+    if (this.committed) return this.committed.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.cancelled ??= (async () => {
+      this.state = 'cancelled';
+      await this.writes;
+      await this.abort(new BlobWriteCancelledError());
+    })();
+    return this.cancelled;
+  }
+
+  openTailReader(from = 0): Readable {
+    if (!Number.isSafeInteger(from) || from < 0) throw new RangeError(`invalid tail reader offset ${from}`);
+    if (this.state === 'committed' && this.result) return this.committedReader(this.result, from);
+    if (this.state === 'cancelled' || this.state === 'failed') {
+      const reason = this.abortReason ?? new BlobWriterClosedError(this.state);
+      return new Readable({
+        read() {
+          this.destroy(reason);
+        },
+      });
+    }
+    return this.spool.openTailReader(from);
+  }
+
+  private async verifyAndPersist(expectedDigest: string | undefined, expectedSize: number | undefined): Promise<CommittedBlob> {
+    await this.writes;
+    if (this.writeError) return this.fail(this.writeError);
+    try {
+      if (expectedDigest !== undefined) digestHex(expectedDigest);
+    } catch (err) {
+      return this.fail(err as Error);
+    }
+    const digest = this.spool.digest();
+    const size = this.spool.size;
+    if ((expectedDigest !== undefined && expectedDigest !== digest) || (expectedSize !== undefined && expectedSize !== size)) {
+      return this.fail(new DigestMismatchError(expectedDigest, digest, expectedSize, size));
+    }
+    // The bytes are verified: followers may finish now, while the driver makes them durable.
+    this.spool.seal();
+    try {
+      await this.target.persist(digest, size);
+    } catch (err) {
+      return this.fail(err as Error);
+    }
+    this.result = { digest, size };
+    this.state = 'committed';
+    await this.spool.release();
+    return this.result;
+  }
+
+  private async fail(reason: Error): Promise<never> {
+    this.state = 'failed';
+    await this.abort(reason);
+    throw reason;
+  }
+
+  private async abort(reason: Error): Promise<void> {
+    this.abortReason = reason;
+    this.spool.abort(reason);
+    try {
+      await this.target.discard();
+    } catch (err) {
+      this.logger.warn(`could not discard an abandoned blob write: ${(err as Error).message}`);
+    }
+    await this.spool.release();
+  }
+
+  private committedReader(blob: CommittedBlob, from: number): Readable {
+    if (from >= blob.size) return Readable.from([], { objectMode: false });
+    const store = this.store;
+    return Readable.from(
+      (async function* () {
+        yield* await store.createReadStream(blob.digest, { start: from });
+      })(),
+      { objectMode: false },
+    );
+  }
+}

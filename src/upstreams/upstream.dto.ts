@@ -1,0 +1,294 @@
+import { ApiProperty } from '@nestjs/swagger';
+import { Transform, Type } from 'class-transformer';
+import { IsInt, IsNotEmpty, IsOptional, IsString, Max, MaxLength, Min, ValidateIf } from 'class-validator';
+import { PaginationQueryDto } from '../registries/pagination.js';
+import { MAX_DESCRIPTION_LENGTH } from '../registries/registry.dto.js';
+import type { RegistryUpstream } from './registry-upstream.entity.js';
+import type { Upstream } from './upstream.entity.js';
+
+export const MAX_UPSTREAM_NAME_LENGTH = 255;
+export const MAX_CREDENTIAL_LENGTH = 510;
+/** Accepted before normalisation; the stored, normalised URL is at most 255 characters. */
+const MAX_URL_INPUT_LENGTH = 2048;
+const MAX_CACHE_VALIDITY_HOURS = 2_147_483_647;
+
+const trim = ({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim() : value);
+const isGiven = (value: unknown) => value !== undefined && value !== null;
+
+export class UpstreamCreateDto {
+  @ApiProperty({ description: 'The URL of the upstream container registry (http or https; a trailing `/` or `/v2` is removed).', example: 'https://registry-1.docker.io' })
+  @Transform(trim)
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(MAX_URL_INPUT_LENGTH)
+  url: string;
+
+  @ApiProperty({ description: 'The name of the upstream registry.', maxLength: MAX_UPSTREAM_NAME_LENGTH, example: 'Docker Hub' })
+  @Transform(trim)
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(MAX_UPSTREAM_NAME_LENGTH)
+  name: string;
+
+  @ApiProperty({ required: false, nullable: true, description: 'The description of the upstream registry.', maxLength: MAX_DESCRIPTION_LENGTH, example: 'Docker Hub registry' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(MAX_DESCRIPTION_LENGTH)
+  description?: string | null;
+
+  @ApiProperty({ required: false, description: 'The username for the upstream registry. Give both username and password, or neither (anonymous).', maxLength: MAX_CREDENTIAL_LENGTH, example: 'user' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(MAX_CREDENTIAL_LENGTH)
+  username?: string;
+
+  @ApiProperty({ required: false, description: 'The password or access token for the upstream registry; stored encrypted and never returned.', maxLength: MAX_CREDENTIAL_LENGTH, example: 'dckr_pat_example', writeOnly: true })
+  @IsOptional()
+  @IsString()
+  @MaxLength(MAX_CREDENTIAL_LENGTH)
+  password?: string;
+
+  @ApiProperty({ required: false, default: 24, minimum: 0, description: 'How long, in hours, a cached tag is served before the upstream is asked again (0: never).', example: 24 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  @Max(MAX_CACHE_VALIDITY_HOURS)
+  cache_validity_hours?: number;
+}
+
+/** Provide at least one field. A new url clears the stored credentials unless username and password come with it. */
+export class UpstreamUpdateDto {
+  @ApiProperty({ required: false, description: 'The URL of the upstream registry.', example: 'https://ghcr.io' })
+  @IsOptional()
+  @Transform(trim)
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(MAX_URL_INPUT_LENGTH)
+  url?: string;
+
+  @ApiProperty({ required: false, description: 'The name of the upstream registry.', maxLength: MAX_UPSTREAM_NAME_LENGTH, example: 'GitHub Container Registry' })
+  @IsOptional()
+  @Transform(trim)
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(MAX_UPSTREAM_NAME_LENGTH)
+  name?: string;
+
+  @ApiProperty({ required: false, nullable: true, description: 'The description of the upstream registry (null or "" clears it).', maxLength: MAX_DESCRIPTION_LENGTH, example: 'GHCR, public images' })
+  @ValidateIf((o: UpstreamUpdateDto) => isGiven(o.description))
+  @IsString()
+  @MaxLength(MAX_DESCRIPTION_LENGTH)
+  description?: string | null;
+
+  @ApiProperty({ required: false, nullable: true, description: 'The username; give it with password. Both null (or empty) remove the credentials.', maxLength: MAX_CREDENTIAL_LENGTH, example: 'user' })
+  @ValidateIf((o: UpstreamUpdateDto) => isGiven(o.username))
+  @IsString()
+  @MaxLength(MAX_CREDENTIAL_LENGTH)
+  username?: string | null;
+
+  @ApiProperty({ required: false, nullable: true, description: 'The password; give it with username. Stored encrypted, never returned.', maxLength: MAX_CREDENTIAL_LENGTH, example: 'new-token', writeOnly: true })
+  @ValidateIf((o: UpstreamUpdateDto) => isGiven(o.password))
+  @IsString()
+  @MaxLength(MAX_CREDENTIAL_LENGTH)
+  password?: string | null;
+
+  @ApiProperty({ required: false, minimum: 0, description: 'How long, in hours, a cached tag is served before the upstream is asked again (0: never).', example: 72 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  @Max(MAX_CACHE_VALIDITY_HOURS)
+  cache_validity_hours?: number;
+}
+
+export class UpstreamListQueryDto extends PaginationQueryDto {
+  @ApiProperty({ required: false, description: 'Filter by upstream name (case-insensitive substring).', example: 'docker' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(MAX_UPSTREAM_NAME_LENGTH)
+  upstream_name?: string;
+}
+
+/** Test an upstream that does not exist yet (group-level test). */
+export class UpstreamTestDto {
+  @ApiProperty({ description: 'The URL of the upstream registry.', example: 'https://registry-1.docker.io' })
+  @Transform(trim)
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(MAX_URL_INPUT_LENGTH)
+  url: string;
+
+  @ApiProperty({ required: false, description: 'The username (with password, or neither).', maxLength: MAX_CREDENTIAL_LENGTH, example: 'user' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(MAX_CREDENTIAL_LENGTH)
+  username?: string;
+
+  @ApiProperty({ required: false, description: 'The password (with username, or neither).', maxLength: MAX_CREDENTIAL_LENGTH, example: 'secret', writeOnly: true })
+  @IsOptional()
+  @IsString()
+  @MaxLength(MAX_CREDENTIAL_LENGTH)
+  password?: string;
+}
+
+/** Test an existing upstream, optionally with another url and/or other credentials. */
+export class UpstreamTestOverridesDto {
+  @ApiProperty({ required: false, description: 'Test this URL instead of the configured one (without the stored credentials).', example: 'https://registry-1.docker.io' })
+  @IsOptional()
+  @Transform(trim)
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(MAX_URL_INPUT_LENGTH)
+  url?: string;
+
+  @ApiProperty({ required: false, description: 'Test with this username (with password).', maxLength: MAX_CREDENTIAL_LENGTH, example: 'newuser' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(MAX_CREDENTIAL_LENGTH)
+  username?: string;
+
+  @ApiProperty({ required: false, description: 'Test with this password (with username).', maxLength: MAX_CREDENTIAL_LENGTH, example: 'newpass', writeOnly: true })
+  @IsOptional()
+  @IsString()
+  @MaxLength(MAX_CREDENTIAL_LENGTH)
+  password?: string;
+}
+
+export class UpstreamTestResponseDto {
+  @ApiProperty({ description: 'True when the upstream answered 2xx or 404 (reachable, credentials accepted).', example: false })
+  success: boolean;
+
+  @ApiProperty({ required: false, description: 'Why the test failed.', example: 'Error: 401 - Unauthorized' })
+  result?: string;
+}
+
+export class RegistryUpstreamCreateDto {
+  @ApiProperty({ description: 'The ID of the virtual registry.', example: 1 })
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(2_147_483_647)
+  registry_id: number;
+
+  @ApiProperty({ description: 'The ID of the upstream (of the same group).', example: 2 })
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(2_147_483_647)
+  upstream_id: number;
+}
+
+export class RegistryUpstreamUpdateDto {
+  @ApiProperty({ description: 'The new position (1 is asked first); others shift. A position past the end moves it last.', minimum: 1, example: 1 })
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(100)
+  position: number;
+}
+
+export class UpstreamRegistryLinkDto {
+  @ApiProperty({ description: 'The ID of the registry upstream association.', example: 1 })
+  id: number;
+
+  @ApiProperty({ description: 'The ID of the virtual registry.', example: 1 })
+  registry_id: number;
+
+  @ApiProperty({ description: 'The position of the upstream in that registry.', example: 1 })
+  position: number;
+
+  static from(link: RegistryUpstream): UpstreamRegistryLinkDto {
+    return { id: link.id, registry_id: link.registryId, position: link.position };
+  }
+}
+
+export class RegistryUpstreamResponseDto {
+  @ApiProperty({ description: 'The ID of the registry upstream association.', example: 5 })
+  id: number;
+
+  @ApiProperty({ description: 'The ID of the virtual registry.', example: 1 })
+  registry_id: number;
+
+  @ApiProperty({ description: 'The ID of the upstream.', example: 2 })
+  upstream_id: number;
+
+  @ApiProperty({ description: 'The position of the upstream in the registry.', example: 2 })
+  position: number;
+
+  static from(link: RegistryUpstream): RegistryUpstreamResponseDto {
+    return Object.assign(new RegistryUpstreamResponseDto(), {
+      id: link.id,
+      registry_id: link.registryId,
+      upstream_id: link.upstreamId,
+      position: link.position,
+    });
+  }
+}
+
+export class UpstreamResponseDto {
+  @ApiProperty({ description: 'The ID of the upstream.', example: 1 })
+  id: number;
+
+  @ApiProperty({ description: 'The ID of the group that owns the upstream.', example: 5 })
+  group_id: number;
+
+  @ApiProperty({ description: 'The name of the upstream.', example: 'Docker Hub' })
+  name: string;
+
+  @ApiProperty({ description: 'The description of the upstream.', nullable: true, type: String, example: 'Docker Hub registry' })
+  description: string | null;
+
+  @ApiProperty({ description: 'The normalised URL of the upstream registry.', example: 'https://registry-1.docker.io' })
+  url: string;
+
+  @ApiProperty({ description: 'The username used with the upstream (the password is never returned).', nullable: true, type: String, example: 'user' })
+  username: string | null;
+
+  @ApiProperty({ description: 'Hours a cached tag is served before the upstream is asked again (0: never).', example: 24 })
+  cache_validity_hours: number;
+
+  @ApiProperty({ description: 'When the upstream was created.', format: 'date-time', example: '2024-05-30T12:28:27.855Z' })
+  created_at: string;
+
+  @ApiProperty({ description: 'When the upstream was last updated.', format: 'date-time', example: '2024-05-30T12:28:27.855Z' })
+  updated_at: string;
+
+  /** Only the fields GitLab returns: never the password, its ciphertext or key id. */
+  static from(upstream: Upstream): UpstreamResponseDto {
+    return Object.assign(new UpstreamResponseDto(), {
+      id: upstream.id,
+      group_id: upstream.groupId,
+      name: upstream.name,
+      description: upstream.description,
+      url: upstream.url,
+      username: upstream.username,
+      cache_validity_hours: upstream.cacheValidityHours,
+      created_at: upstream.createdAt.toISOString(),
+      updated_at: upstream.updatedAt.toISOString(),
+    });
+  }
+}
+
+/** An upstream as listed under (or created in) a registry: with its association to that registry. */
+export class RegistryUpstreamListItemDto extends UpstreamResponseDto {
+  @ApiProperty({ type: UpstreamRegistryLinkDto, description: 'The association with the registry.' })
+  registry_upstream: UpstreamRegistryLinkDto;
+
+  static fromLinked(upstream: Upstream, link: RegistryUpstream): RegistryUpstreamListItemDto {
+    return Object.assign(new RegistryUpstreamListItemDto(), UpstreamResponseDto.from(upstream), {
+      registry_upstream: UpstreamRegistryLinkDto.from(link),
+    });
+  }
+}
+
+export class UpstreamDetailResponseDto extends UpstreamResponseDto {
+  @ApiProperty({ type: [UpstreamRegistryLinkDto], description: 'The registries this upstream is associated with.' })
+  registry_upstreams: UpstreamRegistryLinkDto[];
+
+  static fromDetail(upstream: Upstream, links: RegistryUpstream[]): UpstreamDetailResponseDto {
+    return Object.assign(new UpstreamDetailResponseDto(), UpstreamResponseDto.from(upstream), {
+      registry_upstreams: links.map(UpstreamRegistryLinkDto.from),
+    });
+  }
+}

@@ -1,0 +1,406 @@
+import { STATUS_CODES } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { BadRequestException, Injectable, Logger, NotFoundException, OnApplicationBootstrap, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
+import { DataSource, IsNull, Repository } from 'typeorm';
+import type { Actor } from '../auth/actor.js';
+import { GroupPermission } from '../auth/actor.js';
+import { GroupAccessPolicy } from '../auth/group-access.policy.js';
+import { CacheEntry, CacheEntryStatus } from '../cache-entries/cache-entry.entity.js';
+import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.js';
+import { GroupResolver } from '../registries/group-resolver.service.js';
+import { InvalidFieldException } from '../registries/invalid-field.exception.js';
+import { PageRequest, Paginated } from '../registries/pagination.js';
+import type { PermissionCheckOptions } from '../registries/permission-check-options.js';
+import { lockRegistry, RegistriesService } from '../registries/registries.service.js';
+import { UpstreamClient, type UpstreamDescriptor } from './client/upstream-client.js';
+import { classifyUpstreamError, UpstreamError } from './client/upstream-error.js';
+import { InvalidUpstreamUrlError, normalizeUpstreamUrl } from './client/upstream-url.js';
+import { CredentialEncryptionService } from './credential-encryption.service.js';
+import { RegistryUpstream } from './registry-upstream.entity.js';
+import { RegistryUpstreamsService } from './registry-upstreams.service.js';
+import { Upstream } from './upstream.entity.js';
+
+/** What the `test` endpoints ask for when the upstream has nothing cached yet (GitLab's container TEST_PATH). */
+export const UPSTREAM_TEST_PATH = '/library/alpine/manifests/latest';
+
+export interface UpstreamAttributes {
+  url?: string;
+  name?: string;
+  description?: string | null;
+  username?: string | null;
+  password?: string | null;
+  cacheValidityHours?: number;
+}
+
+export type UpstreamCreateParams = UpstreamAttributes & { registryId: number; url: string; name: string };
+export type UpstreamUpdateParams = UpstreamAttributes & { id: number };
+
+export interface LinkedUpstream {
+  upstream: Upstream;
+  link: RegistryUpstream;
+}
+
+export interface UpstreamDetail {
+  upstream: Upstream;
+  links: RegistryUpstream[];
+}
+
+export interface UpstreamTestResult {
+  success: boolean;
+  result?: string;
+}
+
+interface Credentials {
+  username: string;
+  password: string;
+}
+
+/**
+ * Upstreams: created inside a registry (linked at the end of its list), listed per group or per
+ * registry, updated (a new url drops the credentials unless new ones come with it), deleted (closing
+ * the gaps it leaves), and tested against the remote registry. Passwords are sealed with
+ * CredentialEncryptionService and only ever decrypted into an UpstreamDescriptor for the client.
+ */
+@Injectable()
+export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
+  private readonly logger = new Logger(UpstreamsService.name);
+  private removeObserver?: () => void;
+
+  constructor(
+    @InjectRepository(Upstream) private readonly upstreams: Repository<Upstream>,
+    @InjectRepository(RegistryUpstream) private readonly links: Repository<RegistryUpstream>,
+    @InjectRepository(CacheEntry) private readonly cacheEntries: Repository<CacheEntry>,
+    @InjectDataSource() private readonly dataSource: DataSource,
+    private readonly registries: RegistriesService,
+    private readonly registryUpstreams: RegistryUpstreamsService,
+    private readonly groups: GroupResolver,
+    private readonly policy: GroupAccessPolicy,
+    private readonly encryption: CredentialEncryptionService,
+    private readonly client: UpstreamClient,
+  ) {}
+
+  onModuleInit(): void {
+    // The token endpoint an upstream challenges with is remembered, so a restart fetches tokens up front.
+    this.removeObserver = this.client.addObserver({
+      onRealmDiscovered: (upstreamId, authUrl) => void this.rememberAuthUrl(upstreamId, authUrl),
+    });
+  }
+
+  onModuleDestroy(): void {
+    this.removeObserver?.();
+  }
+
+  /** Re-seals credentials sealed with a previous key (ENCRYPTION_PREVIOUS_KEYS) with the current one. */
+  async onApplicationBootstrap(): Promise<void> {
+    const stale = await this.upstreams
+      .createQueryBuilder('u')
+      .where('u.password_ciphertext IS NOT NULL AND u.credentials_key_id <> :current', { current: this.encryption.currentKeyId })
+      .getMany();
+    for (const upstream of stale) {
+      try {
+        const sealed = this.encryption.encrypt(this.passwordOf(upstream) ?? '');
+        await this.upstreams.update(
+          { id: upstream.id, credentialsKeyId: upstream.credentialsKeyId ?? IsNull() },
+          { passwordCiphertext: sealed.ciphertext, credentialsKeyId: sealed.keyId },
+        );
+      } catch (err) {
+        this.logger.warn(`cannot re-seal the credentials of upstream ${upstream.id}: ${(err as Error).message}`);
+      }
+    }
+    if (stale.length) this.logger.log(`re-sealed the credentials of ${stale.length} upstream(s) with the current key`);
+  }
+
+  async listForGroup(
+    actor: Actor,
+    groupRef: string | number,
+    page: PageRequest,
+    filter: { upstreamName?: string } = {},
+  ): Promise<Paginated<Upstream>> {
+    const group = await this.groups.resolve(groupRef);
+    await this.policy.assert(actor, group.id, GroupPermission.READ);
+    const query = this.upstreams.createQueryBuilder('u').where('u.group_id = :groupId', { groupId: group.id });
+    if (filter.upstreamName) {
+      query.andWhere(`u.name ILIKE :name ESCAPE '\\'`, { name: `%${escapeLike(filter.upstreamName)}%` });
+    }
+    const [items, total] = await query
+      .orderBy('u.id', 'ASC')
+      .skip((page.page - 1) * page.perPage)
+      .take(page.perPage)
+      .getManyAndCount();
+    return new Paginated(items, total, page.page, page.perPage);
+  }
+
+  /** A registry's upstreams in position order, each with its link. */
+  async listForRegistry(actor: Actor, registryId: number): Promise<LinkedUpstream[]> {
+    const registry = await this.registries.findAccessible(actor, registryId, GroupPermission.READ);
+    return this.orderedUpstreams(registry.id);
+  }
+
+  /** Position order, no permission check: for the pull path, which authorises the registry itself. */
+  async orderedUpstreams(registryId: number): Promise<LinkedUpstream[]> {
+    const links = await this.links.find({ where: { registryId }, order: { position: 'ASC' } });
+    if (links.length === 0) return [];
+    const upstreams = await this.upstreams.findBy(links.map((l) => ({ id: l.upstreamId })));
+    const byId = new Map(upstreams.map((u) => [u.id, u]));
+    return links.filter((l) => byId.has(l.upstreamId)).map((link) => ({ upstream: byId.get(link.upstreamId)!, link }));
+  }
+
+  async findAccessible(actor: Actor | null, id: number, permission: GroupPermission, options: PermissionCheckOptions = {}): Promise<Upstream> {
+    const upstream = await this.upstreams.findOneBy({ id });
+    if (!upstream) throw new NotFoundException('404 Upstream Not Found');
+    if (!options.skipPermissionCheck) {
+      if (!actor) throw new Error('an actor is required unless skipPermissionCheck is set');
+      await this.policy.assert(actor, upstream.groupId, permission);
+    }
+    return upstream;
+  }
+
+  async detail(actor: Actor, id: number): Promise<UpstreamDetail> {
+    const upstream = await this.findAccessible(actor, id, GroupPermission.READ);
+    const links = await this.links.find({ where: { upstreamId: upstream.id }, order: { registryId: 'ASC' } });
+    return { upstream, links };
+  }
+
+  /**
+   * Creates an upstream in a registry (params carry `registryId`; it is linked at position max + 1)
+   * or updates one (params carry `id`).
+   */
+  async createOrUpdate(actor: Actor | null, params: UpstreamCreateParams, options?: PermissionCheckOptions): Promise<LinkedUpstream>;
+  async createOrUpdate(actor: Actor | null, params: UpstreamUpdateParams, options?: PermissionCheckOptions): Promise<Upstream>;
+  async createOrUpdate(
+    actor: Actor | null,
+    params: UpstreamCreateParams | UpstreamUpdateParams,
+    options: PermissionCheckOptions = {},
+  ): Promise<LinkedUpstream | Upstream> {
+    return 'id' in params ? this.update(actor, params, options) : this.create(actor, params, options);
+  }
+
+  private async create(actor: Actor | null, params: UpstreamCreateParams, options: PermissionCheckOptions): Promise<LinkedUpstream> {
+    const registry = await this.registries.findAccessible(actor, params.registryId, GroupPermission.WRITE, options);
+    const name = requiredText('name', params.name);
+    const credentials = credentialsOf(params);
+    const url = await this.checkedUrl(params.url);
+    await this.assertNoTwin(registry.groupId, url, credentials);
+    const sealed = credentials ? this.encryption.encrypt(credentials.password) : undefined;
+    return this.dataSource.transaction(async (manager) => {
+      await lockRegistry(manager, registry.id);
+      const upstream = await manager.save(
+        manager.create(Upstream, {
+          groupId: registry.groupId,
+          name,
+          description: emptyToNull(params.description),
+          url,
+          username: credentials?.username ?? null,
+          passwordCiphertext: sealed?.ciphertext ?? null,
+          credentialsKeyId: sealed?.keyId ?? null,
+          cacheValidityHours: params.cacheValidityHours ?? 24,
+          authUrl: null,
+        }),
+      );
+      const link = await this.registryUpstreams.append(manager, registry, upstream.id);
+      return { upstream, link };
+    });
+  }
+
+  private async update(actor: Actor | null, params: UpstreamUpdateParams, options: PermissionCheckOptions): Promise<Upstream> {
+    const upstream = await this.findAccessible(actor, params.id, GroupPermission.WRITE, options);
+    const fields = ['url', 'name', 'description', 'username', 'password', 'cacheValidityHours'] as const;
+    if (fields.every((f) => params[f] === undefined)) {
+      throw new BadRequestException({
+        message: 'url, name, description, username, password, cache_validity_hours are missing, at least one parameter must be provided',
+        error: 'Bad Request',
+        statusCode: 400,
+      });
+    }
+    const changes: Partial<Upstream> = {};
+    if (params.name !== undefined) changes.name = requiredText('name', params.name);
+    if (params.description !== undefined) changes.description = emptyToNull(params.description);
+    if (params.cacheValidityHours !== undefined) changes.cacheValidityHours = params.cacheValidityHours;
+    let url = upstream.url;
+    if (params.url !== undefined) {
+      url = await this.checkedUrl(params.url);
+      if (url !== upstream.url) {
+        changes.url = url;
+        changes.authUrl = null; // the realm belonged to the old registry
+      }
+    }
+    const credentialsGiven = params.username !== undefined || params.password !== undefined;
+    let credentials: Credentials | undefined | 'unchanged' = 'unchanged';
+    if (credentialsGiven) {
+      if (params.username === undefined || params.password === undefined) {
+        throw new InvalidFieldException(params.username === undefined ? 'username' : 'password', 'must be given together with the password (or username)');
+      }
+      credentials = credentialsOf(params);
+    } else if (changes.url !== undefined) {
+      credentials = undefined; // a new url without new credentials: never send the old ones elsewhere
+    }
+    if (credentials !== 'unchanged') {
+      const sealed = credentials ? this.encryption.encrypt(credentials.password) : undefined;
+      changes.username = credentials?.username ?? null;
+      changes.passwordCiphertext = sealed?.ciphertext ?? null;
+      changes.credentialsKeyId = sealed?.keyId ?? null;
+    }
+    if (changes.url !== undefined || credentials !== 'unchanged') {
+      const effective = credentials === 'unchanged' ? this.credentialsOfUpstream(upstream) : credentials;
+      await this.assertNoTwin(upstream.groupId, url, effective, upstream.id);
+    }
+    if (Object.keys(changes).length > 0) {
+      const result = await this.upstreams.update({ id: upstream.id }, changes);
+      if (!result.affected) throw new NotFoundException('404 Upstream Not Found');
+      this.client.forget(upstream.id);
+    }
+    return this.upstreams.findOneByOrFail({ id: upstream.id });
+  }
+
+  /** Deletes an upstream, its links (closing the gaps in every registry it was in) and its cache entries. */
+  async delete(actor: Actor, id: number): Promise<void> {
+    const upstream = await this.findAccessible(actor, id, GroupPermission.WRITE);
+    await this.dataSource.transaction(async (manager) => {
+      const registryIds = (
+        (await manager.query('SELECT DISTINCT registry_id FROM registry_upstreams WHERE upstream_id = $1 ORDER BY registry_id', [
+          upstream.id,
+        ])) as { registry_id: number }[]
+      ).map((r) => Number(r.registry_id));
+      for (const registryId of registryIds) await lockRegistry(manager, registryId).catch(ignoreNotFound);
+      await manager.delete(Upstream, { id: upstream.id });
+      for (const registryId of registryIds) await this.registryUpstreams.compact(manager, registryId);
+    });
+    this.client.forget(upstream.id);
+  }
+
+  /** Tests an existing upstream, optionally with another url and/or other credentials (nothing is saved). */
+  async test(actor: Actor, id: number, overrides: { url?: string; username?: string; password?: string } = {}): Promise<UpstreamTestResult> {
+    const upstream = await this.findAccessible(actor, id, GroupPermission.WRITE);
+    const credentialsGiven = overrides.username !== undefined || overrides.password !== undefined;
+    let credentials: Credentials | undefined;
+    if (credentialsGiven) credentials = credentialsOf(overrides);
+    else if (overrides.url === undefined) credentials = this.credentialsOfUpstream(upstream);
+    const url = overrides.url !== undefined ? await this.checkedUrl(overrides.url) : upstream.url;
+    const cached = await this.cacheEntries.findOne({
+      select: { id: true, relativePath: true },
+      where: { upstreamId: upstream.id, status: CacheEntryStatus.DEFAULT },
+      order: { id: 'ASC' },
+    });
+    const path = cached ? `/${cached.relativePath.replace(/^\/+/, '')}` : UPSTREAM_TEST_PATH;
+    return this.probe({ url, username: credentials?.username, password: credentials?.password }, path);
+  }
+
+  /** Tests an upstream before creating it (group-level `upstreams/test`). */
+  async testNew(actor: Actor, groupRef: string | number, params: { url: string; username?: string; password?: string }): Promise<UpstreamTestResult> {
+    const group = await this.groups.resolve(groupRef);
+    await this.policy.assert(actor, group.id, GroupPermission.WRITE);
+    const credentials = credentialsOf(params);
+    const url = await this.checkedUrl(params.url);
+    return this.probe({ url, username: credentials?.username, password: credentials?.password }, UPSTREAM_TEST_PATH);
+  }
+
+  /** What the upstream client needs to talk to this upstream, credentials decrypted. */
+  descriptorOf(upstream: Upstream): UpstreamDescriptor {
+    return {
+      id: upstream.id,
+      url: upstream.url,
+      username: upstream.username,
+      password: this.passwordOf(upstream),
+      authUrl: upstream.authUrl,
+    };
+  }
+
+  private passwordOf(upstream: Upstream): string | null {
+    if (upstream.passwordCiphertext === null || upstream.credentialsKeyId === null) return null;
+    return this.encryption.decrypt({ ciphertext: upstream.passwordCiphertext, keyId: upstream.credentialsKeyId });
+  }
+
+  private credentialsOfUpstream(upstream: Upstream): Credentials | undefined {
+    const password = this.passwordOf(upstream);
+    return upstream.username !== null && password !== null ? { username: upstream.username, password } : undefined;
+  }
+
+  /** HEAD `path` with a throwaway client identity, so a test never disturbs the real upstream's tokens. */
+  private async probe(target: Omit<UpstreamDescriptor, 'id'>, path: string): Promise<UpstreamTestResult> {
+    const id = `test-${randomUUID()}`;
+    try {
+      const res = await this.client.head({ ...target, id }, path, { accept: MANIFEST_MEDIA_TYPES });
+      if ((res.status >= 200 && res.status < 300) || res.status === 404) return { success: true };
+      return { success: false, result: `Error: ${res.status} - ${STATUS_CODES[res.status] ?? 'Unknown'}` };
+    } catch (err) {
+      const error = classifyUpstreamError(err, id);
+      if (error.kind === 'status' && error.status) {
+        return { success: false, result: `Error: ${error.status} - ${STATUS_CODES[error.status] ?? 'Unknown'}` };
+      }
+      return { success: false, result: `Error: ${error.message}` };
+    } finally {
+      this.client.forget(id);
+    }
+  }
+
+  /** Normalised (http(s), no trailing `/` or `/v2`) and allowed by the address policy, or a 400 on `url`. */
+  private async checkedUrl(raw: string): Promise<string> {
+    let url: string;
+    try {
+      url = normalizeUpstreamUrl(raw);
+    } catch (err) {
+      if (err instanceof InvalidUpstreamUrlError) throw new InvalidFieldException('url', err.message);
+      throw err;
+    }
+    try {
+      await this.client.assertUrlAllowed(url);
+    } catch (err) {
+      if (err instanceof UpstreamError) {
+        throw new InvalidFieldException(
+          'url',
+          err.kind === 'refused-address' ? `is blocked: ${err.message}` : `is blocked: the host cannot be resolved (${err.message})`,
+        );
+      }
+      throw err;
+    }
+    return url;
+  }
+
+  /** GitLab refuses two upstreams of one group with the same url and the same credentials. */
+  private async assertNoTwin(groupId: number, url: string, credentials: Credentials | undefined, exceptId?: number): Promise<void> {
+    const candidates = await this.upstreams.findBy({ groupId, url, username: credentials?.username ?? IsNull() });
+    for (const other of candidates) {
+      if (other.id === exceptId) continue;
+      const same = credentials ? this.passwordOf(other) === credentials.password : !other.hasCredentials;
+      if (same) throw new InvalidFieldException('url', 'already has a remote upstream with the same url and credentials');
+    }
+  }
+
+  private async rememberAuthUrl(upstreamId: number | string, authUrl: string): Promise<void> {
+    const id = typeof upstreamId === 'number' ? upstreamId : /^\d+$/.test(upstreamId) ? Number(upstreamId) : undefined;
+    if (id === undefined || authUrl.length > 2048) return;
+    try {
+      await this.dataSource.query('UPDATE upstreams SET auth_url = $2 WHERE id = $1 AND auth_url IS DISTINCT FROM $2', [id, authUrl]);
+    } catch (err) {
+      this.logger.warn(`cannot remember the token endpoint of upstream ${id}: ${(err as Error).message}`);
+    }
+  }
+}
+
+/** Username and password both given (non-empty) or both absent/empty; anything else is a 400. */
+function credentialsOf(params: { username?: string | null; password?: string | null }): Credentials | undefined {
+  const username = params.username === null || params.username === undefined || params.username === '' ? undefined : params.username;
+  const password = params.password === null || params.password === undefined || params.password === '' ? undefined : params.password;
+  if (username === undefined && password !== undefined) throw new InvalidFieldException('username', "can't be blank when a password is given");
+  if (password === undefined && username !== undefined) throw new InvalidFieldException('password', "can't be blank when a username is given");
+  return username !== undefined && password !== undefined ? { username, password } : undefined;
+}
+
+function requiredText(field: string, value: string | undefined): string {
+  const trimmed = typeof value === 'string' ? value.trim() : '';
+  if (!trimmed) throw new InvalidFieldException(field, "can't be blank");
+  return trimmed;
+}
+
+function emptyToNull(value: string | null | undefined): string | null {
+  return value === undefined || value === null || value === '' ? null : value;
+}
+
+function escapeLike(value: string): string {
+  return value.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+function ignoreNotFound(err: unknown): void {
+  if (!(err instanceof NotFoundException)) throw err;
+}

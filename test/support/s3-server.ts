@@ -1,0 +1,66 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createRequire } from 'node:module';
+import { createInterface } from 'node:readline';
+
+/**
+ * A real S3-compatible server for tests: s3rver 3 in a child process (so its memory and CPU are not
+ * counted against the process under test), on 127.0.0.1 and a random port, storing under `directory`.
+ * Clients need forcePathStyle and the credentials S3RVER / S3RVER (see STACK-NOTES.md).
+ */
+export interface S3TestServer {
+  endpoint: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  stop(): Promise<void>;
+}
+
+const SERVER_SCRIPT = `
+const S3rver = require(process.argv[1]);
+const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: process.argv[2] });
+server.run().then(({ port }) => process.stdout.write(JSON.stringify({ port }) + '\\n'), (err) => {
+  process.stderr.write(String(err && err.stack || err));
+  process.exit(1);
+});
+// The parent closes our stdin when it stops us or dies.
+process.stdin.on('end', () => process.exit(0)).resume();
+`;
+
+export async function startS3Server(directory: string): Promise<S3TestServer> {
+  const s3rverPath = createRequire(import.meta.url).resolve('s3rver');
+  const child = spawn(process.execPath, ['-e', SERVER_SCRIPT, s3rverPath, directory], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const port = await readPort(child, () => stderr);
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    accessKeyId: 'S3RVER',
+    secretAccessKey: 'S3RVER',
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = once(child, 'exit');
+      child.stdin!.end();
+      await exited;
+    },
+  };
+}
+
+async function readPort(child: ChildProcess, stderr: () => string): Promise<number> {
+  const lines = createInterface({ input: child.stdout! });
+  const exited = once(child, 'exit').then(([code]) => {
+    throw new Error(`s3rver exited with code ${code}: ${stderr()}`);
+  });
+  try {
+    const first = (async () => {
+      for await (const line of lines) return (JSON.parse(line) as { port: number }).port;
+      throw new Error(`s3rver printed no port: ${stderr()}`);
+    })();
+    return await Promise.race([first, exited]);
+  } finally {
+    exited.catch(() => undefined);
+  }
+}
