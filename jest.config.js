@@ -5,7 +5,12 @@
 export default {
   testEnvironment: 'node',
   extensionsToTreatAsEsm: ['.ts'],
-  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  moduleNameMapper: {
+    '^(\\.{1,2}/.*)\\.js$': '$1',
+    // @fastify/static requires the ESM-only content-disposition@3; jest on Node 20 cannot require(esm).
+    // Tests use the CommonJS 0.5 line (same API for what Swagger UI's static files need).
+    '^content-disposition$': 'content-disposition-cjs',
+  },
   transform: {
     '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json', diagnostics: { ignoreCodes: [151002] } }],
   },

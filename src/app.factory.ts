@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { BadRequestException, ValidationError, ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -29,6 +30,10 @@ export async function createApp(): Promise<NestFastifyApplication> {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     maxParamLength: 4096,
+    // The pull routes declare HEAD themselves (a HEAD miss must not start a blob download).
+    exposeHeadRoutes: false,
+    // Registry clients call `GET /v2/`; Nest registers routes without the trailing slash.
+    ignoreTrailingSlash: true,
     forceCloseConnections: 'idle',
     return503OnClosing: true,
     bodyLimit: 1024 * 1024,
@@ -38,9 +43,30 @@ export async function createApp(): Promise<NestFastifyApplication> {
     abortOnError: false,
   });
   installRequestHooks(app.getHttpAdapter().getInstance(), app.get(MetricsService));
+  app.useGlobalPipes(
+    new ValidationPipe({
+      whitelist: true,
+      transform: true,
+      exceptionFactory: (errors) => new BadRequestException({ message: fieldErrors(errors), error: 'Bad Request', statusCode: 400 }),
+    }),
+  );
   setupOpenApi(app);
   app.enableShutdownHooks();
   return app;
+}
+
+/**
+ * Validation errors in GitLab's shape: `{"message": {"name": ["name must be shorter than ..."]}}`
+ * (nested fields as `parent.child`), with Nest's `error` and `statusCode`.
+ */
+function fieldErrors(errors: ValidationError[], prefix = ''): Record<string, string[]> {
+  const fields: Record<string, string[]> = {};
+  for (const error of errors) {
+    const field = `${prefix}${error.property}`;
+    if (error.constraints) fields[field] = Object.values(error.constraints);
+    if (error.children?.length) Object.assign(fields, fieldErrors(error.children, `${field}.`));
+  }
+  return fields;
 }
 
 function installRequestHooks(fastify: FastifyInstance, metrics: MetricsService): void {
@@ -71,6 +97,7 @@ function setupOpenApi(app: NestFastifyApplication): void {
     .setVersion('0.1.0')
     .addApiKey({ type: 'apiKey', in: 'header', name: 'PRIVATE-TOKEN', description: 'Personal access token with the api scope' }, 'private-token')
     .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'Personal access token (admin API) or registry JWT (pull API)' }, 'bearer')
+    .addBasicAuth({ type: 'http', scheme: 'basic', description: 'Username + personal access token or deploy token (registry token endpoint)' }, 'basic')
     .build();
   const document = SwaggerModule.createDocument(app, config);
   SwaggerModule.setup(OPENAPI_PATH, app, document, {

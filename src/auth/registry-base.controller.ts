@@ -21,9 +21,9 @@ export class RegistryBaseController {
     @Inject(appConfig.KEY) private readonly app: AppConfig,
   ) {}
 
-  @Get('v2/')
+  @Get('v2')
   @ApiBearerAuth('bearer')
-  @ApiOperation({ summary: 'Registry API version check (OCI distribution `end-1`)' })
+  @ApiOperation({ summary: 'Registry API version check, `GET /v2/` (OCI distribution `end-1`)' })
   @ApiOkResponse({ description: '`{}` with a valid registry token' })
   @ApiResponse({ status: 401, description: 'No, an invalid or an expired token: `WWW-Authenticate: Bearer realm="<base>/jwt/auth",service="virtual_registry"`' })
   async versionCheck(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<FastifyReply> {

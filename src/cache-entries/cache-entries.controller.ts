@@ -4,8 +4,8 @@ import type { Actor } from '../auth/actor.js';
 import { ApiAdminAuth } from '../auth/api-admin-auth.decorator.js';
 import { CurrentActor } from '../auth/current-actor.decorator.js';
 import { ApiPaginatedResponse } from '../registries/api-paginated-response.decorator.js';
-import { pageRequest, Paginated, PaginationHeadersInterceptor } from '../registries/pagination.js';
-import { ResourceIdPipe } from '../registries/resource-id.pipe.js';
+import { Page, PageHeadersInterceptor } from '../accounts/pagination.js';
+import { ResourceIdPipe } from '../accounts/resource-id.pipe.js';
 import { CacheEntriesService } from './cache-entries.service.js';
 import { CacheEntryListQueryDto, CacheEntryResponseDto } from './cache-entry.dto.js';
 
@@ -18,7 +18,7 @@ export class CacheEntriesController {
   constructor(private readonly cacheEntries: CacheEntriesService) {}
 
   @Get('upstreams/:id/cache_entries')
-  @UseInterceptors(PaginationHeadersInterceptor)
+  @UseInterceptors(PageHeadersInterceptor)
   @ApiOperation({ summary: 'List the cache entries of an upstream', description: 'Live entries, by relative path.' })
   @ApiParam({ name: 'id', description: 'The ID of the upstream.', example: 1 })
   @ApiPaginatedResponse(CacheEntryResponseDto)
@@ -26,8 +26,8 @@ export class CacheEntriesController {
     @CurrentActor() actor: Actor,
     @Param('id', new ResourceIdPipe()) upstreamId: number,
     @Query() query: CacheEntryListQueryDto,
-  ): Promise<Paginated<CacheEntryResponseDto>> {
-    return (await this.cacheEntries.list(actor, upstreamId, pageRequest(query), query.search)).map(CacheEntryResponseDto.from);
+  ): Promise<Page<CacheEntryResponseDto>> {
+    return (await this.cacheEntries.list(actor, upstreamId, Page.request(query), query.search)).map(CacheEntryResponseDto.from);
   }
 
   @Delete('cache_entries/*')

@@ -4,6 +4,7 @@ import { UpstreamsModule } from '../upstreams/upstreams.module.js';
 import { CacheEntriesController } from './cache-entries.controller.js';
 import { CacheEntriesService } from './cache-entries.service.js';
 import { CacheEntryCreateOrUpdateService } from './cache-entry-create-or-update.service.js';
+import { CacheEntryLookupService } from './cache-entry-lookup.service.js';
 import { CacheEntry } from './cache-entry.entity.js';
 
 /**
@@ -13,7 +14,7 @@ import { CacheEntry } from './cache-entry.entity.js';
 @Module({
   imports: [TypeOrmModule.forFeature([CacheEntry]), UpstreamsModule],
   controllers: [CacheEntriesController],
-  providers: [CacheEntriesService, CacheEntryCreateOrUpdateService],
-  exports: [CacheEntriesService, CacheEntryCreateOrUpdateService],
+  providers: [CacheEntriesService, CacheEntryCreateOrUpdateService, CacheEntryLookupService],
+  exports: [CacheEntriesService, CacheEntryCreateOrUpdateService, CacheEntryLookupService],
 })
 export class CacheEntriesModule {}

@@ -5,7 +5,8 @@ import type { Actor } from '../auth/actor.js';
 import { GroupPermission } from '../auth/actor.js';
 import { JobName, QUEUE_DRIVER } from '../jobs/queue-driver.js';
 import type { QueueDriver, QueuedJob } from '../jobs/queue-driver.js';
-import { PageRequest, Paginated } from '../registries/pagination.js';
+import { Page } from '../accounts/pagination.js';
+import type { PageRequest } from '../registries/page-request.js';
 import { exclusiveUpstreamIds, RegistriesService } from '../registries/registries.service.js';
 import { UpstreamsService } from '../upstreams/upstreams.service.js';
 import { decodeCacheEntryId, normalizeRelativePath } from './cache-entry-id.js';
@@ -42,7 +43,7 @@ export class CacheEntriesService implements OnModuleInit {
   }
 
   /** An upstream's live entries, by relative path, optionally filtered by a substring of the path. */
-  async list(actor: Actor, upstreamId: number, page: PageRequest, search?: string): Promise<Paginated<CacheEntry>> {
+  async list(actor: Actor, upstreamId: number, page: PageRequest, search?: string): Promise<Page<CacheEntry>> {
     const upstream = await this.upstreams.findAccessible(actor, upstreamId, GroupPermission.READ);
     const query = this.entries
       .createQueryBuilder('e')
@@ -50,10 +51,10 @@ export class CacheEntriesService implements OnModuleInit {
     if (search) query.andWhere(`e.relative_path ILIKE :search ESCAPE '\\'`, { search: `%${escapeLike(search)}%` });
     const [items, total] = await query
       .orderBy('e.relative_path', 'ASC')
-      .skip((page.page - 1) * page.perPage)
+      .skip(page.skip)
       .take(page.perPage)
       .getManyAndCount();
-    return new Paginated(items, total, page.page, page.perPage);
+    return new Page(items, total, page.page, page.perPage);
   }
 
   /** Marks the live entry an API id names as `pending_destruction`. */

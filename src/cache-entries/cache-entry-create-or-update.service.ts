@@ -3,7 +3,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import type { Actor } from '../auth/actor.js';
 import { GroupPermission } from '../auth/actor.js';
-import { InvalidFieldException } from '../registries/invalid-field.exception.js';
+import { InvalidFieldException } from '../accounts/invalid-field.exception.js';
 import type { PermissionCheckOptions } from '../registries/permission-check-options.js';
 import { UpstreamsService } from '../upstreams/upstreams.service.js';
 import { normalizeRelativePath } from './cache-entry-id.js';

@@ -1,4 +1,4 @@
-import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { BeforeApplicationShutdown, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { In, Repository } from 'typeorm';
 import { CacheEntry, CacheEntryStatus } from './cache-entry.entity.js';
@@ -12,7 +12,7 @@ const DOWNLOAD_FLUSH_MS = 1000;
  * (Creating and updating entries is CacheEntryCreateOrUpdateService's.)
  */
 @Injectable()
-export class CacheEntryLookupService implements OnModuleInit, OnApplicationShutdown {
+export class CacheEntryLookupService implements OnModuleInit, BeforeApplicationShutdown {
   private readonly logger = new Logger(CacheEntryLookupService.name);
   private downloads = new Map<number, { count: number; at: Date }>();
   private timer?: NodeJS.Timeout;
@@ -24,7 +24,8 @@ export class CacheEntryLookupService implements OnModuleInit, OnApplicationShutd
     this.timer.unref();
   }
 
-  async onApplicationShutdown(): Promise<void> {
+  /** Before the database pool closes (onApplicationShutdown), write what is pending. */
+  async beforeApplicationShutdown(): Promise<void> {
     clearInterval(this.timer);
     await this.flushDownloads();
   }

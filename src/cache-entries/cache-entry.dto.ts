@@ -1,10 +1,10 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { IsOptional, IsString, MaxLength } from 'class-validator';
-import { PaginationQueryDto } from '../registries/pagination.js';
+import { PageQueryDto } from '../accounts/pagination.js';
 import { encodeCacheEntryId } from './cache-entry-id.js';
 import type { CacheEntry } from './cache-entry.entity.js';
 
-export class CacheEntryListQueryDto extends PaginationQueryDto {
+export class CacheEntryListQueryDto extends PageQueryDto {
   @ApiProperty({ required: false, description: 'Only entries whose relative path contains this text (case-insensitive).', example: 'library/nginx' })
   @IsOptional()
   @IsString()

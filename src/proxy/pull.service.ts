@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { limitsConfig, type LimitsConfig } from '../config/config.js';
 import { CacheEntryCreateOrUpdateService } from '../cache-entries/cache-entry-create-or-update.service.js';
 import { CacheEntryLookupService } from '../cache-entries/cache-entry-lookup.service.js';
@@ -70,7 +70,7 @@ type Revalidation = 'unchanged' | 'changed' | 'unavailable';
  * 7. bytes stored for another upstream are reused only once this upstream confirms it has the digest.
  */
 @Injectable()
-export class PullService implements OnModuleInit, OnApplicationShutdown {
+export class PullService implements OnModuleInit, BeforeApplicationShutdown {
   private readonly logger = new Logger(PullService.name);
   private readonly fills = new InflightBlobFills();
   private readonly manifestFetches = new Map<string, Promise<FetchedManifest>>();
@@ -91,7 +91,7 @@ export class PullService implements OnModuleInit, OnApplicationShutdown {
   }
 
   /** Graceful shutdown: fills in progress finish (or fail) before pools close. */
-  async onApplicationShutdown(): Promise<void> {
+  async beforeApplicationShutdown(): Promise<void> {
     await this.fills.drain();
   }
 
@@ -185,11 +185,11 @@ export class PullService implements OnModuleInit, OnApplicationShutdown {
         continue;
       }
       if (NOT_HERE.has(res.status)) {
-        res.body.destroy();
+        discard(res);
         continue;
       }
       if (res.status < 200 || res.status >= 300) {
-        res.body.destroy();
+        discard(res);
         failures.push(this.upstreamFailed(upstream, path, statusError(res.status, upstream.id)));
         continue;
       }
@@ -322,12 +322,12 @@ export class PullService implements OnModuleInit, OnApplicationShutdown {
         continue;
       }
       if (NOT_HERE.has(res.status) || res.status === 416) {
-        res.body.destroy();
+        discard(res);
         if (res.status === 416) return unsatisfiable(totalSizeOf(res) ?? 0);
         continue;
       }
       if (res.status < 200 || res.status >= 300) {
-        res.body.destroy();
+        discard(res);
         failures.push(this.upstreamFailed(upstream, path, statusError(res.status)));
         continue;
       }
@@ -363,6 +363,7 @@ export class PullService implements OnModuleInit, OnApplicationShutdown {
   private async passThroughRange(upstream: PullUpstream, path: string, digest: string, res: UpstreamResponse, rangeHeader: string): Promise<PullResponse> {
     await this.enqueueFill(upstream.id, path);
     const body = res.body;
+    body.on('error', () => undefined); // forwarded below where it matters; never unhandled
     if (res.status === 206) {
       const total = totalSizeOf(res);
       const match = /bytes (\d+)-(\d+)\//.exec(header(res, 'content-range') ?? '');
@@ -446,13 +447,13 @@ export class PullService implements OnModuleInit, OnApplicationShutdown {
     if (!upstream) return; // deleted meanwhile
     const res = await this.upstreams.get(upstream.descriptor, path, { signal: job.signal });
     if (res.status < 200 || res.status >= 300) {
-      res.body.destroy();
+      discard(res);
       if (NOT_HERE.has(res.status)) return; // gone upstream: nothing to cache
       throw statusError(res.status);
     }
     const size = Number(header(res, 'content-length'));
     if (!Number.isFinite(size) || size > this.limits.maxCachedFileSize) {
-      res.body.destroy();
+      discard(res);
       return;
     }
     const fill = await this.startFill(upstream, path, digest, size, res);
@@ -509,7 +510,7 @@ export class PullService implements OnModuleInit, OnApplicationShutdown {
             }
           }
         } else {
-          res.body.destroy();
+          discard(res);
           if (!NOT_HERE.has(res.status)) failures.push(this.upstreamFailed(upstream, request.name.value, statusError(res.status)));
         }
       } catch (err) {
@@ -541,7 +542,7 @@ export class PullService implements OnModuleInit, OnApplicationShutdown {
           if (filtered) headers['oci-filters-applied'] = filtered;
           return { status: 200, headers, body: bytes };
         }
-        res.body.destroy();
+        discard(res);
       } catch (err) {
         this.upstreamFailed(upstream, path, err);
       }
@@ -577,6 +578,14 @@ export class PullService implements OnModuleInit, OnApplicationShutdown {
     this.logger.warn(`upstream ${upstream.id} failed for ${path}: ${failure.message}`);
     return failure;
   }
+}
+
+/** Drops an upstream body we do not want: small ones are drained (the connection stays pooled). */
+function discard(res: UpstreamResponse): void {
+  res.body.on('error', () => undefined);
+  const length = Number(header(res, 'content-length'));
+  if (Number.isFinite(length) && length <= 64 * 1024) res.body.resume();
+  else res.body.destroy();
 }
 
 function upstreamIds(target: PullTarget): number[] {

@@ -50,13 +50,31 @@ export class RegistryPullController {
   }
 
   @Put(':spelling/*')
-  @Post(':spelling/*')
-  @Patch(':spelling/*')
-  @Delete(':spelling/*')
   @ApiOperation({ summary: 'Push is not supported: 405 UNSUPPORTED (this is a pull-through cache)' })
   @ApiResponse({ status: 405, description: 'UNSUPPORTED' })
-  unsupported(): never {
-    throw new OciError(OciErrorCode.UNSUPPORTED, 'this registry is a pull-through cache: push and delete are not supported');
+  put(): never {
+    throw pushUnsupported();
+  }
+
+  @Post(':spelling/*')
+  @ApiOperation({ summary: 'Blob uploads are not supported: 405 UNSUPPORTED' })
+  @ApiResponse({ status: 405, description: 'UNSUPPORTED' })
+  post(): never {
+    throw pushUnsupported();
+  }
+
+  @Patch(':spelling/*')
+  @ApiOperation({ summary: 'Blob uploads are not supported: 405 UNSUPPORTED' })
+  @ApiResponse({ status: 405, description: 'UNSUPPORTED' })
+  patch(): never {
+    throw pushUnsupported();
+  }
+
+  @Delete(':spelling/*')
+  @ApiOperation({ summary: 'Deleting through the pull API is not supported: 405 UNSUPPORTED (purge caches with the admin API)' })
+  @ApiResponse({ status: 405, description: 'UNSUPPORTED' })
+  delete(): never {
+    throw pushUnsupported();
   }
 
   private async handle(request: FastifyRequest, method: PullMethod): Promise<PullResponse> {
@@ -87,6 +105,10 @@ export class RegistryPullController {
     void reply.status(response.status).headers(response.headers);
     await reply.send(response.body);
   }
+}
+
+function pushUnsupported(): OciError {
+  return new OciError(OciErrorCode.UNSUPPORTED, 'this registry is a pull-through cache: push and delete are not supported');
 }
 
 function single(value: string | string[] | undefined): string | undefined {

@@ -11,7 +11,7 @@ const PAGINATION_HEADERS = {
   Link: { description: 'RFC 8288 links to the first, previous, next and last pages.', schema: { type: 'string' } },
 } as const;
 
-/** A 200 with an array of `type` and GitLab's pagination headers (set by PaginationHeadersInterceptor). */
+/** A 200 with an array of `type` and GitLab's pagination headers (set by PageHeadersInterceptor). */
 export function ApiPaginatedResponse(type: Type<unknown>): MethodDecorator & ClassDecorator {
   return applyDecorators(ApiOkResponse({ type: [type], headers: PAGINATION_HEADERS }));
 }

@@ -5,7 +5,7 @@ import { Group } from '../accounts/group.entity.js';
 
 /**
  * Resolves the `:id` of `/groups/:id/-/...` routes: a numeric group id or the group's full path
- * (URL-encoded), as GitLab accepts. An unknown group is a 404.
+ * (URL-encoded, any case), as GitLab accepts. An unknown group is a 404.
  */
 @Injectable()
 export class GroupResolver {
@@ -18,7 +18,7 @@ export class GroupResolver {
       const id = Number(ref);
       if (id <= 2_147_483_647) group = await this.groups.findOneBy({ id });
     } else if (ref.length > 0 && ref.length <= 255) {
-      group = await this.groups.findOneBy({ path: ref });
+      group = await this.groups.createQueryBuilder('g').where('lower(g.path) = lower(:path)', { path: ref }).getOne();
     }
     if (!group) throw new NotFoundException('404 Group Not Found');
     return group;

@@ -14,7 +14,7 @@ import type { Actor } from '../auth/actor.js';
 import { ApiAdminAuth } from '../auth/api-admin-auth.decorator.js';
 import { CurrentActor } from '../auth/current-actor.decorator.js';
 import { ApiPaginatedResponse } from './api-paginated-response.decorator.js';
-import { pageRequest, Paginated, PaginationHeadersInterceptor } from './pagination.js';
+import { Page, PageHeadersInterceptor } from '../accounts/pagination.js';
 import { RegistriesService } from './registries.service.js';
 import {
   RegistryCreateDto,
@@ -23,7 +23,7 @@ import {
   RegistryResponseDto,
   RegistryUpdateDto,
 } from './registry.dto.js';
-import { ResourceIdPipe } from './resource-id.pipe.js';
+import { ResourceIdPipe } from '../accounts/resource-id.pipe.js';
 
 /** GitLab's container virtual registry API: registries. */
 @ApiTags('Container virtual registries')
@@ -34,7 +34,7 @@ export class RegistriesController {
   constructor(private readonly registries: RegistriesService) {}
 
   @Get('groups/:id/-/virtual_registries/container/registries')
-  @UseInterceptors(PaginationHeadersInterceptor)
+  @UseInterceptors(PageHeadersInterceptor)
   @ApiOperation({ summary: 'List all virtual registries of a group', description: 'Needs the Reporter role or higher.' })
   @ApiParam({ name: 'id', description: 'The group ID or full group path.', example: '5' })
   @ApiPaginatedResponse(RegistryResponseDto)
@@ -42,8 +42,8 @@ export class RegistriesController {
     @CurrentActor() actor: Actor,
     @Param('id') group: string,
     @Query() query: RegistryListQueryDto,
-  ): Promise<Paginated<RegistryResponseDto>> {
-    return (await this.registries.listForGroup(actor, group, pageRequest(query))).map(RegistryResponseDto.from);
+  ): Promise<Page<RegistryResponseDto>> {
+    return (await this.registries.listForGroup(actor, group, Page.request(query))).map(RegistryResponseDto.from);
   }
 
   @Post('groups/:id/-/virtual_registries/container/registries')

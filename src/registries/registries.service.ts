@@ -9,8 +9,9 @@ import type { LimitsConfig } from '../config/config.js';
 import { RegistryUpstream } from '../upstreams/registry-upstream.entity.js';
 import { Upstream } from '../upstreams/upstream.entity.js';
 import { GroupResolver } from './group-resolver.service.js';
-import { InvalidFieldException } from './invalid-field.exception.js';
-import { PageRequest, Paginated } from './pagination.js';
+import { InvalidFieldException } from '../accounts/invalid-field.exception.js';
+import { Page } from '../accounts/pagination.js';
+import type { PageRequest } from './page-request.js';
 import type { PermissionCheckOptions } from './permission-check-options.js';
 import { Registry } from './registry.entity.js';
 
@@ -51,16 +52,16 @@ export class RegistriesService {
     @Inject(limitsConfig.KEY) private readonly limits: LimitsConfig,
   ) {}
 
-  async listForGroup(actor: Actor, groupRef: string | number, page: PageRequest): Promise<Paginated<Registry>> {
+  async listForGroup(actor: Actor, groupRef: string | number, page: PageRequest): Promise<Page<Registry>> {
     const group = await this.groups.resolve(groupRef);
     await this.policy.assert(actor, group.id, GroupPermission.READ);
     const [items, total] = await this.registries.findAndCount({
       where: { groupId: group.id },
       order: { id: 'ASC' },
-      skip: (page.page - 1) * page.perPage,
+      skip: page.skip,
       take: page.perPage,
     });
-    return new Paginated(items, total, page.page, page.perPage);
+    return new Page(items, total, page.page, page.perPage);
   }
 
   /** The registry, when the actor holds `permission` on its group; 404 when it does not exist or is hidden. */

@@ -1,7 +1,7 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
 import { IsNotEmpty, IsOptional, IsString, MaxLength, ValidateIf } from 'class-validator';
-import { PaginationQueryDto } from './pagination.js';
+import { PageQueryDto } from '../accounts/pagination.js';
 import type { Registry } from './registry.entity.js';
 
 export const MAX_REGISTRY_NAME_LENGTH = 255;
@@ -41,7 +41,7 @@ export class RegistryUpdateDto {
   description?: string | null;
 }
 
-export class RegistryListQueryDto extends PaginationQueryDto {}
+export class RegistryListQueryDto extends PageQueryDto {}
 
 export class RegistryResponseDto {
   @ApiProperty({ description: 'The ID of the virtual registry.', example: 1 })

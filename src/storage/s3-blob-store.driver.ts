@@ -127,7 +127,8 @@ export class S3BlobStoreDriver implements BlobStore, OnModuleDestroy {
           Range: range ? `bytes=${range.start}-${range.end ?? ''}` : undefined,
         }),
       );
-      return response.Body as Readable;
+      const body = response.Body as Readable;
+      return range ? exactRange(body, range, response.ContentRange, response.ContentLength ?? 0) : body;
     } catch (err) {
       if (isMissingObject(err)) throw new BlobNotFoundError(digest);
       if (statusOf(err) === 416 && range) {
@@ -275,6 +276,38 @@ class S3CommitTarget implements BlobCommitTarget {
     await this.uploaded.catch(() => undefined);
     await this.store.deleteKey(this.tempKey);
   }
+}
+
+/**
+ * The requested range, whatever the server sent: S3 answers exactly, but a server that ignores the
+ * Range header (200, whole object) or widens it (s3rver serves `bytes=0-0` whole) must not make a
+ * client receive the wrong bytes. A matching answer is passed through untouched.
+ */
+function exactRange(body: Readable, range: ByteRange, contentRange: string | undefined, contentLength: number): Readable {
+  const served = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(contentRange ?? '');
+  const servedStart = served ? Number(served[1]) : 0;
+  const servedEnd = served ? Number(served[2]) : contentLength - 1;
+  const size = served ? Number(served[3]) : contentLength;
+  const end = Math.min(range.end ?? size - 1, size - 1);
+  if (servedStart === range.start && servedEnd === end) return body;
+  if (servedStart > range.start || servedEnd < end) {
+    body.destroy();
+    throw new Error(`the object store sent bytes ${servedStart}-${servedEnd} for a request of ${range.start}-${end}`);
+  }
+  return Readable.from(
+    (async function* () {
+      let position = servedStart;
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        const from = Math.max(range.start - position, 0);
+        const to = Math.min(end + 1 - position, chunk.length);
+        if (to > from) yield chunk.subarray(from, to);
+        position += chunk.length;
+        if (position > end) return; // leaving the loop destroys the body
+      }
+      throw new Error(`the object store's answer ended at byte ${position} of ${end + 1}`);
+    })(),
+    { objectMode: false },
+  );
 }
 
 function contentKey(digest: string): string {

@@ -14,7 +14,7 @@ import {
 import type { Actor } from '../auth/actor.js';
 import { ApiAdminAuth } from '../auth/api-admin-auth.decorator.js';
 import { CurrentActor } from '../auth/current-actor.decorator.js';
-import { ResourceIdPipe } from '../registries/resource-id.pipe.js';
+import { ResourceIdPipe } from '../accounts/resource-id.pipe.js';
 import { RegistryUpstreamsService } from './registry-upstreams.service.js';
 import { RegistryUpstreamCreateDto, RegistryUpstreamResponseDto, RegistryUpstreamUpdateDto } from './upstream.dto.js';
 

@@ -6,7 +6,7 @@ import { GroupPermission } from '../auth/actor.js';
 import { GroupAccessPolicy } from '../auth/group-access.policy.js';
 import { limitsConfig } from '../config/config.js';
 import type { LimitsConfig } from '../config/config.js';
-import { InvalidFieldException } from '../registries/invalid-field.exception.js';
+import { InvalidFieldException } from '../accounts/invalid-field.exception.js';
 import type { PermissionCheckOptions } from '../registries/permission-check-options.js';
 import { isUniqueViolation, lockRegistry, RegistriesService } from '../registries/registries.service.js';
 import type { Registry } from '../registries/registry.entity.js';

@@ -1,7 +1,7 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { Transform, Type } from 'class-transformer';
 import { IsInt, IsNotEmpty, IsOptional, IsString, Max, MaxLength, Min, ValidateIf } from 'class-validator';
-import { PaginationQueryDto } from '../registries/pagination.js';
+import { PageQueryDto } from '../accounts/pagination.js';
 import { MAX_DESCRIPTION_LENGTH } from '../registries/registry.dto.js';
 import type { RegistryUpstream } from './registry-upstream.entity.js';
 import type { Upstream } from './upstream.entity.js';
@@ -102,7 +102,7 @@ export class UpstreamUpdateDto {
   cache_validity_hours?: number;
 }
 
-export class UpstreamListQueryDto extends PaginationQueryDto {
+export class UpstreamListQueryDto extends PageQueryDto {
   @ApiProperty({ required: false, description: 'Filter by upstream name (case-insensitive substring).', example: 'docker' })
   @IsOptional()
   @IsString()

@@ -14,8 +14,8 @@ import type { Actor } from '../auth/actor.js';
 import { ApiAdminAuth } from '../auth/api-admin-auth.decorator.js';
 import { CurrentActor } from '../auth/current-actor.decorator.js';
 import { ApiPaginatedResponse } from '../registries/api-paginated-response.decorator.js';
-import { pageRequest, Paginated, PaginationHeadersInterceptor } from '../registries/pagination.js';
-import { ResourceIdPipe } from '../registries/resource-id.pipe.js';
+import { Page, PageHeadersInterceptor } from '../accounts/pagination.js';
+import { ResourceIdPipe } from '../accounts/resource-id.pipe.js';
 import {
   RegistryUpstreamListItemDto,
   UpstreamCreateDto,
@@ -42,7 +42,7 @@ export class UpstreamsController {
   constructor(private readonly upstreams: UpstreamsService) {}
 
   @Get('groups/:id/-/virtual_registries/container/upstreams')
-  @UseInterceptors(PaginationHeadersInterceptor)
+  @UseInterceptors(PageHeadersInterceptor)
   @ApiOperation({ summary: 'List all upstreams of a group', description: 'Needs the Reporter role or higher.' })
   @ApiParam(GROUP_ID)
   @ApiPaginatedResponse(UpstreamResponseDto)
@@ -50,8 +50,8 @@ export class UpstreamsController {
     @CurrentActor() actor: Actor,
     @Param('id') group: string,
     @Query() query: UpstreamListQueryDto,
-  ): Promise<Paginated<UpstreamResponseDto>> {
-    return (await this.upstreams.listForGroup(actor, group, pageRequest(query), { upstreamName: query.upstream_name })).map(
+  ): Promise<Page<UpstreamResponseDto>> {
+    return (await this.upstreams.listForGroup(actor, group, Page.request(query), { upstreamName: query.upstream_name })).map(
       UpstreamResponseDto.from,
     );
   }

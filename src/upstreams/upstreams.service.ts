@@ -9,8 +9,9 @@ import { GroupAccessPolicy } from '../auth/group-access.policy.js';
 import { CacheEntry, CacheEntryStatus } from '../cache-entries/cache-entry.entity.js';
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.js';
 import { GroupResolver } from '../registries/group-resolver.service.js';
-import { InvalidFieldException } from '../registries/invalid-field.exception.js';
-import { PageRequest, Paginated } from '../registries/pagination.js';
+import { InvalidFieldException } from '../accounts/invalid-field.exception.js';
+import { Page } from '../accounts/pagination.js';
+import type { PageRequest } from '../registries/page-request.js';
 import type { PermissionCheckOptions } from '../registries/permission-check-options.js';
 import { lockRegistry, RegistriesService } from '../registries/registries.service.js';
 import { UpstreamClient, type UpstreamDescriptor } from './client/upstream-client.js';
@@ -116,7 +117,7 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     groupRef: string | number,
     page: PageRequest,
     filter: { upstreamName?: string } = {},
-  ): Promise<Paginated<Upstream>> {
+  ): Promise<Page<Upstream>> {
     const group = await this.groups.resolve(groupRef);
     await this.policy.assert(actor, group.id, GroupPermission.READ);
     const query = this.upstreams.createQueryBuilder('u').where('u.group_id = :groupId', { groupId: group.id });
@@ -125,10 +126,10 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     }
     const [items, total] = await query
       .orderBy('u.id', 'ASC')
-      .skip((page.page - 1) * page.perPage)
+      .skip(page.skip)
       .take(page.perPage)
       .getManyAndCount();
-    return new Paginated(items, total, page.page, page.perPage);
+    return new Page(items, total, page.page, page.perPage);
   }
 
   /** A registry's upstreams in position order, each with its link. */

@@ -281,14 +281,20 @@ export class UpstreamClient implements OnModuleDestroy {
           const rejected = auth?.scheme === 'bearer' ? auth.token : undefined;
           // a valid token for this very scope that is not enough (Docker Hub: a repository that does
           // not exist or is private) will not become enough by fetching it again
-          const futile = rejected !== undefined && bearer.error === 'insufficient_scope' && auth?.scheme === 'bearer' && auth.key === this.tokenKey(upstream, state, tokenScope);
-          if (!futile) retry = await this.bearer(upstream, state, tokenScope, signal, rejected);
+          const futile =
+            auth?.scheme === 'bearer' &&
+            bearer.error === 'insufficient_scope' &&
+            auth.key === this.tokenKey(upstream, state, tokenScope);
+          if (!futile) {
+            await drain(res.body);
+            retry = await this.bearer(upstream, state, tokenScope, signal, rejected);
+          }
         } else if (offersBasic(challenges) && basicHeader(upstream) && auth?.scheme !== 'basic') {
+          await drain(res.body);
           state.basic = true;
           retry = { scheme: 'basic' };
         }
         if (retry) {
-          await drain(res.body);
           auth = retry;
           res = await this.exchange(upstream, method, url, headers, auth, signal);
         }
