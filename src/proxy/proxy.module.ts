@@ -1,11 +1,14 @@
-import { Module } from '@nestjs/common';
+import { Inject, Module, OnApplicationShutdown } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { AuthModule } from '../auth/auth.module.js';
 import { CacheEntriesModule } from '../cache-entries/cache-entries.module.js';
 import { Registry } from '../registries/registry.entity.js';
 import { Upstream } from '../upstreams/upstream.entity.js';
 import { UpstreamsModule } from '../upstreams/upstreams.module.js';
+import { queueConfig, type QueueConfig } from '../config/config.js';
+import { FILL_LOCK, LocalFillLock, RedisFillLock, type FillLock } from './fill-lock.js';
 import { PullAccessService } from './pull-access.service.js';
+import { PullRateLimiter } from './pull-rate-limiter.js';
 import { PullTargetResolver } from './pull-target.resolver.js';
 import { PullService } from './pull.service.js';
 import { RegistryPullController } from './registry-pull.controller.js';
@@ -14,6 +17,23 @@ import { RegistryPullController } from './registry-pull.controller.js';
 @Module({
   imports: [TypeOrmModule.forFeature([Registry, Upstream]), AuthModule, CacheEntriesModule, UpstreamsModule],
   controllers: [RegistryPullController],
-  providers: [PullService, PullAccessService, PullTargetResolver],
+  providers: [
+    PullService,
+    PullAccessService,
+    PullTargetResolver,
+    PullRateLimiter,
+    {
+      provide: FILL_LOCK,
+      inject: [queueConfig.KEY],
+      useFactory: (queue: QueueConfig): FillLock =>
+        queue.redisUrl ? new RedisFillLock(queue.redisUrl, queue.prefix) : new LocalFillLock(),
+    },
+  ],
 })
-export class ProxyModule {}
+export class ProxyModule implements OnApplicationShutdown {
+  constructor(@Inject(FILL_LOCK) private readonly fillLock: FillLock) {}
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.fillLock.close();
+  }
+}

@@ -31,6 +31,7 @@ import type { UpstreamResponse } from '../upstreams/client/upstream-client.js';
 import { UpstreamClient } from '../upstreams/client/upstream-client.js';
 import { UpstreamError, classifyUpstreamError } from '../upstreams/client/upstream-error.js';
 import { InflightBlobFills, readFill, type BlobFill } from './blob-fills.js';
+import { FILL_LOCK, type FillLease, type FillLock } from './fill-lock.js';
 import { readManifestBody } from './manifest-body.js';
 import type { PullResponse, PullTarget, PullUpstream } from './pull-target.js';
 import { PullTargetResolver } from './pull-target.resolver.js';
@@ -84,6 +85,7 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
     @Inject(QUEUE_DRIVER) private readonly queue: QueueDriver,
     private readonly metrics: MetricsService,
     @Inject(limitsConfig.KEY) private readonly limits: LimitsConfig,
+    @Inject(FILL_LOCK) private readonly fillLock: FillLock,
   ) {}
 
   onModuleInit(): void {
@@ -334,8 +336,13 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
       if (rangeHeader) return this.passThroughRange(upstream, path, digest, res, rangeHeader);
       const size = Number(header(res, 'content-length'));
       if (Number.isFinite(size) && size <= this.limits.maxCachedFileSize) {
-        const fill = await this.startFill(upstream, path, digest, size, res);
-        return this.followFill(fill, 'GET');
+        const lease = await this.fillLock.acquire(InflightBlobFills.key(upstream.id, path));
+        if (lease) {
+          const fill = await this.startFill(upstream, path, digest, size, res, lease);
+          return this.followFill(fill, 'GET');
+        }
+        // Another replica is filling this blob: stream it through without a second cache write.
+        this.metrics.cacheRequests.inc({ result: 'pass-through', kind: 'blob' });
       }
       return this.passThroughVerified(digest, Number.isFinite(size) ? size : undefined, res);
     }
@@ -396,8 +403,22 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
    * Starts the one download of a blob into the cache, registered so concurrent misses follow it.
    * The fill runs to its end whether or not clients stay (client streams read the growing object).
    */
-  private async startFill(upstream: PullUpstream, path: string, digest: string, size: number, res: UpstreamResponse): Promise<BlobFill> {
-    const writer = await this.blobs.create();
+  private async startFill(
+    upstream: PullUpstream,
+    path: string,
+    digest: string,
+    size: number,
+    res: UpstreamResponse,
+    lease: FillLease,
+  ): Promise<BlobFill> {
+    let writer;
+    try {
+      writer = await this.blobs.create();
+    } catch (err) {
+      discard(res);
+      await lease.release();
+      throw err;
+    }
     const key = InflightBlobFills.key(upstream.id, path);
     this.metrics.inflightFills.inc();
     const done = (async () => {
@@ -421,6 +442,7 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
         throw err;
       } finally {
         this.metrics.inflightFills.dec();
+        await lease.release();
       }
     })();
     done.catch(() => undefined); // observed by followers and the job; never an unhandled rejection
@@ -456,7 +478,12 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
       discard(res);
       return;
     }
-    const fill = await this.startFill(upstream, path, digest, size, res);
+    const lease = await this.fillLock.acquire(InflightBlobFills.key(upstream.id, path));
+    if (!lease) {
+      discard(res);
+      throw new Error(`another process is filling ${path}; retrying later`);
+    }
+    const fill = await this.startFill(upstream, path, digest, size, res, lease);
     await fill.done;
   }
 

@@ -7,6 +7,7 @@ import { OciError, OciErrorCode, parseRegistryRoute } from '../oci/index.js';
 import { OciExceptionFilter } from './oci-exception.filter.js';
 import { PullAccessService } from './pull-access.service.js';
 import type { PullResponse } from './pull-target.js';
+import { PullRateLimiter } from './pull-rate-limiter.js';
 import { PullService, type PullMethod } from './pull.service.js';
 
 const ROUTE = /^\/v2\/virtual_registries\/containers?\/([^?]*)/;
@@ -25,6 +26,7 @@ export class RegistryPullController {
   constructor(
     @Inject(PullService) private readonly pull: PullService,
     @Inject(PullAccessService) private readonly access: PullAccessService,
+    @Inject(PullRateLimiter) private readonly rateLimiter: PullRateLimiter,
     @Inject(appConfig.KEY) private readonly app: AppConfig,
   ) {}
 
@@ -36,6 +38,7 @@ export class RegistryPullController {
   @ApiResponse({ status: 206, description: 'A byte range of a blob (`Range: bytes=a-b`)' })
   @ApiResponse({ status: 401, description: 'UNAUTHORIZED: get a token at the realm named by `WWW-Authenticate`' })
   @ApiResponse({ status: 404, description: 'MANIFEST_UNKNOWN, BLOB_UNKNOWN or NAME_UNKNOWN' })
+  @ApiResponse({ status: 429, description: 'TOOMANYREQUESTS (PULL_RATE_LIMIT_PER_MINUTE), with Retry-After' })
   @ApiResponse({ status: 503, description: 'UNAVAILABLE: no upstream answered and nothing is cached' })
   async get(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     await this.send(reply, await this.handle(request, 'GET'));
@@ -78,6 +81,7 @@ export class RegistryPullController {
   }
 
   private async handle(request: FastifyRequest, method: PullMethod): Promise<PullResponse> {
+    this.rateLimiter.check(request.ip, request.headers.authorization);
     const url = request.raw.url ?? '';
     const match = ROUTE.exec(url);
     if (!match) throw new OciError(OciErrorCode.NAME_UNKNOWN, 'unknown registry path');

@@ -35,6 +35,8 @@ export async function startTestApp(
       LOG_LEVEL: 'warn',
       UPSTREAM_ALLOW_PRIVATE: 'true',
       INITIAL_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+      // With Redis, this app runs its own jobs on queues no other test app shares.
+      ...(env.REDIS_URL ? { RUN_JOBS: 'true', QUEUE_PREFIX: `cvr-test-${process.pid}-${Date.now()}-${Math.floor(Math.random() * 1e6)}` } : {}),
       ...env,
       DATA_DIR: dataDir,
       DATABASE_URL: databaseUrl,
