@@ -18,9 +18,10 @@ export const OPENAPI_PATH = 'api/docs';
  * Builds the HTTP application (used by main.ts and by the e2e tests, which `listen(0)`):
  * Fastify with JSON logs carrying a request id, HTTP metrics, Swagger UI and graceful shutdown.
  */
-export async function createApp(): Promise<NestFastifyApplication> {
+export async function createApp(logger?: AppLogger): Promise<NestFastifyApplication> {
   const env = loadEnvironment();
-  const rootLogger = createRootLogger(env.app.logLevel);
+  const appLogger = logger ?? new AppLogger(createRootLogger(env.app.logLevel));
+  const rootLogger = appLogger.pino;
   const adapter = new FastifyAdapter({
     loggerInstance: rootLogger,
     disableRequestLogging: true,
@@ -29,7 +30,7 @@ export async function createApp(): Promise<NestFastifyApplication> {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
-    maxParamLength: 4096,
+    routerOptions: { maxParamLength: 4096 },
     // The pull routes declare HEAD themselves (a HEAD miss must not start a blob download).
     exposeHeadRoutes: false,
     // Registry clients call `GET /v2/`; Nest registers routes without the trailing slash.
@@ -39,7 +40,7 @@ export async function createApp(): Promise<NestFastifyApplication> {
     bodyLimit: 1024 * 1024,
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule, adapter, {
-    logger: new AppLogger(rootLogger),
+    logger: appLogger,
     abortOnError: false,
   });
   installRequestHooks(app.getHttpAdapter().getInstance(), app.get(MetricsService));
@@ -51,7 +52,6 @@ export async function createApp(): Promise<NestFastifyApplication> {
     }),
   );
   setupOpenApi(app);
-  app.enableShutdownHooks();
   return app;
 }
 

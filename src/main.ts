@@ -3,17 +3,22 @@
  * With the in-process queue (no REDIS_URL) it also runs the background jobs.
  */
 import 'reflect-metadata';
-import { Logger } from '@nestjs/common';
 import { createApp } from './app.factory.js';
 import { loadEnvironment } from './config/config.js';
-import { exitOnBootFailure, installShutdownTimeout } from './process-lifecycle.js';
+import { AppLogger, createRootLogger } from './observability/app-logger.js';
+import { exitOnBootFailure, installGracefulShutdown, routeWarningsToLog } from './process-lifecycle.js';
 
 async function bootstrap(): Promise<void> {
   const env = loadEnvironment();
-  const app = await createApp();
-  installShutdownTimeout(env.app.shutdownTimeoutMs);
+  const logger = new AppLogger(createRootLogger(env.app.logLevel));
+  routeWarningsToLog(logger);
+  const app = await createApp(logger);
+  installGracefulShutdown(app, env.app.shutdownTimeoutMs, logger);
   await app.listen(env.app.port, env.app.host);
-  new Logger('Main').log(`listening on ${await app.getUrl()} (database: ${env.database.url ? 'postgres' : 'embedded'}, queue: ${env.queue.driver}, storage: ${env.storage.driver})`);
+  logger.log(
+    `listening on ${await app.getUrl()} (database: ${env.database.url ? 'postgres' : 'embedded'}, queue: ${env.queue.driver}, storage: ${env.storage.driver})`,
+    'Main',
+  );
 }
 
 bootstrap().catch(exitOnBootFailure);

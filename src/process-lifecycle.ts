@@ -1,3 +1,4 @@
+import type { INestApplicationContext, LoggerService } from '@nestjs/common';
 import { ConfigValidationError } from './config/environment.js';
 
 /** Boot failures end the process with one clear line on stderr and a non-zero exit, no stack trace. */
@@ -21,16 +22,34 @@ function describeBootError(err: unknown): string {
 }
 
 /**
- * Graceful shutdown is Nest's (enableShutdownHooks: stop accepting, drain responses, close pools);
- * this bounds it so a stuck stream cannot keep the process alive forever.
+ * Graceful shutdown on SIGTERM/SIGINT: stop accepting, let in-flight responses and fills finish,
+ * drain jobs, close pools (Nest's shutdown hooks), then exit 0. Bounded by SHUTDOWN_TIMEOUT_MS so a
+ * stuck stream cannot keep the process alive forever (exit 1 then).
  */
-export function installShutdownTimeout(timeoutMs: number): void {
+export function installGracefulShutdown(app: INestApplicationContext, timeoutMs: number, logger: LoggerService): void {
+  let closing = false;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => {
+    process.on(signal, () => {
+      if (closing) return;
+      closing = true;
+      logger.log(`${signal}: shutting down (draining in-flight work, at most ${timeoutMs} ms)`, 'Shutdown');
       setTimeout(() => {
-        process.stderr.write(`shutdown did not finish within ${timeoutMs} ms, exiting\n`);
+        logger.error(`shutdown did not finish within ${timeoutMs} ms, exiting`, undefined, 'Shutdown');
         process.exit(1);
       }, timeoutMs).unref();
+      app.close().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          logger.error(`shutdown failed: ${(err as Error).message}`, undefined, 'Shutdown');
+          process.exit(1);
+        },
+      );
     });
   }
+}
+
+/** Node and library warnings (deprecations and the like) become log lines instead of raw stderr text. */
+export function routeWarningsToLog(logger: LoggerService): void {
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) => logger.warn(`${warning.name}: ${warning.message}`, 'ProcessWarning'));
 }

@@ -4,12 +4,11 @@
  * Start as many as you like next to the API replicas (they share Postgres, Redis and storage).
  */
 import 'reflect-metadata';
-import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { AppModule } from './app.module.js';
 import { loadEnvironment } from './config/config.js';
 import { AppLogger, createRootLogger } from './observability/app-logger.js';
-import { exitOnBootFailure, installShutdownTimeout } from './process-lifecycle.js';
+import { exitOnBootFailure, installGracefulShutdown, routeWarningsToLog } from './process-lifecycle.js';
 
 async function bootstrap(): Promise<void> {
   process.env.APP_ROLE = 'worker';
@@ -17,13 +16,11 @@ async function bootstrap(): Promise<void> {
   if (env.queue.driver !== 'bullmq') {
     throw new Error('the worker needs REDIS_URL (with the in-process queue the API process runs the jobs itself)');
   }
-  const app = await NestFactory.createApplicationContext(AppModule, {
-    logger: new AppLogger(createRootLogger(env.app.logLevel)),
-    abortOnError: false,
-  });
-  app.enableShutdownHooks();
-  installShutdownTimeout(env.app.shutdownTimeoutMs);
-  new Logger('Worker').log('worker started: processing background jobs');
+  const logger = new AppLogger(createRootLogger(env.app.logLevel));
+  routeWarningsToLog(logger);
+  const app = await NestFactory.createApplicationContext(AppModule, { logger, abortOnError: false });
+  installGracefulShutdown(app, env.app.shutdownTimeoutMs, logger);
+  logger.log('worker started: processing background jobs', 'Worker');
 }
 
 bootstrap().catch(exitOnBootFailure);

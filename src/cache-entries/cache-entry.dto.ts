@@ -16,10 +16,10 @@ export class CacheEntryResponseDto {
   @ApiProperty({ description: 'URL-safe Base64 of "<upstream_id> <relative_path>"; use it to delete the entry.', example: 'MSAvbGlicmFyeS9hbHBpbmUvbWFuaWZlc3RzL2xhdGVzdA==' })
   id: string;
 
-  @ApiProperty({ description: 'The ID of the group.', example: 5 })
+  @ApiProperty({ type: 'integer', description: 'The ID of the group.', example: 5 })
   group_id: number;
 
-  @ApiProperty({ description: 'The ID of the upstream the content came from.', example: 1 })
+  @ApiProperty({ type: 'integer', description: 'The ID of the upstream the content came from.', example: 1 })
   upstream_id: number;
 
   @ApiProperty({ description: 'The registry-relative path of the cached response.', example: '/library/alpine/manifests/latest' })
@@ -28,7 +28,7 @@ export class CacheEntryResponseDto {
   @ApiProperty({ description: 'The content digest.', example: 'sha256:8d4f4d4ab4fa0a9b10ec6ba9d5c2e4fa7cbf9f1b1b9f8f1c1e0a3b3b1d8b5b2a' })
   digest: string;
 
-  @ApiProperty({ description: 'Size in bytes.', example: 2048 })
+  @ApiProperty({ type: 'integer', description: 'Size in bytes.', example: 2048 })
   size: number;
 
   @ApiProperty({ description: 'The media type, as the upstream sent it.', example: 'application/vnd.oci.image.index.v1+json' })
@@ -40,7 +40,7 @@ export class CacheEntryResponseDto {
   @ApiProperty({ description: 'When the upstream last confirmed this content.', format: 'date-time', example: '2024-05-30T12:28:27.855Z' })
   upstream_checked_at: string;
 
-  @ApiProperty({ description: 'How many times the entry was served.', example: 5 })
+  @ApiProperty({ type: 'integer', description: 'How many times the entry was served.', example: 5 })
   downloads_count: number;
 
   @ApiProperty({ description: 'When the entry was last served.', format: 'date-time', example: '2024-06-05T14:58:32.855Z' })

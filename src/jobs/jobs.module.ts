@@ -47,6 +47,13 @@ export class JobsModule implements OnApplicationBootstrap, BeforeApplicationShut
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
+    try {
+      await this.queue.check();
+    } catch (err) {
+      await this.queue.stop();
+      const where = this.queueSettings.redisUrl ? ` at ${redactUrl(this.queueSettings.redisUrl)}` : '';
+      throw new Error(`cannot reach the job queue${where}: ${(err as Error).message}`);
+    }
     if (!this.queueSettings.runJobs) {
       this.logger.log(`queue: ${this.queueSettings.driver}, jobs run in the worker processes`);
       return;
@@ -65,5 +72,15 @@ export class JobsModule implements OnApplicationBootstrap, BeforeApplicationShut
 
   async beforeApplicationShutdown(): Promise<void> {
     await this.queue.stop();
+  }
+}
+
+/** A URL for messages: host and port only, never credentials. */
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}`;
+  } catch {
+    return 'the configured URL';
   }
 }

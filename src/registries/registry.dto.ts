@@ -17,7 +17,7 @@ export class RegistryCreateDto {
   @MaxLength(MAX_REGISTRY_NAME_LENGTH)
   name: string;
 
-  @ApiProperty({ required: false, nullable: true, description: 'The description of the virtual registry.', maxLength: MAX_DESCRIPTION_LENGTH, example: 'My container virtual registry' })
+  @ApiProperty({ type: String, required: false, nullable: true, description: 'The description of the virtual registry.', maxLength: MAX_DESCRIPTION_LENGTH, example: 'My container virtual registry' })
   @IsOptional()
   @IsString()
   @MaxLength(MAX_DESCRIPTION_LENGTH)
@@ -34,7 +34,7 @@ export class RegistryUpdateDto {
   @MaxLength(MAX_REGISTRY_NAME_LENGTH)
   name?: string;
 
-  @ApiProperty({ required: false, nullable: true, description: 'The description of the virtual registry (null or "" clears it).', maxLength: MAX_DESCRIPTION_LENGTH, example: 'Docker Hub through the office cache' })
+  @ApiProperty({ type: String, required: false, nullable: true, description: 'The description of the virtual registry (null or "" clears it).', maxLength: MAX_DESCRIPTION_LENGTH, example: 'Docker Hub through the office cache' })
   @ValidateIf((o: RegistryUpdateDto) => o.description !== undefined && o.description !== null)
   @IsString()
   @MaxLength(MAX_DESCRIPTION_LENGTH)
@@ -44,10 +44,10 @@ export class RegistryUpdateDto {
 export class RegistryListQueryDto extends PageQueryDto {}
 
 export class RegistryResponseDto {
-  @ApiProperty({ description: 'The ID of the virtual registry.', example: 1 })
+  @ApiProperty({ type: 'integer', description: 'The ID of the virtual registry.', example: 1 })
   id: number;
 
-  @ApiProperty({ description: 'The ID of the group that owns the registry.', example: 5 })
+  @ApiProperty({ type: 'integer', description: 'The ID of the group that owns the registry.', example: 5 })
   group_id: number;
 
   @ApiProperty({ description: 'The name of the virtual registry.', example: 'my-container-virtual-registry' })
@@ -75,13 +75,13 @@ export class RegistryResponseDto {
 }
 
 export class RegistryUpstreamSummaryDto {
-  @ApiProperty({ description: 'The ID of the registry upstream association.', example: 2 })
+  @ApiProperty({ type: 'integer', description: 'The ID of the registry upstream association.', example: 2 })
   id: number;
 
-  @ApiProperty({ description: 'The position of the upstream in the registry (1 is asked first).', example: 1 })
+  @ApiProperty({ type: 'integer', description: 'The position of the upstream in the registry (1 is asked first).', example: 1 })
   position: number;
 
-  @ApiProperty({ description: 'The ID of the upstream.', example: 2 })
+  @ApiProperty({ type: 'integer', description: 'The ID of the upstream.', example: 2 })
   upstream_id: number;
 }
 

@@ -5,32 +5,44 @@ import { Readable } from 'node:stream';
 
 const TAIL_READ_CHUNK = 256 * 1024;
 
+export type BlobSpoolStatus = 'open' | 'sealed' | 'aborted';
+
 /**
- * The local file a write lands in while it is open: it hashes what it stores and lets any number of
- * tail readers follow it. Readers share the spool's file handle (positional reads), so the file can be
- * renamed into place or unlinked while they read. The handle closes once the writer has released the
- * spool and every reader is done.
+ * The local file a write lands in while it is open: it hashes what it stores and lets tail readers
+ * (and the S3 part uploader) follow it. They share the spool's file handle with positional reads, so
+ * the file can be renamed into place or unlinked while they read. The handle closes once the writer
+ * has released the spool and every reader has let go of it.
  */
 export class BlobSpool {
   private readonly hash: Hash = createHash('sha256');
   private readonly changes = new EventEmitter().setMaxListeners(0);
   private written = 0;
-  private state: 'open' | 'sealed' | 'aborted' = 'open';
-  private abortReason: Error | undefined;
+  private state: BlobSpoolStatus = 'open';
+  private reason: Error | undefined;
   private hexDigest: string | undefined;
-  private readers = 0;
+  private holders = 1; // the writer
   private released = false;
   private closed: Promise<void> | undefined;
 
   private constructor(private readonly handle: FileHandle) {}
 
-  /** Creates the file (it must not exist). */
+  /** Creates the file (it must not exist yet). */
   static async create(path: string): Promise<BlobSpool> {
     return new BlobSpool(await open(path, 'wx+'));
   }
 
+  /** Bytes stored so far. */
   get size(): number {
     return this.written;
+  }
+
+  get status(): BlobSpoolStatus {
+    return this.state;
+  }
+
+  /** Why the spool was aborted. */
+  get abortReason(): Error | undefined {
+    return this.reason;
   }
 
   /** Stores a chunk at the end of the file. Callers append one chunk at a time. */
@@ -57,7 +69,7 @@ export class BlobSpool {
     await this.handle.sync();
   }
 
-  /** No more bytes: tail readers end once they have read everything. */
+  /** No more bytes: readers end once they have read everything. */
   seal(): void {
     if (this.state !== 'open') return;
     this.state = 'sealed';
@@ -65,70 +77,78 @@ export class BlobSpool {
   }
 
   /**
-   * The write failed or was cancelled: tail readers error with `reason`. Once sealed (verified), the
-   * bytes stay readable whatever happens to the write afterwards.
+   * The write failed or was cancelled: readers error with `reason`. Once sealed (verified), the bytes
+   * stay readable whatever happens to the write afterwards.
    */
   abort(reason: Error): void {
     if (this.state !== 'open') return;
     this.state = 'aborted';
-    this.abortReason = reason;
+    this.reason = reason;
     this.changes.emit('change');
+  }
+
+  /** Resolves once `end` bytes are stored, or the spool is sealed or aborted. */
+  whenAvailable(end: number): Promise<void> {
+    if (this.written >= end || this.state !== 'open') return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.written >= end || this.state !== 'open') {
+          this.changes.off('change', check);
+          resolve();
+        }
+      };
+      this.changes.on('change', check);
+    });
+  }
+
+  /** Reads stored bytes at `position` into `buffer`; returns how many were read. */
+  async readInto(buffer: Buffer, position: number, length = buffer.byteLength): Promise<number> {
+    const { bytesRead } = await this.handle.read(buffer, 0, length, position);
+    return bytesRead;
+  }
+
+  /** Keeps the file handle open for a reader; call the returned function once done with it. */
+  hold(): () => void {
+    if (this.closed) throw new Error('the spool is closed');
+    this.holders += 1;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.letGo();
+    };
   }
 
   /** The writer is done with the spool; the file handle closes when the last reader is. */
   async release(): Promise<void> {
+    if (this.released) return this.closed ?? Promise.resolve();
     this.released = true;
-    await this.closeWhenIdle();
+    this.letGo();
+    await this.closed;
   }
 
-  /** A reader of the bytes from `from` on that follows the file until it is sealed or aborted. */
+  /** Streams the bytes from `from` on, following the file until it is sealed (end) or aborted (error). */
   openTailReader(from = 0): Readable {
-    if (this.closed) throw new Error('the spool is closed');
-    this.readers += 1;
     return new SpoolTailReader(this, from);
   }
 
-  /** @internal for SpoolTailReader */
-  readerState(): { size: number; state: 'open' | 'sealed' | 'aborted'; abortReason: Error | undefined } {
-    return { size: this.written, state: this.state, abortReason: this.abortReason };
-  }
-
-  /** @internal for SpoolTailReader */
-  async readAt(position: number, length: number): Promise<Buffer> {
-    const buffer = Buffer.allocUnsafe(length);
-    const { bytesRead } = await this.handle.read(buffer, 0, length, position);
-    return bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
-  }
-
-  /** @internal for SpoolTailReader: calls `listener` once on the next change; returns an unsubscribe. */
-  onNextChange(listener: () => void): () => void {
-    this.changes.once('change', listener);
-    return () => this.changes.off('change', listener);
-  }
-
-  /** @internal for SpoolTailReader */
-  detachReader(): void {
-    this.readers -= 1;
-    void this.closeWhenIdle();
-  }
-
-  private closeWhenIdle(): Promise<void> {
-    if (!this.released || this.readers > 0) return Promise.resolve();
-    this.closed ??= this.handle.close().catch(() => undefined);
-    return this.closed;
+  private letGo(): void {
+    this.holders -= 1;
+    if (this.holders === 0) this.closed = this.handle.close().catch(() => undefined);
   }
 }
 
 class SpoolTailReader extends Readable {
+  private readonly letGo: () => void;
   private position: number;
   private reading = false;
-  private unsubscribe: (() => void) | undefined;
 
   constructor(
     private readonly spool: BlobSpool,
     from: number,
   ) {
     super({ highWaterMark: TAIL_READ_CHUNK });
+    this.letGo = spool.hold();
     this.position = from;
   }
 
@@ -146,37 +166,34 @@ class SpoolTailReader extends Readable {
     );
   }
 
-  /** Pushes what is available (until push() says stop), or waits for the next change. */
+  /** Pushes what is stored (until push() asks to stop), or waits for more. */
   private async pump(): Promise<void> {
     for (;;) {
       if (this.destroyed) return;
-      const { size, state, abortReason } = this.spool.readerState();
-      if (state === 'aborted') {
-        this.destroy(abortReason);
+      if (this.spool.status === 'aborted') {
+        this.destroy(this.spool.abortReason);
         return;
       }
-      if (this.position < size) {
-        const chunk = await this.spool.readAt(this.position, Math.min(TAIL_READ_CHUNK, size - this.position));
+      const available = this.spool.size - this.position;
+      if (available > 0) {
+        const chunk = Buffer.allocUnsafe(Math.min(TAIL_READ_CHUNK, available));
+        const read = await this.spool.readInto(chunk, this.position);
         if (this.destroyed) return;
-        if (chunk.byteLength === 0) throw new Error('the spool file is shorter than what was written to it');
-        this.position += chunk.byteLength;
-        if (!this.push(chunk)) return;
+        if (read === 0) throw new Error('the spool file is shorter than what was written to it');
+        this.position += read;
+        if (!this.push(read === chunk.byteLength ? chunk : chunk.subarray(0, read))) return;
         continue;
       }
-      if (state === 'sealed') {
+      if (this.spool.status === 'sealed') {
         this.push(null);
         return;
       }
-      await new Promise<void>((resolve) => {
-        this.unsubscribe = this.spool.onNextChange(resolve);
-      });
-      this.unsubscribe = undefined;
+      await this.spool.whenAvailable(this.position + 1);
     }
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    this.unsubscribe?.();
-    this.spool.detachReader();
+    this.letGo();
     callback(err);
   }
 }

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { S3TestServer, startS3Server } from '../../test/support/s3-server.js';
+import { DigestMismatchError } from './blob-store.js';
 import { runBlobStoreContract } from './blob-store.contract.js';
 import { S3BlobStoreDriver } from './s3-blob-store.driver.js';
 
@@ -79,6 +80,53 @@ describe('S3BlobStoreDriver layout', () => {
       const stored = createHash('sha256');
       for await (const chunk of object.Body as Readable) stored.update(chunk as Buffer);
       expect(stored.digest('hex')).toBe(hex);
+    } finally {
+      store.onModuleDestroy();
+    }
+  });
+
+  it('aborts a multipart upload on a digest mismatch or a cancel: the bucket stays empty', async () => {
+    const store = await newStore();
+    try {
+      const bytes = randomBytes(20 * 1024 ** 2); // three parts of 8 MiB
+      const mismatched = await store.create();
+      await mismatched.append(bytes);
+      await expect(mismatched.commit(`sha256:${'0'.repeat(64)}`)).rejects.toBeInstanceOf(DigestMismatchError);
+
+      const cancelled = await store.create();
+      await cancelled.append(bytes);
+      await cancelled.cancel();
+
+      const listing = await store.client.send(new ListObjectsV2Command({ Bucket: store.bucket }));
+      expect(listing.Contents ?? []).toEqual([]);
+    } finally {
+      store.onModuleDestroy();
+    }
+  });
+
+  it('still lets followers finish with verified bytes when the object store refuses the write', async () => {
+    const store = new S3BlobStoreDriver({
+      endpoint: server.endpoint,
+      bucket: 'bucket-that-does-not-exist',
+      region: 'us-east-1',
+      accessKeyId: server.accessKeyId,
+      secretAccessKey: server.secretAccessKey,
+      forcePathStyle: true,
+      spoolDirectory: join(workDir, 'spool'),
+    });
+    try {
+      const bytes = randomBytes(10 * 1024 ** 2);
+      const hex = createHash('sha256').update(bytes).digest('hex');
+      const writer = await store.create();
+      const follower = writer.openTailReader();
+      const followed = createHash('sha256');
+      follower.on('data', (chunk: Buffer) => followed.update(chunk));
+      const followerEnded = new Promise((resolve, reject) => follower.on('end', resolve).on('error', reject));
+      await writer.append(bytes);
+
+      await expect(writer.commit(`sha256:${hex}`)).rejects.toMatchObject({ name: 'NoSuchBucket' });
+      await followerEnded;
+      expect(followed.digest('hex')).toBe(hex);
     } finally {
       store.onModuleDestroy();
     }

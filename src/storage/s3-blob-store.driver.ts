@@ -13,10 +13,10 @@ import {
   UploadPartCopyCommand,
   type _Object,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { Logger, OnModuleDestroy } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import { mkdir, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import {
@@ -35,6 +35,7 @@ import {
   TemporaryBlob,
 } from './blob-store.js';
 import { BlobSpool } from './blob-spool.js';
+import { S3SpoolUpload } from './s3-spool-upload.js';
 import { BlobCommitTarget, SpooledBlobWriter } from './spooled-blob-writer.js';
 
 const CONTENT_PREFIX = 'blobs/';
@@ -53,8 +54,9 @@ export interface S3BlobStoreOptions {
   forcePathStyle: boolean;
   /** Local directory for the spool files that tail readers follow (the files are unlinked at once). */
   spoolDirectory: string;
-  /** Multipart part size of the streaming upload (memory per write is about partSize x (queueSize + 1)). */
+  /** Part size of the upload that follows a write (default 8 MiB; memory per write = partSize x queueSize). */
   partSize?: number;
+  /** Parts in flight per write (default 2). */
   queueSize?: number;
 }
 
@@ -64,9 +66,9 @@ export interface S3BlobStoreOptions {
  *     blobs/sha256/ab/<hex>     committed objects
  *     _uploads/<uuid>           a verified write between its upload and its copy into place
  *
- * A write streams to a local spool file (hashed, followed by tail readers) and, from that file, to a
- * multipart upload of `_uploads/<uuid>`. The upload's body ends only once the digest is verified, so
- * an unverified write never completes an object (on a mismatch the multipart upload is aborted).
+ * A write streams to a local spool file (hashed, followed by tail readers) and, from that file, to an
+ * upload of `_uploads/<uuid>` (S3SpoolUpload). The upload completes only once the digest is verified,
+ * so an unverified write never becomes an object (on a mismatch the multipart upload is aborted).
  * Commit then copies the temporary object to its content key server-side (atomic; UploadPartCopy
  * above the 5 GiB CopyObject limit) and deletes it. Multipart uploads left by a crashed process are
  * not listed by listTemporary: give the bucket an AbortIncompleteMultipartUpload lifecycle rule.
@@ -143,20 +145,22 @@ export class S3BlobStoreDriver implements BlobStore, OnModuleDestroy {
     const id = randomUUID();
     const spoolPath = join(this.spoolDirectory, id);
     const spool = await BlobSpool.create(spoolPath);
-    // Nobody needs the name: the spool and its readers share the open handle, and a crash leaves nothing.
-    await unlink(spoolPath);
-    const upload = new Upload({
+    try {
+      // Nobody needs the name: the spool and its readers share the open handle, and a crash leaves nothing.
+      await unlink(spoolPath);
+    } catch (err) {
+      await spool.release();
+      throw err;
+    }
+    const tempKey = `${UPLOADS_PREFIX}${id}`;
+    const upload = new S3SpoolUpload(spool, {
       client: this.client,
-      params: {
-        Bucket: this.bucket,
-        Key: `${UPLOADS_PREFIX}${id}`,
-        Body: spool.openTailReader(0),
-        ContentType: 'application/octet-stream',
-      },
+      bucket: this.bucket,
+      key: tempKey,
       partSize: this.partSize,
       queueSize: this.queueSize,
     });
-    return new SpooledBlobWriter(spool, new S3CommitTarget(this, upload, `${UPLOADS_PREFIX}${id}`), this);
+    return new SpooledBlobWriter(spool, new S3CommitTarget(this, upload, tempKey), this);
   }
 
   async delete(digest: string): Promise<void> {
@@ -183,6 +187,8 @@ export class S3BlobStoreDriver implements BlobStore, OnModuleDestroy {
   }
 
   async check(): Promise<void> {
+    await mkdir(this.spoolDirectory, { recursive: true });
+    await access(this.spoolDirectory, constants.R_OK | constants.W_OK);
     await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
   }
 
@@ -252,28 +258,22 @@ export class S3BlobStoreDriver implements BlobStore, OnModuleDestroy {
 }
 
 class S3CommitTarget implements BlobCommitTarget {
-  private readonly uploaded: Promise<unknown>;
-
   constructor(
     private readonly store: S3BlobStoreDriver,
-    private readonly upload: Upload,
+    private readonly upload: S3SpoolUpload,
     private readonly tempKey: string,
-  ) {
-    this.uploaded = upload.done();
-    // Observed by persist()/discard(); until then a failed upload must not be an unhandled rejection.
-    this.uploaded.catch(() => undefined);
-  }
+  ) {}
 
   async persist(digest: string, size: number): Promise<void> {
-    await this.uploaded;
+    await this.upload.done;
     const key = contentKey(digest);
     if (!(await this.store.headObject(key))) await this.store.copyObject(this.tempKey, key, size);
     await this.store.deleteKey(this.tempKey);
   }
 
   async discard(): Promise<void> {
-    await this.upload.abort();
-    await this.uploaded.catch(() => undefined);
+    this.upload.abort();
+    await this.upload.done.catch(() => undefined);
     await this.store.deleteKey(this.tempKey);
   }
 }

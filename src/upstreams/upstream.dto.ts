@@ -30,7 +30,7 @@ export class UpstreamCreateDto {
   @MaxLength(MAX_UPSTREAM_NAME_LENGTH)
   name: string;
 
-  @ApiProperty({ required: false, nullable: true, description: 'The description of the upstream registry.', maxLength: MAX_DESCRIPTION_LENGTH, example: 'Docker Hub registry' })
+  @ApiProperty({ type: String, required: false, nullable: true, description: 'The description of the upstream registry.', maxLength: MAX_DESCRIPTION_LENGTH, example: 'Docker Hub registry' })
   @IsOptional()
   @IsString()
   @MaxLength(MAX_DESCRIPTION_LENGTH)
@@ -48,7 +48,7 @@ export class UpstreamCreateDto {
   @MaxLength(MAX_CREDENTIAL_LENGTH)
   password?: string;
 
-  @ApiProperty({ required: false, default: 24, minimum: 0, description: 'How long, in hours, a cached tag is served before the upstream is asked again (0: never).', example: 24 })
+  @ApiProperty({ type: 'integer', required: false, default: 24, minimum: 0, description: 'How long, in hours, a cached tag is served before the upstream is asked again (0: never).', example: 24 })
   @IsOptional()
   @Type(() => Number)
   @IsInt()
@@ -75,25 +75,25 @@ export class UpstreamUpdateDto {
   @MaxLength(MAX_UPSTREAM_NAME_LENGTH)
   name?: string;
 
-  @ApiProperty({ required: false, nullable: true, description: 'The description of the upstream registry (null or "" clears it).', maxLength: MAX_DESCRIPTION_LENGTH, example: 'GHCR, public images' })
+  @ApiProperty({ type: String, required: false, nullable: true, description: 'The description of the upstream registry (null or "" clears it).', maxLength: MAX_DESCRIPTION_LENGTH, example: 'GHCR, public images' })
   @ValidateIf((o: UpstreamUpdateDto) => isGiven(o.description))
   @IsString()
   @MaxLength(MAX_DESCRIPTION_LENGTH)
   description?: string | null;
 
-  @ApiProperty({ required: false, nullable: true, description: 'The username; give it with password. Both null (or empty) remove the credentials.', maxLength: MAX_CREDENTIAL_LENGTH, example: 'user' })
+  @ApiProperty({ type: String, required: false, nullable: true, description: 'The username; give it with password. Both null (or empty) remove the credentials.', maxLength: MAX_CREDENTIAL_LENGTH, example: 'user' })
   @ValidateIf((o: UpstreamUpdateDto) => isGiven(o.username))
   @IsString()
   @MaxLength(MAX_CREDENTIAL_LENGTH)
   username?: string | null;
 
-  @ApiProperty({ required: false, nullable: true, description: 'The password; give it with username. Stored encrypted, never returned.', maxLength: MAX_CREDENTIAL_LENGTH, example: 'new-token', writeOnly: true })
+  @ApiProperty({ type: String, required: false, nullable: true, description: 'The password; give it with username. Stored encrypted, never returned.', maxLength: MAX_CREDENTIAL_LENGTH, example: 'new-token', writeOnly: true })
   @ValidateIf((o: UpstreamUpdateDto) => isGiven(o.password))
   @IsString()
   @MaxLength(MAX_CREDENTIAL_LENGTH)
   password?: string | null;
 
-  @ApiProperty({ required: false, minimum: 0, description: 'How long, in hours, a cached tag is served before the upstream is asked again (0: never).', example: 72 })
+  @ApiProperty({ type: 'integer', required: false, minimum: 0, description: 'How long, in hours, a cached tag is served before the upstream is asked again (0: never).', example: 72 })
   @IsOptional()
   @Type(() => Number)
   @IsInt()
@@ -164,14 +164,14 @@ export class UpstreamTestResponseDto {
 }
 
 export class RegistryUpstreamCreateDto {
-  @ApiProperty({ description: 'The ID of the virtual registry.', example: 1 })
+  @ApiProperty({ type: 'integer', description: 'The ID of the virtual registry.', example: 1 })
   @Type(() => Number)
   @IsInt()
   @Min(1)
   @Max(2_147_483_647)
   registry_id: number;
 
-  @ApiProperty({ description: 'The ID of the upstream (of the same group).', example: 2 })
+  @ApiProperty({ type: 'integer', description: 'The ID of the upstream (of the same group).', example: 2 })
   @Type(() => Number)
   @IsInt()
   @Min(1)
@@ -180,7 +180,7 @@ export class RegistryUpstreamCreateDto {
 }
 
 export class RegistryUpstreamUpdateDto {
-  @ApiProperty({ description: 'The new position (1 is asked first); others shift. A position past the end moves it last.', minimum: 1, example: 1 })
+  @ApiProperty({ type: 'integer', description: 'The new position (1 is asked first); others shift. A position past the end moves it last.', minimum: 1, example: 1 })
   @Type(() => Number)
   @IsInt()
   @Min(1)
@@ -189,13 +189,13 @@ export class RegistryUpstreamUpdateDto {
 }
 
 export class UpstreamRegistryLinkDto {
-  @ApiProperty({ description: 'The ID of the registry upstream association.', example: 1 })
+  @ApiProperty({ type: 'integer', description: 'The ID of the registry upstream association.', example: 1 })
   id: number;
 
-  @ApiProperty({ description: 'The ID of the virtual registry.', example: 1 })
+  @ApiProperty({ type: 'integer', description: 'The ID of the virtual registry.', example: 1 })
   registry_id: number;
 
-  @ApiProperty({ description: 'The position of the upstream in that registry.', example: 1 })
+  @ApiProperty({ type: 'integer', description: 'The position of the upstream in that registry.', example: 1 })
   position: number;
 
   static from(link: RegistryUpstream): UpstreamRegistryLinkDto {
@@ -204,16 +204,16 @@ export class UpstreamRegistryLinkDto {
 }
 
 export class RegistryUpstreamResponseDto {
-  @ApiProperty({ description: 'The ID of the registry upstream association.', example: 5 })
+  @ApiProperty({ type: 'integer', description: 'The ID of the registry upstream association.', example: 5 })
   id: number;
 
-  @ApiProperty({ description: 'The ID of the virtual registry.', example: 1 })
+  @ApiProperty({ type: 'integer', description: 'The ID of the virtual registry.', example: 1 })
   registry_id: number;
 
-  @ApiProperty({ description: 'The ID of the upstream.', example: 2 })
+  @ApiProperty({ type: 'integer', description: 'The ID of the upstream.', example: 2 })
   upstream_id: number;
 
-  @ApiProperty({ description: 'The position of the upstream in the registry.', example: 2 })
+  @ApiProperty({ type: 'integer', description: 'The position of the upstream in the registry.', example: 2 })
   position: number;
 
   static from(link: RegistryUpstream): RegistryUpstreamResponseDto {
@@ -227,10 +227,10 @@ export class RegistryUpstreamResponseDto {
 }
 
 export class UpstreamResponseDto {
-  @ApiProperty({ description: 'The ID of the upstream.', example: 1 })
+  @ApiProperty({ type: 'integer', description: 'The ID of the upstream.', example: 1 })
   id: number;
 
-  @ApiProperty({ description: 'The ID of the group that owns the upstream.', example: 5 })
+  @ApiProperty({ type: 'integer', description: 'The ID of the group that owns the upstream.', example: 5 })
   group_id: number;
 
   @ApiProperty({ description: 'The name of the upstream.', example: 'Docker Hub' })
@@ -245,7 +245,7 @@ export class UpstreamResponseDto {
   @ApiProperty({ description: 'The username used with the upstream (the password is never returned).', nullable: true, type: String, example: 'user' })
   username: string | null;
 
-  @ApiProperty({ description: 'Hours a cached tag is served before the upstream is asked again (0: never).', example: 24 })
+  @ApiProperty({ type: 'integer', description: 'Hours a cached tag is served before the upstream is asked again (0: never).', example: 24 })
   cache_validity_hours: number;
 
   @ApiProperty({ description: 'When the upstream was created.', format: 'date-time', example: '2024-05-30T12:28:27.855Z' })
