@@ -3,7 +3,7 @@ import { BadRequestException, ValidationError, ValidationPipe } from '@nestjs/co
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import type { FastifyInstance } from 'fastify';
+import { LogController, type FastifyInstance } from 'fastify';
 import { AppModule } from './app.module.js';
 import { loadEnvironment } from './config/config.js';
 import { AppLogger, createRootLogger } from './observability/app-logger.js';
@@ -24,7 +24,8 @@ export async function createApp(logger?: AppLogger): Promise<NestFastifyApplicat
   const rootLogger = appLogger.pino;
   const adapter = new FastifyAdapter({
     loggerInstance: rootLogger,
-    disableRequestLogging: true,
+    // One access line per request is written by installRequestHooks (with the metrics).
+    logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: false,
     genReqId: (req: { headers: Record<string, string | string[] | undefined> }) => {
       const given = req.headers['x-request-id'];

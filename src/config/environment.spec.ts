@@ -27,6 +27,12 @@ describe('parseEnvironment', () => {
     expect(env.upstream.allowlist).toEqual(['registry.local', '10.0.0.0/8', '127.0.0.1']);
   });
 
+  it('reads the previous encryption keys of a rotation as a list', () => {
+    const env = parseEnvironment({ ENCRYPTION_KEY: 'b'.repeat(64), ENCRYPTION_PREVIOUS_KEYS: ` ${'a'.repeat(64)} , ${Buffer.alloc(32, 1).toString('base64')}` });
+    expect(env.security.encryptionPreviousKeys).toEqual(['a'.repeat(64), Buffer.alloc(32, 1).toString('base64')]);
+    expect(parseEnvironment({}).security.encryptionPreviousKeys).toEqual([]);
+  });
+
   it.each([
     [{ STORAGE_DRIVER: 'foo' }, 'STORAGE_DRIVER'],
     [{ DATABASE_URL: 'not a url' }, 'DATABASE_URL'],
@@ -38,6 +44,7 @@ describe('parseEnvironment', () => {
     [{ UPSTREAM_ALLOWLIST: '10.0.0.0/99' }, 'UPSTREAM_ALLOWLIST'],
     [{ STORAGE_DRIVER: 's3' }, 'S3_BUCKET'],
     [{ ENCRYPTION_KEY: 'short' }, 'ENCRYPTION_KEY'],
+    [{ ENCRYPTION_PREVIOUS_KEYS: `${'a'.repeat(64)},short` }, 'ENCRYPTION_PREVIOUS_KEYS'],
     [{ JWT_PRIVATE_KEY: 'not-a-pem' }, 'JWT_PRIVATE_KEY'],
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
     [{ QUEUE_DRIVER: 'bullmq' }, 'QUEUE_DRIVER'],
