@@ -30,6 +30,9 @@ export class GroupsService {
   }
 
   async create(actor: UserActor, dto: GroupCreateDto): Promise<Group> {
+    const taken = () => new InvalidFieldException('path', 'has already been taken');
+    // Checked first to answer the common case without a failed insert; the unique index settles races.
+    if (await this.groups.createQueryBuilder('g').where('lower(g.path) = lower(:path)', { path: dto.path }).getExists()) throw taken();
     try {
       return await this.dataSource.transaction(async (manager) => {
         const group = await manager.save(manager.create(Group, { name: dto.name, path: dto.path }));
@@ -37,7 +40,7 @@ export class GroupsService {
         return group;
       });
     } catch (err) {
-      if (isUniqueViolation(err)) throw new InvalidFieldException('path', 'has already been taken');
+      if (isUniqueViolation(err)) throw taken();
       throw err;
     }
   }

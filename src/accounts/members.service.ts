@@ -46,11 +46,13 @@ export class MembersService {
     await this.groupExists(this.dataSource.manager, groupId);
     const user = await this.dataSource.manager.findOneBy(User, { id: dto.user_id });
     if (!user) throw userNotFound();
+    const exists = () => new ConflictException({ message: 'Member already exists' });
+    if (await this.members.existsBy({ groupId, userId: user.id })) throw exists();
     try {
       const member = await this.members.save(this.members.create({ groupId, userId: user.id, accessLevel: dto.access_level }));
       return { ...member, user };
     } catch (err) {
-      if (isUniqueViolation(err)) throw new ConflictException({ message: 'Member already exists' });
+      if (isUniqueViolation(err)) throw exists();
       throw err;
     }
   }

@@ -26,10 +26,13 @@ export class UsersService {
 
   async create(actor: UserActor, dto: UserCreateDto): Promise<User> {
     assertInstanceAdmin(actor);
+    const taken = () => new ConflictException({ message: 'Username has already been taken' });
+    // Checked first to answer the common case without a failed insert; the unique index settles races.
+    if (await this.users.createQueryBuilder('u').where('lower(u.username) = lower(:username)', { username: dto.username }).getExists()) throw taken();
     try {
       return await this.users.save(this.users.create({ username: dto.username, email: dto.email ?? null, admin: dto.admin ?? false }));
     } catch (err) {
-      if (isUniqueViolation(err)) throw new ConflictException({ message: 'Username has already been taken' });
+      if (isUniqueViolation(err)) throw taken();
       throw err;
     }
   }

@@ -1,4 +1,5 @@
-import { Controller, Delete, Get, HttpCode, HttpStatus, Param, Query, UseInterceptors } from '@nestjs/common';
+import type { FastifyRequest } from 'fastify';
+import { Controller, Delete, Get, HttpCode, HttpStatus, Param, Query, Req, UseInterceptors } from '@nestjs/common';
 import { ApiForbiddenResponse, ApiNoContentResponse, ApiNotFoundResponse, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
 import type { Actor } from '../auth/actor.js';
 import { ApiAdminAuth } from '../auth/api-admin-auth.decorator.js';
@@ -40,7 +41,9 @@ export class CacheEntriesController {
   @ApiParam({ name: 'path', description: 'The cache entry id: URL-safe Base64 of "<upstream_id> <relative_path>".', example: 'MSAvbGlicmFyeS9hbHBpbmUvbWFuaWZlc3RzL2xhdGVzdA==' })
   @ApiNoContentResponse({ description: 'Marked for destruction.' })
   @ApiForbiddenResponse({ description: 'The caller may read but not change the upstream.' })
-  async delete(@CurrentActor() actor: Actor, @Param('*') id: string): Promise<void> {
+  async delete(@CurrentActor() actor: Actor, @Req() request: FastifyRequest): Promise<void> {
+    // The wildcard is read from the request: @Param('*') would document a second, bogus `*` parameter.
+    const id = (request.params as Record<string, string>)['*'];
     await this.cacheEntries.deleteOne(actor, id);
   }
 

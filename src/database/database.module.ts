@@ -7,6 +7,7 @@ import { EmbeddedPostgres } from './embedded-postgres.js';
 import { runMigrations } from './migration-runner.js';
 
 export const EMBEDDED_POSTGRES = 'EMBEDDED_POSTGRES';
+const EMBEDDED_POOL_SIZE = 1;
 
 @Module({
   providers: [
@@ -47,7 +48,10 @@ class MigrationsOnBoot implements OnModuleInit {
       imports: [EmbeddedPostgresModule],
       inject: [databaseConfig.KEY, EMBEDDED_POSTGRES],
       useFactory: async (db: DatabaseConfig, embedded: EmbeddedPostgres | null) => ({
-        ...dataSourceOptions(db.url ?? (await embedded!.start()), db.poolSize),
+        // PGlite runs one statement at a time, and its socket server interleaves the extended-protocol
+        // messages of concurrent connections (unnamed portals get lost): the embedded database gets
+        // exactly one connection. Real Postgres gets DATABASE_POOL_SIZE.
+        ...dataSourceOptions(db.url ?? (await embedded!.start()), db.url ? db.poolSize : EMBEDDED_POOL_SIZE),
         autoLoadEntities: true,
         // Fail boot quickly with a clear message instead of retrying for half a minute.
         retryAttempts: 2,

@@ -14,7 +14,7 @@ async function main(command: string): Promise<void> {
   const env = loadEnvironment();
   const embedded = env.database.url ? undefined : new EmbeddedPostgres(env.app.dataDir, 2);
   const url = env.database.url ?? (await embedded!.start());
-  const dataSource = new DataSource(dataSourceOptions(url, 2));
+  const dataSource = new DataSource(dataSourceOptions(url, 1));
   await dataSource.initialize();
   try {
     if (command === 'revert') {

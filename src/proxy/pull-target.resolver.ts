@@ -1,4 +1,4 @@
-import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { Injectable, OnModuleInit } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
 import { MetricsService } from '../observability/metrics.service.js';
@@ -22,13 +22,11 @@ interface UpstreamRow {
 
 /**
  * Loads what a pull needs about a registry in one query: its group and its upstreams in position
- * order, credentials decrypted in memory only. Also persists the token realm an upstream reveals
- * (auth_url) and feeds upstream latency and errors into the metrics.
+ * order, credentials decrypted in memory only. Also feeds upstream latency and errors into the
+ * metrics (UpstreamsService persists the token realm an upstream reveals).
  */
 @Injectable()
 export class PullTargetResolver implements OnModuleInit {
-  private readonly logger = new Logger(PullTargetResolver.name);
-
   constructor(
     @InjectRepository(Registry) private readonly registries: Repository<Registry>,
     @InjectRepository(Upstream) private readonly upstreamRows: Repository<Upstream>,
@@ -42,12 +40,6 @@ export class PullTargetResolver implements OnModuleInit {
       onRequest: (event) => {
         if (event.target !== 'registry') return;
         this.metrics.upstreamDuration.observe({ method: event.method, status: String(event.status ?? 'error') }, event.durationMs / 1000);
-        if (event.errorKind) this.metrics.upstreamErrors.inc({ kind: event.errorKind });
-      },
-      onRealmDiscovered: (upstreamId, authUrl) => {
-        this.upstreamRows.update({ id: Number(upstreamId) }, { authUrl }).catch((err: Error) => {
-          this.logger.warn(`could not remember the token realm of upstream ${upstreamId}: ${err.message}`);
-        });
       },
     });
   }

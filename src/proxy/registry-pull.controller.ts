@@ -20,6 +20,8 @@ const PATH_DOC = 'Everything after the spelling: `<registry id>/<name>/manifests
  */
 @ApiTags('registry (pull API)')
 @ApiBearerAuth('bearer')
+@ApiParam({ name: 'spelling', enum: ['containers', 'container'] })
+@ApiParam({ name: 'path', description: PATH_DOC })
 @Controller('v2/virtual_registries')
 @UseFilters(OciExceptionFilter)
 export class RegistryPullController {
@@ -32,8 +34,6 @@ export class RegistryPullController {
 
   @Get(':spelling/*')
   @ApiOperation({ summary: 'Pull a manifest or blob, list tags or referrers (served from cache, or streamed from the first upstream that has it)' })
-  @ApiParam({ name: 'spelling', enum: ['containers', 'container'] })
-  @ApiParam({ name: '*', description: PATH_DOC })
   @ApiResponse({ status: 200, description: 'The content; `Docker-Content-Digest`, exact `Content-Type`, `Content-Length`, `ETag`' })
   @ApiResponse({ status: 206, description: 'A byte range of a blob (`Range: bytes=a-b`)' })
   @ApiResponse({ status: 401, description: 'UNAUTHORIZED: get a token at the realm named by `WWW-Authenticate`' })
@@ -46,8 +46,6 @@ export class RegistryPullController {
 
   @Head(':spelling/*')
   @ApiOperation({ summary: 'Check a manifest or blob exists (headers only)' })
-  @ApiParam({ name: 'spelling', enum: ['containers', 'container'] })
-  @ApiParam({ name: '*', description: PATH_DOC })
   async head(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     await this.send(reply, await this.handle(request, 'HEAD'));
   }
