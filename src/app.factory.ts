@@ -3,7 +3,7 @@ import { BadRequestException, ValidationError, ValidationPipe } from '@nestjs/co
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import { LogController, type FastifyInstance } from 'fastify';
+import { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { AppModule } from './app.module.js';
 import { loadEnvironment } from './config/config.js';
 import { AppLogger, createRootLogger } from './observability/app-logger.js';
@@ -27,6 +27,8 @@ export async function createApp(logger?: AppLogger): Promise<NestFastifyApplicat
     // One access line per request is written by installRequestHooks (with the metrics).
     logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: false,
+    // Request loggers are the root logger itself: its mixin adds the request id (no duplicate field).
+    childLoggerFactory: (logger: FastifyBaseLogger) => logger,
     genReqId: (req: { headers: Record<string, string | string[] | undefined> }) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
@@ -44,7 +46,12 @@ export async function createApp(logger?: AppLogger): Promise<NestFastifyApplicat
     logger: appLogger,
     abortOnError: false,
   });
-  installRequestHooks(app.getHttpAdapter().getInstance(), app.get(MetricsService));
+  const fastify = app.getHttpAdapter().getInstance();
+  installRequestHooks(fastify, app.get(MetricsService));
+  // Cache-entry uploads take raw bytes: the handler gets the request stream itself (never buffered).
+  for (const type of ['application/octet-stream', /^application\/vnd\.(oci|docker)\./]) {
+    fastify.addContentTypeParser(type, (_request: unknown, payload: unknown, done: (err: null, body: unknown) => void) => done(null, payload));
+  }
   app.useGlobalPipes(
     new ValidationPipe({
       whitelist: true,

@@ -5,6 +5,8 @@ import { CacheEntriesController } from './cache-entries.controller.js';
 import { CacheEntriesService } from './cache-entries.service.js';
 import { CacheEntryCreateOrUpdateService } from './cache-entry-create-or-update.service.js';
 import { CacheEntryLookupService } from './cache-entry-lookup.service.js';
+import { CacheEntryUploadService } from './cache-entry-upload.service.js';
+import { CacheEntryUploadsController } from './cache-entry-uploads.controller.js';
 import { CacheEntry } from './cache-entry.entity.js';
 
 /**
@@ -13,8 +15,8 @@ import { CacheEntry } from './cache-entry.entity.js';
  */
 @Module({
   imports: [TypeOrmModule.forFeature([CacheEntry]), UpstreamsModule],
-  controllers: [CacheEntriesController],
-  providers: [CacheEntriesService, CacheEntryCreateOrUpdateService, CacheEntryLookupService],
-  exports: [CacheEntriesService, CacheEntryCreateOrUpdateService, CacheEntryLookupService],
+  controllers: [CacheEntriesController, CacheEntryUploadsController],
+  providers: [CacheEntriesService, CacheEntryCreateOrUpdateService, CacheEntryLookupService, CacheEntryUploadService],
+  exports: [CacheEntriesService, CacheEntryCreateOrUpdateService, CacheEntryLookupService, CacheEntryUploadService],
 })
 export class CacheEntriesModule {}

@@ -43,3 +43,4 @@ export type {
   TagsRequest,
 } from './registry-path.js';
 export { REPOSITORY_NAME_MAX_LENGTH, RepositoryName } from './repository-name.js';
+export { readManifestBody } from './manifest-body.js';

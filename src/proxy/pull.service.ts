@@ -32,7 +32,7 @@ import { UpstreamClient } from '../upstreams/client/upstream-client.js';
 import { UpstreamError, classifyUpstreamError } from '../upstreams/client/upstream-error.js';
 import { InflightBlobFills, readFill, type BlobFill } from './blob-fills.js';
 import { FILL_LOCK, type FillLease, type FillLock } from './fill-lock.js';
-import { readManifestBody } from './manifest-body.js';
+import { readManifestBody } from '../oci/manifest-body.js';
 import type { PullResponse, PullTarget, PullUpstream } from './pull-target.js';
 import { PullTargetResolver } from './pull-target.resolver.js';
 import { ByteLimit, ByteSkip, WithheldTail } from './withheld-tail.js';

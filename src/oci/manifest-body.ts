@@ -1,4 +1,4 @@
-import { OciError, OciErrorCode } from '../oci/index.js';
+import { OciError, OciErrorCode } from './oci-error.js';
 
 /**
  * Reads a manifest body, which is small and bounded (OCI recommends 4 MiB), into one buffer.
