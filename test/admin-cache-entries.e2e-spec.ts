@@ -96,9 +96,11 @@ describe.each(databaseTargets())('admin API: cache entries (%s database)', (data
       ),
     ).rejects.toThrow(/duplicate key/);
 
-    await expect(seed(upstreamId, '/x', { digest: 'sha256:nothex' })).rejects.toThrow(/digest/);
-    await expect(seed(upstreamId, '/x', { size: -1 })).rejects.toThrow(/size/);
-    await expect(seed(999999, '/x')).rejects.toThrow(/Not Found/);
+    const invalid = (field: string) => ({ response: { message: { [field]: [expect.any(String)] } } });
+    await expect(seed(upstreamId, '/x', { digest: 'sha256:nothex' })).rejects.toMatchObject(invalid('digest'));
+    await expect(seed(upstreamId, '/x', { size: -1 })).rejects.toMatchObject(invalid('size'));
+    await expect(seed(upstreamId, '/', {})).rejects.toMatchObject(invalid('relative_path'));
+    await expect(seed(999999, '/x')).rejects.toMatchObject({ status: 404 });
   });
 
   it('CreateOrUpdate checks permissions unless skipPermissionCheck is set', async () => {
@@ -106,7 +108,7 @@ describe.each(databaseTargets())('admin API: cache entries (%s database)', (data
     const input = { upstreamId, relativePath: '/p/blobs/x', digest: digestOf('p'), size: 1 };
     await expect(entries.execute(null, input)).rejects.toThrow();
     const stranger = { kind: 'user' as const, userId: 999999, username: 'nobody', admin: false, scopes: ['api' as never], tokenId: 1 };
-    await expect(entries.execute(stranger, input)).rejects.toThrow(/404/);
+    await expect(entries.execute(stranger, input)).rejects.toMatchObject({ status: 404 });
     expect(await statuses(upstreamId)).toEqual({});
     await entries.execute(null, input, { skipPermissionCheck: true });
     expect(await statuses(upstreamId)).toEqual({ '/p/blobs/x': ['default'] });

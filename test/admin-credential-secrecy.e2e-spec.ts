@@ -86,7 +86,9 @@ describe.each(databaseTargets())('upstream credentials stay secret (%s database)
 
     expect(admin.transcript.length).toBeGreaterThan(60);
     const secrets = [...PASSWORDS, TEST_ADMIN_TOKEN, maintainerToken, reporterToken];
-    for (const exchange of admin.transcript) {
+    // a token is shown once, in the answer that creates it; that is the only place a secret may appear
+    const tokenCreation = /^\/api\/v4\/users\/\d+\/personal_access_tokens$/;
+    for (const exchange of admin.transcript.filter((e) => !(e.method === 'POST' && tokenCreation.test(e.path)))) {
       for (const secret of secrets) {
         if (exchange.text.includes(secret) || exchange.headers.includes(secret)) {
           throw new Error(`${exchange.method} ${exchange.path} (${exchange.status}) returned a secret`);

@@ -54,6 +54,11 @@ export interface Environment {
       secretAccessKey: string | undefined;
       forcePathStyle: boolean;
     };
+    /**
+     * How old an unreferenced object or a temporary object must be before the orphan cleanup deletes it
+     * (ORPHAN_GRACE_PERIOD_MS): younger ones may belong to a fill between its commit and its row.
+     */
+    orphanGracePeriodMs: number;
   };
   security: {
     encryptionKey: string | undefined;
@@ -78,6 +83,8 @@ export interface Environment {
     maxManifestSize: number;
     pullRateLimitPerMinute: number;
     loginFailuresPerMinute: number;
+    /** Bytes of live cache entries one group may keep (GROUP_STORAGE_QUOTA); 0 = no quota. */
+    groupStorageQuota: number;
   };
 }
 
@@ -248,7 +255,7 @@ export function parseEnvironment(env: Env = process.env): Environment {
       runJobs,
       prefix: queuePrefix,
     },
-    storage: { driver: storageDriver, s3 },
+    storage: { driver: storageDriver, s3, orphanGracePeriodMs: int(env, 'ORPHAN_GRACE_PERIOD_MS', 3_600_000, 0) },
     security: {
       encryptionKey,
       encryptionPreviousKeys,
@@ -271,6 +278,7 @@ export function parseEnvironment(env: Env = process.env): Environment {
       maxManifestSize: size(env, 'MAX_MANIFEST_SIZE', 4 * 1024 ** 2),
       pullRateLimitPerMinute: int(env, 'PULL_RATE_LIMIT_PER_MINUTE', 0, 0),
       loginFailuresPerMinute: int(env, 'LOGIN_FAILURES_PER_MINUTE', 10, 1),
+      groupStorageQuota: size(env, 'GROUP_STORAGE_QUOTA', 0),
     },
   };
 }

@@ -57,6 +57,47 @@ export class MetricsService {
     help: 'Upstream bodies whose digest did not match (never cached)',
     registers: [this.registry],
   });
+  readonly cacheEvictions = new Counter({
+    name: 'registry_cache_evictions_total',
+    help: 'Cache entries evicted (least recently downloaded first) to keep a group under GROUP_STORAGE_QUOTA',
+    registers: [this.registry],
+  });
+  readonly cacheEvictedBytes = new Counter({
+    name: 'registry_cache_evicted_bytes_total',
+    help: 'Bytes of the cache entries evicted to keep a group under GROUP_STORAGE_QUOTA',
+    registers: [this.registry],
+  });
+  readonly lifecycleRuns = new Counter({
+    name: 'registry_lifecycle_runs_total',
+    help: 'Lifecycle job runs by job (destroy, orphans, cleanup_policy, quota) and outcome (success, failure)',
+    labelNames: ['job', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly lifecycleRunDuration = new Histogram({
+    name: 'registry_lifecycle_run_duration_seconds',
+    help: 'Duration of lifecycle job runs',
+    labelNames: ['job'] as const,
+    buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600],
+    registers: [this.registry],
+  });
+  readonly lifecycleEntries = new Counter({
+    name: 'registry_lifecycle_entries_total',
+    help: 'Cache entries handled by lifecycle jobs: marked for destruction (cleanup_policy, quota, orphans) or deleted (destroy)',
+    labelNames: ['job', 'action'] as const,
+    registers: [this.registry],
+  });
+  readonly lifecycleObjects = new Counter({
+    name: 'registry_lifecycle_objects_deleted_total',
+    help: 'Objects deleted from the blob store by lifecycle jobs, by kind (committed, temporary)',
+    labelNames: ['job', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly lifecycleBytes = new Counter({
+    name: 'registry_lifecycle_bytes_total',
+    help: 'Bytes handled by lifecycle jobs: of entries marked for destruction, or of committed objects deleted',
+    labelNames: ['job', 'action'] as const,
+    registers: [this.registry],
+  });
   readonly queueJobs = new Gauge({
     name: 'registry_queue_jobs',
     help: 'Background jobs by state',

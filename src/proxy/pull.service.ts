@@ -75,6 +75,8 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
   private readonly logger = new Logger(PullService.name);
   private readonly fills = new InflightBlobFills();
   private readonly manifestFetches = new Map<string, Promise<FetchedManifest>>();
+  /** Blob misses between the cache lookup and the start of their fill, by registry and path. */
+  private readonly blobMisses = new Map<string, Promise<BlobFill | undefined>>();
 
   constructor(
     private readonly lookup: CacheEntryLookupService,
@@ -100,6 +102,9 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
   // ---------------------------------------------------------------- manifests
 
   async manifest(target: PullTarget, request: ManifestRequest, method: PullMethod, accept?: string): Promise<PullResponse> {
+    if (request.reference.kind === 'digest' && !request.reference.digest.isSupported) {
+      throw new OciError(OciErrorCode.DIGEST_INVALID, `unsupported digest algorithm ${request.reference.digest.algorithm}`);
+    }
     const path = relativePathOf(request);
     const [entry] = await this.lookup.findLive(upstreamIds(target), path);
     if (entry) {
@@ -148,7 +153,7 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
   /** HEAD the tag on the upstream the entry came from and compare digests (ETag when no digest is sent). */
   private async revalidateTag(upstream: PullUpstream, path: string, entry: CacheEntry, accept?: string): Promise<Revalidation> {
     try {
-      const res = await this.upstreams.head(upstream.descriptor, path, { accept: accept ?? DEFAULT_MANIFEST_ACCEPT });
+      const res = await this.upstreams.head(upstream.descriptor, path, { accept: manifestAccept(accept) });
       if (res.status >= 200 && res.status < 300) {
         const digest = header(res, 'docker-content-digest');
         if (digest) return digest === entry.digest ? 'unchanged' : 'changed';
@@ -166,7 +171,7 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   private fetchManifestCoalesced(target: PullTarget, request: ManifestRequest, path: string, accept?: string): Promise<FetchedManifest> {
-    const key = `${target.registryId} ${path} ${accept ?? ''}`;
+    const key = `${target.registryId} ${path}`;
     let fetch = this.manifestFetches.get(key);
     if (!fetch) {
       fetch = this.fetchManifest(target, request, path, accept).finally(() => this.manifestFetches.delete(key));
@@ -181,7 +186,7 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
     for (const upstream of target.upstreams) {
       let res: UpstreamResponse;
       try {
-        res = await this.upstreams.get(upstream.descriptor, path, { accept: accept ?? DEFAULT_MANIFEST_ACCEPT });
+        res = await this.upstreams.get(upstream.descriptor, path, { accept: manifestAccept(accept) });
       } catch (err) {
         failures.push(this.upstreamFailed(upstream, path, err));
         continue;
@@ -250,6 +255,38 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
     const fill = this.fills.find(ids, path);
     if (fill) return this.followFill(fill, method, rangeHeader);
 
+    // Concurrent misses for one blob: the first becomes the leader, the others wait for its fill to
+    // start (upstream headers) and then follow it; nobody asks the upstream a second time.
+    const key = `${target.registryId} ${path}`;
+    const leader = this.blobMisses.get(key);
+    if (leader && method === 'GET') {
+      const leaderFill = await leader;
+      if (leaderFill) return this.followFill(leaderFill, method, rangeHeader);
+      const [cached] = await this.lookup.findLive(ids, path);
+      const served = cached && (await this.serveCachedBlob(cached, method, rangeHeader));
+      if (served) return served;
+    }
+    if (method !== 'GET' || rangeHeader || this.blobMisses.has(key)) return this.missBlob(target, path, digest, method, rangeHeader);
+    let announce!: (fill: BlobFill | undefined) => void;
+    const started = new Promise<BlobFill | undefined>((resolve) => (announce = resolve));
+    this.blobMisses.set(key, started);
+    try {
+      return await this.missBlob(target, path, digest, method, rangeHeader, announce);
+    } finally {
+      announce(undefined);
+      this.blobMisses.delete(key);
+    }
+  }
+
+  /** A blob nobody in this process is fetching yet: stored bytes another upstream confirms, or the upstreams in order. */
+  private async missBlob(
+    target: PullTarget,
+    path: string,
+    digest: string,
+    method: PullMethod,
+    rangeHeader?: string,
+    announce?: (fill: BlobFill) => void,
+  ): Promise<PullResponse> {
     const linked = await this.linkStoredContent(target, path, digest);
     if (linked) {
       const served = await this.serveCachedBlob(linked, method, rangeHeader);
@@ -258,7 +295,7 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
 
     this.metrics.cacheRequests.inc({ result: 'miss', kind: 'blob' });
     if (method === 'HEAD') return this.headBlobUpstream(target, path, digest);
-    return this.fetchBlob(target, path, digest, rangeHeader);
+    return this.fetchBlob(target, path, digest, rangeHeader, announce);
   }
 
   /** A cache hit; undefined when the row's object has vanished (the row is handed to the destroy job). */
@@ -313,7 +350,13 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   /** A blob miss by GET: the first upstream that has it streams to the client and, at the same time, into the cache. */
-  private async fetchBlob(target: PullTarget, path: string, digest: string, rangeHeader?: string): Promise<PullResponse> {
+  private async fetchBlob(
+    target: PullTarget,
+    path: string,
+    digest: string,
+    rangeHeader?: string,
+    announce?: (fill: BlobFill) => void,
+  ): Promise<PullResponse> {
     const failures: unknown[] = [];
     for (const upstream of target.upstreams) {
       let res: UpstreamResponse;
@@ -339,6 +382,7 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
         const lease = await this.fillLock.acquire(InflightBlobFills.key(upstream.id, path));
         if (lease) {
           const fill = await this.startFill(upstream, path, digest, size, res, lease);
+          announce?.(fill);
           return this.followFill(fill, 'GET');
         }
         // Another replica is filling this blob: stream it through without a second cache write.
@@ -492,13 +536,14 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
    * after one of this registry's upstreams confirms it has the content (HEAD), in position order.
    */
   private async linkStoredContent(target: PullTarget, path: string, digest: string, accept?: string): Promise<CacheEntry | undefined> {
+    if (!digest.startsWith('sha256:')) return undefined;
     const stored = await this.blobs.stat(digest);
     if (!stored) return undefined;
     const isManifest = path.includes('/manifests/');
     for (const upstream of target.upstreams) {
       let res: UpstreamResponse;
       try {
-        res = await this.upstreams.head(upstream.descriptor, path, isManifest ? { accept: accept ?? DEFAULT_MANIFEST_ACCEPT } : {});
+        res = await this.upstreams.head(upstream.descriptor, path, isManifest ? { accept: manifestAccept(accept) } : {});
       } catch {
         continue;
       }
@@ -608,6 +653,18 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
 }
 
 /** Drops an upstream body we do not want: small ones are drained (the connection stays pooled). */
+/**
+ * What we ask upstreams for on a miss: the client's types plus every manifest type, so an upstream never
+ * down-converts (Distribution turns schema2 into signed schema1 for old clients) and the cached bytes
+ * (served to every client, byte-for-byte, digests unchanged) are the upstream's own.
+ */
+function manifestAccept(accept: string | undefined): string {
+  if (!accept) return DEFAULT_MANIFEST_ACCEPT;
+  const types = accept.split(',').map((t) => t.trim()).filter(Boolean);
+  for (const t of DEFAULT_MANIFEST_ACCEPT.split(',').map((x) => x.trim())) if (!types.some((x) => x.startsWith(t))) types.push(t);
+  return types.join(', ');
+}
+
 function discard(res: UpstreamResponse): void {
   res.body.on('error', () => undefined);
   const length = Number(header(res, 'content-length'));

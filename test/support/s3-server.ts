@@ -36,6 +36,9 @@ export async function startS3Server(directory: string): Promise<S3TestServer> {
     stderr += chunk.toString();
   });
   const port = await readPort(child, () => stderr);
+  // A suite that forgets stop() must not keep the test runner alive; the server exits with our stdin.
+  child.unref();
+  for (const pipe of [child.stdin, child.stdout, child.stderr]) (pipe as unknown as { unref(): void }).unref();
   return {
     endpoint: `http://127.0.0.1:${port}`,
     accessKeyId: 'S3RVER',
