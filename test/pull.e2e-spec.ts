@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { DataSource } from 'typeorm';
 import { accessLog } from './support/access-log.js';
 import {
@@ -20,6 +21,7 @@ import {
   streamDigest,
   type ImageManifestFixture,
 } from './support/image-fixtures.js';
+import { startS3Server, type S3TestServer } from './support/s3-server.js';
 import { realServices } from './support/services.js';
 import { startTestApp, type TestApp } from './support/test-app.js';
 import { startUpstreamRegistry, type UpstreamRegistry } from './support/upstream-registry.js';
@@ -56,6 +58,7 @@ function dirFile(dir: string, digest: string): Buffer {
   return readFileSync(join(dir, digest.replace(/^sha256:/, '')));
 }
 
+describe.each(['filesystem', 's3'] as const)('storage %s:', (storage) => {
 suite(`pull path against a real upstream${reason}`, () => {
   let app: TestApp;
   let upstream: UpstreamRegistry;
@@ -63,7 +66,31 @@ suite(`pull path against a real upstream${reason}`, () => {
   let docker: ImageManifestFixture;
   let big: ImageManifestFixture;
   let vr: VirtualRegistry;
+  let s3Server: S3TestServer | undefined;
   const dirs: string[] = [];
+  /** An S3-compatible server (s3rver) with a fresh bucket; the app gets STORAGE_DRIVER=s3 pointing at it. */
+  const startS3Storage = async (cleanup: string[]): Promise<Record<string, string>> => {
+    const dir = mkdtempSync(join(tmpdir(), 'cvr-s3-'));
+    cleanup.push(dir);
+    s3Server = await startS3Server(dir);
+    const client = new S3Client({
+      endpoint: s3Server.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: s3Server.accessKeyId, secretAccessKey: s3Server.secretAccessKey },
+    });
+    await client.send(new CreateBucketCommand({ Bucket: 'registry-cache' }));
+    client.destroy();
+    return {
+      STORAGE_DRIVER: 's3',
+      S3_ENDPOINT: s3Server.endpoint,
+      S3_BUCKET: 'registry-cache',
+      S3_REGION: 'us-east-1',
+      S3_ACCESS_KEY_ID: s3Server.accessKeyId,
+      S3_SECRET_ACCESS_KEY: s3Server.secretAccessKey,
+      S3_FORCE_PATH_STYLE: 'true',
+    };
+  };
   const tempDir = () => {
     const d = mkdtempSync(join(tmpdir(), 'cvr-pull-'));
     dirs.push(d);
@@ -80,12 +107,13 @@ suite(`pull path against a real upstream${reason}`, () => {
     await pushImage(upstream.url, 'multi/arch', 'latest', await buildImageIndex({ seed: 'pull-index' }));
     await pushImage(second.url, 'only/second', 'v1', await buildDockerImage({ seed: 'only-second' }));
     await pushImage(second.url, 'library/alpine', 'latest', await buildDockerImage({ seed: 'alpine-on-second' }));
-    app = await startTestApp();
+    app = await startTestApp(storage === 's3' ? await startS3Storage(dirs) : {});
     vr = await createVirtualRegistry(app, [{ url: upstream.url }, { url: second.url }]);
   }, 180_000);
 
   afterAll(async () => {
     await app?.close();
+    await s3Server?.stop();
     await Promise.all([upstream?.close(), second?.close()]);
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
@@ -237,4 +265,5 @@ suite(`pull path against a real upstream${reason}`, () => {
     expect(stdout).toContain(docker.digest);
     rmSync(root + '-auth.json', { force: true });
   }, 180_000);
+});
 });
