@@ -6,6 +6,7 @@ import { CacheEntriesModule } from './cache-entries/cache-entries.module.js';
 import { allConfigNamespaces } from './config/config.js';
 import { DatabaseModule } from './database/database.module.js';
 import { JobsModule } from './jobs/jobs.module.js';
+import { LifecycleModule } from './lifecycle/lifecycle.module.js';
 import { ObservabilityModule } from './observability/observability.module.js';
 import { ProxyModule } from './proxy/proxy.module.js';
 import { RegistriesModule } from './registries/registries.module.js';
@@ -26,6 +27,7 @@ import { UpstreamsModule } from './upstreams/upstreams.module.js';
     UpstreamsModule,
     CacheEntriesModule,
     ProxyModule,
+    LifecycleModule,
   ],
 })
 export class AppModule {}

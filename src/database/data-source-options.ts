@@ -15,6 +15,7 @@ export function dataSourceOptions(url: string, poolSize: number, entities: DataS
     migrationsRun: false, // run under an advisory lock by runMigrations(), see migration-runner.ts
     namingStrategy: new SnakeNamingStrategy(),
     extra: { max: poolSize, connectionTimeoutMillis: 10000 },
-    logging: ['error'],
+    // Failed queries surface as exceptions where they are handled (a unique violation is often expected).
+    logging: false,
   };
 }

@@ -35,7 +35,8 @@ export class CleanupPolicy {
   @Column({ type: 'boolean', default: false })
   enabled: boolean;
 
-  @Column({ type: 'integer', default: 30 })
+  // Named explicitly: the snake-case naming strategy would make it keep_ndays_after_download.
+  @Column({ name: 'keep_n_days_after_download', type: 'integer', default: 30 })
   keepNDaysAfterDownload: number;
 
   @Column({ type: 'smallint', default: 7 })

@@ -32,7 +32,7 @@ export async function startTestApp(
   }
   useEnvironment(
     parseEnvironment({
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: 'error',
       UPSTREAM_ALLOW_PRIVATE: 'true',
       INITIAL_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
       // With Redis, this app runs its own jobs on queues no other test app shares.

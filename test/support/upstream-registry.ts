@@ -8,7 +8,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -334,6 +334,13 @@ export async function startUpstreamRegistry(options: UpstreamRegistryOptions = {
       if (!child || !isRunning()) throw new Error('upstream registry is not running');
       child.kill('SIGSTOP');
       frozen = true;
+      // The signal is delivered asynchronously: wait (up to 1 s) until the kernel shows the process stopped.
+      const pause = new Int32Array(new SharedArrayBuffer(4));
+      for (let i = 0; i < 200; i++) {
+        const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+        if (/\) [Tt] /.test(stat)) break;
+        Atomics.wait(pause, 0, 0, 5);
+      }
     },
     thaw() {
       if (child && isRunning() && frozen) child.kill('SIGCONT');

@@ -1,0 +1,34 @@
+import { Module } from '@nestjs/common';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { CacheEntry } from '../cache-entries/cache-entry.entity.js';
+import { RegistriesModule } from '../registries/registries.module.js';
+import { CacheDestructionService } from './cache-destruction.service.js';
+import { CleanupPoliciesController } from './cleanup-policies.controller.js';
+import { CleanupPoliciesService } from './cleanup-policies.service.js';
+import { CleanupPolicyRunner } from './cleanup-policy-runner.service.js';
+import { CleanupPolicy } from './cleanup-policy.entity.js';
+import { CLOCK, SystemClock } from './clock.js';
+import { LifecycleJobs } from './lifecycle-jobs.service.js';
+import { OrphanCleanupService } from './orphan-cleanup.service.js';
+import { StorageQuotaService } from './storage-quota.service.js';
+
+/**
+ * The cache lifecycle (SPEC section 6): destroying entries pending destruction, orphan cleanup, cleanup
+ * policies (admin API + scheduled runs) and the per-group storage quota. The pull path imports it for
+ * StorageQuotaService.enforce().
+ */
+@Module({
+  imports: [TypeOrmModule.forFeature([CacheEntry, CleanupPolicy]), RegistriesModule],
+  controllers: [CleanupPoliciesController],
+  providers: [
+    { provide: CLOCK, useClass: SystemClock },
+    CacheDestructionService,
+    OrphanCleanupService,
+    StorageQuotaService,
+    CleanupPoliciesService,
+    CleanupPolicyRunner,
+    LifecycleJobs,
+  ],
+  exports: [StorageQuotaService, CacheDestructionService, OrphanCleanupService, CleanupPolicyRunner, CLOCK],
+})
+export class LifecycleModule {}
