@@ -2,6 +2,7 @@ import { Inject, Module, OnApplicationShutdown } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { AuthModule } from '../auth/auth.module.js';
 import { CacheEntriesModule } from '../cache-entries/cache-entries.module.js';
+import { LifecycleModule } from '../lifecycle/lifecycle.module.js';
 import { Registry } from '../registries/registry.entity.js';
 import { Upstream } from '../upstreams/upstream.entity.js';
 import { UpstreamsModule } from '../upstreams/upstreams.module.js';
@@ -15,7 +16,7 @@ import { RegistryPullController } from './registry-pull.controller.js';
 
 /** The /v2 pull API: hit / stale / miss decisions, pass-through streaming and cache fills. */
 @Module({
-  imports: [TypeOrmModule.forFeature([Registry, Upstream]), AuthModule, CacheEntriesModule, UpstreamsModule],
+  imports: [TypeOrmModule.forFeature([Registry, Upstream]), AuthModule, CacheEntriesModule, UpstreamsModule, LifecycleModule],
   controllers: [RegistryPullController],
   providers: [
     PullService,

@@ -5,6 +5,7 @@ import { limitsConfig, type LimitsConfig } from '../config/config.js';
 import { CacheEntryCreateOrUpdateService } from '../cache-entries/cache-entry-create-or-update.service.js';
 import { CacheEntryLookupService } from '../cache-entries/cache-entry-lookup.service.js';
 import type { CacheEntry } from '../cache-entries/cache-entry.entity.js';
+import { StorageQuotaService } from '../lifecycle/storage-quota.service.js';
 import { JobName, QUEUE_DRIVER, type QueueDriver, type QueuedJob } from '../jobs/queue-driver.js';
 import { MetricsService } from '../observability/metrics.service.js';
 import {
@@ -88,6 +89,7 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
     private readonly metrics: MetricsService,
     @Inject(limitsConfig.KEY) private readonly limits: LimitsConfig,
     @Inject(FILL_LOCK) private readonly fillLock: FillLock,
+    private readonly quota: StorageQuotaService,
   ) {}
 
   onModuleInit(): void {
@@ -233,6 +235,7 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
       // The by-digest path is what clients ask next (and what a child of an index is pulled by).
       await this.cacheEntries.execute(null, { ...record, relativePath: relativePath(request.name, 'manifest', digest) }, { skipPermissionCheck: true });
     }
+    void this.quota.enforce(upstream.groupId); // never refuses the pull: evicts least-recently-downloaded entries
     return { bytes, digest, contentType, entryId: entry.id };
   }
 
@@ -474,6 +477,7 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
           { upstreamId: upstream.id, relativePath: path, digest: committed.digest, size: committed.size, contentType: BLOB_CONTENT_TYPE, upstreamEtag: null },
           { skipPermissionCheck: true },
         );
+        void this.quota.enforce(upstream.groupId); // never refuses the pull: evicts least-recently-downloaded entries
       } catch (err) {
         await writer.cancel();
         if (err instanceof DigestMismatchError) {
