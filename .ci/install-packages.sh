@@ -4,6 +4,7 @@
 #   skopeo, podman   real registry clients pulling through the app
 #   apache2-utils    htpasswd -B, the bcrypt htpasswd file of the basic-auth upstream
 #   openssl          the token server's signing certificate (test/support/token-server.ts)
+#   chromium         headless browser loading Swagger UI (test/openapi.e2e-spec.ts, via playwright-core)
 set -euo pipefail
 
 declare -A package_of=(
@@ -12,6 +13,7 @@ declare -A package_of=(
   [podman]=podman
   [htpasswd]=apache2-utils
   [openssl]=openssl
+  [chromium]=chromium
 )
 
 missing=()
@@ -20,7 +22,7 @@ for binary in "${!package_of[@]}"; do
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install-packages: docker-registry skopeo podman htpasswd openssl already installed"
+  echo "install-packages: docker-registry skopeo podman htpasswd openssl chromium already installed"
   exit 0
 fi
 
