@@ -6,6 +6,7 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json nest-cli.json ormconfig.ts ./
 COPY src ./src
 COPY bench ./bench
+COPY test/support ./test/support
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim

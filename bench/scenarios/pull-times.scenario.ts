@@ -1,0 +1,49 @@
+/**
+ * Cold and warm pulls with skopeo, every system in the round's rotated order, each pull timed against a
+ * direct pull from the upstream in the same phase of the same round. Cold: the system's cache was just
+ * emptied (freshCache) and the round's images are new. Warm: the same pulls again once the system has
+ * cached them.
+ */
+import type { BenchContext } from '../bench-context.js';
+import { formatSize, type BenchImage, type RoundImages } from '../bench-images.js';
+import { skopeoPull } from '../clients/skopeo-pull.js';
+import { rotated } from '../statistics.js';
+
+type Kind = 'big' | 'small' | 'index';
+const KINDS: Kind[] = ['big', 'small', 'index'];
+
+function title(kind: Kind, image: BenchImage, phase: 'cold' | 'warm'): string {
+  const what =
+    kind === 'big'
+      ? `${formatSize(image.blobBytes)} image (${image.fixture.kind === 'manifest' ? image.fixture.layers.length : 0} layers)`
+      : kind === 'small'
+        ? `small image (${formatSize(image.blobBytes)})`
+        : `multi-arch index, --all (${formatSize(image.blobBytes)})`;
+  return `${phase} pull, ${what}`;
+}
+
+export function declarePullRows(ctx: BenchContext, images: RoundImages): void {
+  for (const phase of ['cold', 'warm'] as const) {
+    for (const kind of KINDS) ctx.rows.declare(`${phase}-pull-${kind}`, title(kind, images[kind], phase), 's');
+  }
+}
+
+export async function measurePullTimes(ctx: BenchContext, images: RoundImages, round: number): Promise<void> {
+  declarePullRows(ctx, images);
+  const order = rotated(ctx.systems, round);
+  const pullAll = async (phase: 'cold' | 'warm') => {
+    for (const system of order) {
+      if (phase === 'cold') await system.freshCache();
+      for (const kind of KINDS) {
+        const image = images[kind];
+        const seconds = await skopeoPull(system, image.name, image.tag, ctx.workDir, { all: image.all, signal: ctx.signal });
+        ctx.rows.record(`${phase}-pull-${kind}`, system.id, round, seconds);
+        ctx.progress(`round ${round + 1} ${phase} pull ${kind} ${system.id}: ${seconds.toFixed(2)} s`);
+      }
+    }
+  };
+  await pullAll('cold');
+  const digests = KINDS.flatMap((kind) => images[kind].digests);
+  for (const system of order) await system.settle(digests, 120_000);
+  await pullAll('warm');
+}

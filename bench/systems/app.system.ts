@@ -1,0 +1,94 @@
+/**
+ * The app as a pull system. A fresh cache is a new group, virtual registry and upstream (same upstream
+ * URL) created through the admin API: the new upstream has no cache entries. Rounds also pull images
+ * nobody has pulled before, so no bytes are stored under any upstream (no dedupe shortcut).
+ */
+import type { TestApp } from '../../test/support/test-app.js';
+import { adminApi, createVirtualRegistry, pullToken, type VirtualRegistry } from '../../test/support/virtual-registry.js';
+import type { AppProcess } from './app-process.js';
+import type { PullSystem } from './pull-system.js';
+
+export class AppSystem implements PullSystem {
+  readonly id = 'app' as const;
+  private registry?: VirtualRegistry;
+  private readonly tokens = new Map<string, Promise<string>>();
+
+  constructor(
+    readonly app: AppProcess,
+    private readonly upstreamUrl: string,
+  ) {}
+
+  get baseUrl(): string {
+    return this.app.url;
+  }
+
+  /** The upstream the current virtual registry pulls through. */
+  get upstreamId(): number {
+    return this.current().upstreamIds[0];
+  }
+
+  repositoryPath(name: string): string {
+    return `virtual_registries/containers/${this.current().registryId}/${name}`;
+  }
+
+  skopeoCredentials(): string[] {
+    const { username, token } = this.current().pullUser;
+    return ['--src-creds', `${username}:${token}`];
+  }
+
+  async authorization(name: string): Promise<string> {
+    const registry = this.current();
+    const key = `${registry.registryId} ${name}`;
+    let token = this.tokens.get(key);
+    if (!token) {
+      token = pullToken(this.handle(), registry, name);
+      this.tokens.set(key, token);
+    }
+    return `Bearer ${await token}`;
+  }
+
+  async freshCache(): Promise<void> {
+    this.registry = await createVirtualRegistry(this.handle(), [{ url: this.upstreamUrl }]);
+  }
+
+  /** Waits until every digest has a live cache entry under the current upstream (admin API listing). */
+  async settle(digests: readonly string[], timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const cached = await this.cachedDigests();
+      const missing = digests.filter((d) => !cached.has(d));
+      if (missing.length === 0) return;
+      if (Date.now() > deadline) {
+        throw new Error(`app: ${missing.length} of ${digests.length} digests not cached after ${timeoutMs} ms (${missing.slice(0, 3).join(', ')})`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.app.stop();
+  }
+
+  private async cachedDigests(): Promise<Set<string>> {
+    const digests = new Set<string>();
+    for (let page = 1; ; page++) {
+      const entries = await adminApi<{ digest: string }[]>(
+        this.handle(),
+        'GET',
+        `/api/v4/virtual_registries/container/upstreams/${this.upstreamId}/cache_entries?per_page=100&page=${page}`,
+      );
+      for (const entry of entries) digests.add(entry.digest);
+      if (entries.length < 100) return digests;
+    }
+  }
+
+  private current(): VirtualRegistry {
+    if (!this.registry) throw new Error('app: freshCache() has not created a virtual registry yet');
+    return this.registry;
+  }
+
+  /** virtual-registry.ts reads only `url` of the TestApp it is given; here the app is a child process. */
+  private handle(): TestApp {
+    return { url: this.app.url } as TestApp;
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * The benchmark's smoke mode (`npm run bench -- --smoke`) keeps working: tiny images, one round, every
+ * system it can start, a full table, JSON results, and nothing left running or on disk afterwards.
+ * Runs the built entry point (dist/bench/run.js, built by `npm test`'s pretest) as a user would.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { realServices } from './support/services.js';
+
+const BENCH = join(process.cwd(), 'dist/bench/run.js');
+const canRun = realServices.hasBinary('docker-registry') && realServices.hasBinary('skopeo');
+const suite = canRun ? describe : describe.skip;
+const reason = canRun ? '' : ' (skipped: docker-registry or skopeo is not installed; bash .ci/install-packages.sh)';
+const hasNginx = realServices.hasBinary('nginx');
+
+interface SmokeRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function runBench(args: string[]): Promise<SmokeRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BENCH, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Command lines and environments of every process on the machine that mention `text`. */
+function processesMentioning(text: string): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
+      if (cmdline.includes(text) || environ.includes(text)) found.push(`${pid}: ${cmdline}`);
+    } catch {
+      // exited meanwhile, or not ours to read
+    }
+  }
+  return found;
+}
+
+suite(`benchmark smoke mode${reason}`, () => {
+  let resultsDir: string;
+  let run: SmokeRun;
+
+  beforeAll(async () => {
+    if (!hasNginx) process.stdout.write('bench smoke: nginx is not installed, the nginx peer is skipped (apt-get install nginx-light)\n');
+    resultsDir = mkdtempSync(join(tmpdir(), 'cvr-bench-smoke-'));
+    run = await runBench(['--smoke', '--results-dir', resultsDir]);
+  }, 170_000);
+
+  afterAll(() => rmSync(resultsDir, { recursive: true, force: true }));
+
+  it('exits 0 and prints the table with every row: measured for each system, or skipped in smoke mode', () => {
+    if (run.code !== 0) throw new Error(`bench --smoke exited ${run.code}:\n${run.stderr.slice(-4000)}`);
+    expect(run.stdout).toContain('Medians');
+    expect(run.stdout).toContain('Per-round values');
+    for (const title of ['cold pull', 'warm pull', 'blob GET', 'manifest GET by tag', 'manifest GET by digest', 'concurrent cold pulls']) {
+      expect(run.stdout).toContain(title);
+    }
+    expect(run.stdout).toMatch(/peak RSS.*skipped: smoke mode/);
+    expect(run.stdout).toMatch(/1,000,000 cache rows.*skipped: smoke mode/);
+  });
+
+  it('writes the JSON report with per-round values of every system it ran, and the SPEC verdicts', () => {
+    const report = JSON.parse(readFileSync(join(resultsDir, 'smoke-latest.json'), 'utf8')) as {
+      mode: string;
+      rounds: number;
+      skippedSystems: Record<string, string>;
+      rows: { id: string; series: Record<string, number[]>; skipped?: string; target?: { met: boolean | null; measured: number | null } }[];
+    };
+    expect(report.mode).toBe('smoke');
+    expect(report.rounds).toBe(1);
+    const systems = ['direct', 'app', 'distribution', ...(hasNginx ? ['nginx'] : [])];
+    if (!hasNginx) expect(Object.keys(report.skippedSystems)).toEqual(['nginx']);
+    const measured = report.rows.filter((r) => !r.skipped);
+    expect(measured.map((r) => r.id)).toEqual(
+      expect.arrayContaining(['cold-pull-big', 'warm-pull-big', 'blob-get', 'manifest-rate-tag', 'concurrent-wall', 'concurrent-upstream-bytes']),
+    );
+    for (const row of measured) {
+      for (const system of systems) {
+        expect({ row: row.id, system, value: row.series[system]?.[0] }).toEqual({ row: row.id, system, value: expect.any(Number) });
+        expect(row.series[system][0]).toBeGreaterThan(0);
+      }
+      if (row.target) expect(typeof row.target.met).toBe('boolean');
+    }
+    // The one verdict smoke mode can settle outright: 8 concurrent cold pulls fetch each blob once.
+    const perBlob = report.rows.find((r) => r.id === 'concurrent-max-gets')!;
+    expect(perBlob.series.app[0]).toBe(1);
+    expect(perBlob.series.direct[0]).toBe(8);
+    expect(report.rows.filter((r) => r.skipped).map((r) => r.skipped)).toEqual(Array(4).fill('smoke mode'));
+  });
+
+  it('stops every process it started (by the PIDs it logged) and removes its work directory', () => {
+    const workDir = /work directory (\S+)/.exec(run.stderr)?.[1];
+    expect(workDir).toBeDefined();
+    expect(existsSync(workDir!)).toBe(false);
+    const pids = [...run.stderr.matchAll(/started (.+?) \(pid (\d+)\)/g)].map((m) => ({ name: m[1], pid: Number(m[2]) }));
+    expect(pids.map((p) => p.name)).toEqual(expect.arrayContaining(['app', 'distribution proxy', ...(hasNginx ? ['nginx'] : [])]));
+    expect(pids.filter((p) => existsSync(`/proc/${p.pid}`))).toEqual([]);
+    expect(processesMentioning(workDir!)).toEqual([]);
+  });
+});
