@@ -3,9 +3,9 @@
  * pulls: skopeo through the app from Debian's docker-registry) keeps the group under quota, evicts the
  * least recently downloaded image, and every pull succeeds; evicted content is pulled again on demand.
  *
- * The quota is enforced from the pull path (StorageQuotaService.enforce after each new cache entry).
- * The test calls enforce() itself after each pull as well, so it holds whether or not the pull path's
- * hook is in (a second enforcement is a no-op).
+ * The pull path enforces the quota after each new cache entry (StorageQuotaService.enforce, not awaited
+ * by the pull); the test calls enforce() after each pull as well, to wait until it has acted (a call
+ * while one runs joins it; one after it is a no-op).
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -13,7 +13,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { DataSource } from 'typeorm';
-import { CacheEntryLookupService } from '../src/cache-entries/cache-entry-lookup.service.js';
 import { StorageQuotaService } from '../src/lifecycle/storage-quota.service.js';
 import { BLOB_STORE, type BlobStore } from '../src/storage/blob-store.js';
 import { eventually } from './support/admin-api.js';
@@ -64,8 +63,20 @@ suite(`storage quota: 300 MiB, three 150 MiB images pulled in turn (%s database)
     return [image.digest, ...imageBlobs(image).map((b) => b.digest)].every((d) => live.has(d));
   };
 
+  /** Every object of the image has a live entry downloaded (or created) at or after `since`. */
+  const downloadedSince = async (image: ImageManifestFixture, since: Date): Promise<boolean> => {
+    const digests = [image.digest, ...imageBlobs(image).map((b) => b.digest)];
+    const rows = (await db.query(
+      `SELECT digest FROM cache_entries WHERE group_id = $1 AND status = 'default' AND digest = ANY($2::text[])
+        GROUP BY digest HAVING max(downloaded_at) >= $3`,
+      [vr.groupId, digests, since],
+    )) as { digest: string }[];
+    return rows.length === digests.length;
+  };
+
   /** A real client pull; returns after checking the big layer's bytes, then lets the quota act. */
   const pull = async (index: number): Promise<void> => {
+    const startedAt = new Date();
     const dir = mkdtempSync(join(tmpdir(), 'cvr-quota-'));
     dirs.push(dir);
     rmSync(dir, { recursive: true });
@@ -79,8 +90,12 @@ suite(`storage quota: 300 MiB, three 150 MiB images pulled in turn (%s database)
     const layer = image.layers[image.layers.length - 1];
     expect(sha256Digest(readFileSync(join(dir, layer.digest.replace('sha256:', ''))))).toBe(layer.digest);
     rmSync(dir, { recursive: true, force: true });
-    // Downloads are recorded in batches: write them now, so "least recently downloaded" is up to date.
-    await app.app.get(CacheEntryLookupService).flushDownloads();
+    // The fill records its entry once the last byte is verified (just after the client has it), and
+    // downloads are written in batches: wait until every object of the image shows this pull.
+    await eventually(() => downloadedSince(image, startedAt), 30_000).catch(async (err: Error) => {
+      const rows = await db.query(`SELECT relative_path, digest, size, status, downloaded_at, created_at FROM cache_entries ORDER BY id`);
+      throw new Error(`${err.message}: pull of image ${index} started at ${startedAt.toISOString()}; rows: ${JSON.stringify(rows)}`);
+    });
     await quota.enforce(vr.groupId);
   };
 
@@ -123,13 +138,27 @@ suite(`storage quota: 300 MiB, three 150 MiB images pulled in turn (%s database)
     await pull(0);
     expect((await upstream.requests(warm)).filter((r) => r.path.includes('/blobs/'))).toEqual([]);
 
+    const [{ n: image1Entries }] = (await db.query(
+      `SELECT count(*)::int AS n FROM cache_entries WHERE group_id = $1 AND status = 'default' AND digest = ANY($2::text[])`,
+      [vr.groupId, [images[1].digest, ...imageBlobs(images[1]).map((b) => b.digest)]],
+    )) as { n: number }[];
+    expect(image1Entries).toBeGreaterThanOrEqual(4); // manifest, config, two layers (and the manifest by tag)
+
     await pull(2);
     expect(await groupUsage()).toBeLessThanOrEqual(QUOTA);
     expect([await isCached(images[0]), await isCached(images[1]), await isCached(images[2])]).toEqual([true, false, true]);
-    // Image 1's entries: tag and digest manifest, config, two layers.
-    expect(await metricValue(app, 'registry_cache_evictions_total')).toBe(evictionsBefore + 5);
+    // Whole objects go, oldest download first, until the newest that remain fit: image 1's manifest and
+    // layers at least (its small config, fetched last, may still fit).
+    const live = await liveDigests();
+    const image1Digests = [images[1].digest, ...imageBlobs(images[1]).map((b) => b.digest)];
+    const evicted = image1Digests.filter((d) => !live.has(d));
+    expect(evicted).toEqual(expect.arrayContaining([images[1].digest, ...images[1].layers.map((l) => l.digest)]));
+    const [{ n: image1Left }] = (await db.query(
+      `SELECT count(*)::int AS n FROM cache_entries WHERE group_id = $1 AND status = 'default' AND digest = ANY($2::text[])`,
+      [vr.groupId, image1Digests],
+    )) as { n: number }[];
+    expect(await metricValue(app, 'registry_cache_evictions_total')).toBe(evictionsBefore + image1Entries - image1Left);
     // The destroy job the eviction enqueued removes the objects.
-    const evicted = [images[1].digest, ...imageBlobs(images[1]).map((b) => b.digest)];
     await eventually(async () => (await Promise.all(evicted.map((d) => blobs.stat(d)))).every((s) => s === undefined), 30_000);
     await eventually(async () => Number((await db.query(`SELECT count(*)::int AS n FROM cache_entries WHERE status <> 'default'`))[0].n) === 0, 30_000);
 

@@ -19,6 +19,7 @@ import { AppModule } from '../src/app.module.js';
 import { CacheEntryCreateOrUpdateService } from '../src/cache-entries/cache-entry-create-or-update.service.js';
 import { useEnvironment } from '../src/config/config.js';
 import { parseEnvironment } from '../src/config/environment.js';
+import { JobName, QUEUE_DRIVER, type QueueDriver } from '../src/jobs/queue-driver.js';
 import { CacheDestructionService, type DestructionReport } from '../src/lifecycle/cache-destruction.service.js';
 import { CleanupPolicyRunner } from '../src/lifecycle/cleanup-policy-runner.service.js';
 import { CLOCK, type Clock } from '../src/lifecycle/clock.js';
@@ -482,6 +483,41 @@ describe.each(databaseTargets())('cache lifecycle (%s database)', (database: Dat
     },
     120_000,
   );
+});
+
+const withRedis = process.env.REDIS_URL ? describe : describe.skip;
+withRedis(`lifecycle jobs on BullMQ${process.env.REDIS_URL ? '' : ' (skipped: REDIS_URL is unset)'}`, () => {
+  let app: TestApp;
+
+  beforeAll(async () => {
+    app = await startTestApp({ REDIS_URL: process.env.REDIS_URL });
+  }, 60_000);
+
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it('runs the destroy and orphan jobs through Redis', async () => {
+    const admin = new AdminApi(app.url);
+    const group = await admin.createGroup('bullmq-lifecycle');
+    const registry = (await admin.expect(201, 'POST', `/api/v4/groups/${group.id}/-/virtual_registries/container/registries`, { name: 'r' })).body;
+    const upstream = (await admin.expect(201, 'POST', `/api/v4/virtual_registries/container/registries/${registry.id}/upstreams`, { name: 'u', url: 'http://127.0.0.1:9' }))
+      .body;
+    const db = app.app.get(DataSource);
+    const blobs = app.app.get<BlobStore>(BLOB_STORE);
+    const doomed = await seedEntry(app.app, upstream.id, '/q/blobs/doomed', randomBytes(500));
+    const lost = await seedEntry(app.app, upstream.id, '/q/blobs/lost', randomBytes(500));
+    await db.query(`UPDATE cache_entries SET status = 'pending_destruction' WHERE id = $1`, [doomed.id]);
+    rmSync(objectPath(app.dataDir, lost.digest));
+
+    await app.app.get(LifecycleJobs).enqueueDestroy();
+    await eventually(async () => (await rowsOf(db, 'id = $1', [doomed.id])).length === 0, 20_000);
+    expect(await blobs.stat(doomed.digest)).toBeUndefined();
+
+    // The orphan job marks the entry without object and enqueues the destroy run, which removes it.
+    await app.app.get<QueueDriver>(QUEUE_DRIVER).add(JobName.CLEAN_ORPHANS, {}, { jobId: 'clean-orphans-now' });
+    await eventually(async () => (await rowsOf(db, 'id = $1', [lost.id])).length === 0, 20_000);
+  }, 60_000);
 });
 
 /** A second application instance (no HTTP) on the same database and storage as `app`. */

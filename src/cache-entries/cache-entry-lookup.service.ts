@@ -16,6 +16,7 @@ export class CacheEntryLookupService implements OnModuleInit, BeforeApplicationS
   private readonly logger = new Logger(CacheEntryLookupService.name);
   private downloads = new Map<number, { count: number; at: Date }>();
   private timer?: NodeJS.Timeout;
+  private flushing?: Promise<void>;
 
   constructor(@InjectRepository(CacheEntry) private readonly entries: Repository<CacheEntry>) {}
 
@@ -60,8 +61,21 @@ export class CacheEntryLookupService implements OnModuleInit, BeforeApplicationS
     }
   }
 
-  /** Writes the accumulated download counts in one statement. */
-  async flushDownloads(): Promise<void> {
+  /**
+   * Writes the accumulated download counts in one statement. Resolves once every download recorded
+   * before the call is in the database (it waits for a flush already in progress).
+   */
+  flushDownloads(): Promise<void> {
+    const previous = this.flushing ?? Promise.resolve();
+    const next = previous.then(() => this.writeDownloads());
+    this.flushing = next;
+    void next.finally(() => {
+      if (this.flushing === next) this.flushing = undefined;
+    });
+    return next;
+  }
+
+  private async writeDownloads(): Promise<void> {
     if (this.downloads.size === 0) return;
     const batch = this.downloads;
     this.downloads = new Map();

@@ -5,12 +5,12 @@ import { CleanupPolicyRunner, RUN_CLEANUP_POLICIES_JOB_ID } from './cleanup-poli
 import { CLEAN_ORPHANS_JOB_ID, OrphanCleanupService } from './orphan-cleanup.service.js';
 import { StorageQuotaService } from './storage-quota.service.js';
 
-/** How often each lifecycle job runs. */
-export const LIFECYCLE_SCHEDULE = {
-  [JobName.DESTROY_PENDING]: 60 * 1000,
-  [JobName.RUN_CLEANUP_POLICIES]: 10 * 60 * 1000,
-  [JobName.CLEAN_ORPHANS]: 60 * 60 * 1000,
-} as const;
+/** The lifecycle jobs: how often each runs, under which repeat (and de-duplication) id. */
+export const LIFECYCLE_SCHEDULE: readonly { name: JobName; everyMs: number; jobId: string }[] = [
+  { name: JobName.DESTROY_PENDING, everyMs: 60 * 1000, jobId: DESTROY_PENDING_JOB_ID },
+  { name: JobName.RUN_CLEANUP_POLICIES, everyMs: 10 * 60 * 1000, jobId: RUN_CLEANUP_POLICIES_JOB_ID },
+  { name: JobName.CLEAN_ORPHANS, everyMs: 60 * 60 * 1000, jobId: CLEAN_ORPHANS_JOB_ID },
+];
 
 /**
  * Declares the lifecycle jobs and their schedules, and hands each to its service:
@@ -33,13 +33,17 @@ export class LifecycleJobs implements OnModuleInit {
     private readonly quota: StorageQuotaService,
   ) {}
 
-  async onModuleInit(): Promise<void> {
+  onModuleInit(): void {
     this.queue.registerHandler(JobName.DESTROY_PENDING, (job: QueuedJob) => this.destruction.destroyPending({ signal: job.signal }));
     this.queue.registerHandler(JobName.CLEAN_ORPHANS, (job: QueuedJob) => this.cleanOrphans(job.signal));
     this.queue.registerHandler(JobName.RUN_CLEANUP_POLICIES, (job: QueuedJob) => this.runCleanupPolicies(job.signal));
-    await this.queue.repeat(JobName.DESTROY_PENDING, {}, LIFECYCLE_SCHEDULE[JobName.DESTROY_PENDING], DESTROY_PENDING_JOB_ID);
-    await this.queue.repeat(JobName.RUN_CLEANUP_POLICIES, {}, LIFECYCLE_SCHEDULE[JobName.RUN_CLEANUP_POLICIES], RUN_CLEANUP_POLICIES_JOB_ID);
-    await this.queue.repeat(JobName.CLEAN_ORPHANS, {}, LIFECYCLE_SCHEDULE[JobName.CLEAN_ORPHANS], CLEAN_ORPHANS_JOB_ID);
+    // Declared without holding up the boot: with BullMQ the declaration waits for Redis, and an
+    // unreachable Redis must fail the boot in JobsModule's check (one clear line), not hang it here.
+    for (const { name, everyMs, jobId } of LIFECYCLE_SCHEDULE) {
+      this.queue.repeat(name, {}, everyMs, jobId).catch((err: unknown) =>
+        this.logger.error({ msg: 'could not schedule a lifecycle job', job: name, error: errorMessage(err) }),
+      );
+    }
   }
 
   /** Enqueues a destroy run now (deduplicated with a run already waiting). */

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
+import { CacheEntriesModule } from '../cache-entries/cache-entries.module.js';
 import { CacheEntry } from '../cache-entries/cache-entry.entity.js';
 import { RegistriesModule } from '../registries/registries.module.js';
 import { CacheDestructionService } from './cache-destruction.service.js';
@@ -18,7 +19,7 @@ import { StorageQuotaService } from './storage-quota.service.js';
  * StorageQuotaService.enforce().
  */
 @Module({
-  imports: [TypeOrmModule.forFeature([CacheEntry, CleanupPolicy]), RegistriesModule],
+  imports: [TypeOrmModule.forFeature([CacheEntry, CleanupPolicy]), RegistriesModule, CacheEntriesModule],
   controllers: [CleanupPoliciesController],
   providers: [
     { provide: CLOCK, useClass: SystemClock },

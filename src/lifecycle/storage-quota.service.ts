@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
+import { CacheEntryLookupService } from '../cache-entries/cache-entry-lookup.service.js';
 import { CacheEntryStatus } from '../cache-entries/cache-entry.entity.js';
 import { limitsConfig, type LimitsConfig } from '../config/config.js';
 import { errorMessage, JobName, QUEUE_DRIVER, type QueueDriver } from '../jobs/queue-driver.js';
@@ -34,6 +35,8 @@ export interface QuotaEnforcement {
  *
  * The pull path calls `enforce(groupId)` after each new cache entry; RUN_CLEANUP_POLICIES also sweeps
  * every group over quota. Concurrent calls for one group share one enforcement (plus one re-run).
+ * Recency is as current as the download statistics: this process's pending downloads are written before
+ * ranking, other replicas' may lag by their flush interval (about a second).
  */
 @Injectable()
 export class StorageQuotaService {
@@ -45,6 +48,7 @@ export class StorageQuotaService {
     @Inject(QUEUE_DRIVER) private readonly queue: QueueDriver,
     @Inject(limitsConfig.KEY) private readonly limits: LimitsConfig,
     private readonly metrics: MetricsService,
+    private readonly downloads: CacheEntryLookupService,
   ) {}
 
   /** GROUP_STORAGE_QUOTA in bytes; 0 = off. */
@@ -107,9 +111,14 @@ export class StorageQuotaService {
   private async evict(groupId: number, quotaBytes: number): Promise<{ entries: number; bytes: number }> {
     let entries = 0;
     let bytes = 0;
+    // Downloads are written in batches (about a second late): write this process's pending ones first, so
+    // content served a moment ago (a cache hit in the pull that triggered this) does not look unused.
+    await this.downloads.flushDownloads();
     for (let round = 0; round < MAX_ROUNDS; round++) {
       // Objects by last download, newest first: those beyond the quota in that order are evicted, oldest
-      // first; ranking and marking in one statement see one snapshot.
+      // first; ranking and marking in one statement see one snapshot. A row whose download is written
+      // meanwhile (another connection's flush, committed while this waits for the row) fails the
+      // `downloaded_at <=` recheck and stays.
       const marked = (await this.dataSource.query(
         `WITH usage AS (
            SELECT digest, max(size) AS size, max(downloaded_at) AS last_downloaded_at
@@ -119,11 +128,11 @@ export class StorageQuotaService {
                   sum(size) OVER (ORDER BY last_downloaded_at DESC, digest DESC ROWS UNBOUNDED PRECEDING) AS newest_bytes
              FROM usage),
          victims AS (
-           SELECT digest FROM ranked WHERE newest_bytes > $3 ORDER BY last_downloaded_at ASC, digest ASC LIMIT $4),
+           SELECT digest, last_downloaded_at FROM ranked WHERE newest_bytes > $3 ORDER BY last_downloaded_at ASC, digest ASC LIMIT $4),
          marked AS (
            UPDATE cache_entries e SET status = $5, updated_at = now()
              FROM victims v
-            WHERE e.group_id = $1 AND e.status = $2 AND e.digest = v.digest
+            WHERE e.group_id = $1 AND e.status = $2 AND e.digest = v.digest AND e.downloaded_at <= v.last_downloaded_at
            RETURNING e.digest, e.size)
          SELECT digest, max(size) AS size, count(*)::int AS entries FROM marked GROUP BY digest`,
         [groupId, CacheEntryStatus.DEFAULT, quotaBytes, EVICTION_BATCH, CacheEntryStatus.PENDING_DESTRUCTION],
