@@ -139,6 +139,20 @@ describe('the API process', () => {
     }
   }, 120_000);
 
+  it('`npm run migration:run` applies every migration once; a second run is a no-op', async () => {
+    const migrate = join(process.cwd(), 'dist/src/database/migrate.js');
+    const once = (): Promise<{ code: number | null; out: string }> =>
+      new Promise((resolve) => {
+        const child = spawn(process.execPath, [migrate, 'run'], { env: baseEnv({ DATA_DIR: dataDir }), stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+        child.on('exit', (code) => resolve({ code, out }));
+      });
+    const first = await once();
+    expect(first).toEqual({ code: 0, out: expect.stringMatching(/^applied: Initial\d+/) });
+    expect(await once()).toEqual({ code: 0, out: 'no pending migrations\n' });
+  }, 60_000);
+
   it.each([
     [{ STORAGE_DRIVER: 'foo' }, /STORAGE_DRIVER/],
     [{ DATABASE_URL: 'postgres//nope' }, /DATABASE_URL/],
