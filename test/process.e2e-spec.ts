@@ -5,10 +5,10 @@
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createScratchDatabase } from './support/test-app.js';
+import { findFreePort } from './support/upstream-registry.js';
 
 const MAIN = join(process.cwd(), 'dist/src/main.js');
 
@@ -18,17 +18,6 @@ interface Started {
   stdout: () => string;
   stderr: () => string;
   exited: Promise<number | null>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
 }
 
 function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
@@ -47,7 +36,7 @@ function run(env: NodeJS.ProcessEnv): Omit<Started, 'url'> {
 }
 
 async function start(extra: Record<string, string>): Promise<Started> {
-  const port = await freePort();
+  const port = await findFreePort();
   const proc = run(baseEnv({ ...extra, PORT: String(port) }));
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 45_000;
