@@ -40,7 +40,7 @@ export function installGracefulShutdown(app: INestApplicationContext, timeoutMs:
       app.close().then(
         () => process.exit(0),
         (err: unknown) => {
-          logger.error(`shutdown failed: ${(err as Error).message}`, undefined, 'Shutdown');
+          logger.error(`shutdown failed: ${(err as Error).message}`, (err as Error).stack, 'Shutdown');
           process.exit(1);
         },
       );

@@ -56,9 +56,12 @@ async function start(extra: Record<string, string>): Promise<Started> {
   throw new Error(`not healthy within 45 s: ${proc.stderr()}`);
 }
 
-async function stop(p: Started): Promise<number | null> {
+/** SIGTERM, then the exit code; a non-zero exit carries the process's last log lines for the failure message. */
+async function stop(p: Started): Promise<{ code: number | null; log: string }> {
   p.child.kill('SIGTERM');
-  return p.exited;
+  const code = await p.exited;
+  const log = code === 0 ? '' : [...p.stdout().trim().split('\n').slice(-15), p.stderr()].join('\n');
+  return { code, log };
 }
 
 describe('the API process', () => {
@@ -97,7 +100,7 @@ describe('the API process', () => {
       const lines = first.stdout().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(lines.some((l) => l.msg === 'request' && typeof l.reqId === 'string')).toBe(true);
     } finally {
-      expect(await stop(first)).toBe(0);
+      expect(await stop(first)).toEqual({ code: 0, log: '' });
     }
     expect(existsSync(join(dataDir, 'pgdata'))).toBe(true);
     expect(readdirSync(join(dataDir, 'pgdata')).length).toBeGreaterThan(0);
@@ -107,7 +110,7 @@ describe('the API process', () => {
       expect((await fetch(`${second.url}/-/ready`)).status).toBe(200);
       expect(second.stdout()).not.toContain('applied');
     } finally {
-      expect(await stop(second)).toBe(0);
+      expect(await stop(second)).toEqual({ code: 0, log: '' });
     }
   }, 120_000);
 
@@ -120,7 +123,7 @@ describe('the API process', () => {
         expect((await fetch(`${p.url}/-/ready`)).status).toBe(200);
         expect(p.stdout()).toContain('database: postgres, queue: bullmq');
       } finally {
-        expect(await stop(p)).toBe(0);
+        expect(await stop(p)).toEqual({ code: 0, log: '' });
       }
       expect(existsSync(join(dataDir, 'pgdata'))).toBe(false);
     } finally {
