@@ -22,6 +22,9 @@ server.run().then(({ port }) => process.stdout.write(JSON.stringify({ port }) + 
   process.stderr.write(String(err && err.stack || err));
   process.exit(1);
 });
+// Never die of a closed stdout/stderr pipe (the parent stops reading once it has the port).
+process.stdout.on('error', () => {});
+process.stderr.on('error', () => {});
 // The parent closes our stdin when it stops us or dies.
 process.stdin.on('end', () => process.exit(0)).resume();
 `;
@@ -36,6 +39,8 @@ export async function startS3Server(directory: string): Promise<S3TestServer> {
     stderr += chunk.toString();
   });
   const port = await readPort(child, () => stderr);
+  // Keep draining what the server prints, so it never blocks on (or dies of) a full or closed pipe.
+  child.stdout!.on('data', () => undefined).resume();
   // A suite that forgets stop() must not keep the test runner alive; the server exits with our stdin.
   child.unref();
   for (const pipe of [child.stdin, child.stdout, child.stderr]) (pipe as unknown as { unref(): void }).unref();
@@ -58,10 +63,13 @@ async function readPort(child: ChildProcess, stderr: () => string): Promise<numb
     throw new Error(`s3rver exited with code ${code}: ${stderr()}`);
   });
   try {
-    const first = (async () => {
-      for await (const line of lines) return (JSON.parse(line) as { port: number }).port;
-      throw new Error(`s3rver printed no port: ${stderr()}`);
-    })();
+    const first = new Promise<number>((resolve, reject) => {
+      lines.once('line', (line) => {
+        lines.removeAllListeners('close');
+        resolve((JSON.parse(line) as { port: number }).port);
+      });
+      lines.once('close', () => reject(new Error(`s3rver printed no port: ${stderr()}`)));
+    });
     return await Promise.race([first, exited]);
   } finally {
     exited.catch(() => undefined);
