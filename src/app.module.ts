@@ -5,6 +5,7 @@ import { AuthModule } from './auth/auth.module.js';
 import { CacheEntriesModule } from './cache-entries/cache-entries.module.js';
 import { allConfigNamespaces } from './config/config.js';
 import { DatabaseModule } from './database/database.module.js';
+import { InvalidationModule } from './invalidation/invalidation.module.js';
 import { JobsModule } from './jobs/jobs.module.js';
 import { LifecycleModule } from './lifecycle/lifecycle.module.js';
 import { ObservabilityModule } from './observability/observability.module.js';
@@ -20,6 +21,7 @@ import { UpstreamsModule } from './upstreams/upstreams.module.js';
     DatabaseModule,
     StorageModule,
     JobsModule,
+    InvalidationModule,
     ObservabilityModule,
     AuthModule,
     AccountsModule,

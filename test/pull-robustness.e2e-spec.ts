@@ -9,7 +9,7 @@
 import { DataSource } from 'typeorm';
 import fc from 'fast-check';
 import { rawRequest, streamDownload } from './support/blob-download.js';
-import { metricValue } from './support/cache-observation.js';
+import { backdateTagCheck, metricValue } from './support/cache-observation.js';
 import { pushLargeBlob } from './support/large-blob.js';
 import { startFaultyUpstream, type FaultyUpstream } from './support/faulty-upstream.js';
 import { buildDockerImage, pushImage, sha256Digest, type ImageManifestFixture } from './support/image-fixtures.js';
@@ -40,8 +40,7 @@ suite(`pull path robustness${reason}`, () => {
   let vr: VirtualRegistry;
   let db: DataSource;
 
-  const backdate = (path: string) =>
-    db.query(`UPDATE cache_entries SET upstream_checked_at = now() - interval '25 hours' WHERE relative_path = $1`, [path]);
+  const backdate = (path: string) => backdateTagCheck(app, path);
 
   beforeAll(async () => {
     upstream = await startUpstreamRegistry();

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { DataSource } from 'typeorm';
+import { backdateTagCheck } from './support/cache-observation.js';
 import { buildDockerImage, buildImage, pushImage, sha256Digest, type ImageManifestFixture } from './support/image-fixtures.js';
 import { realServices } from './support/services.js';
 import { startTestApp, type TestApp } from './support/test-app.js';
@@ -132,9 +133,7 @@ suite(`pull through upstreams that require credentials${reason}`, () => {
     expect(ranged.status).toBe(206);
     expect((await ranged.arrayBuffer()).byteLength).toBe(100);
     for (let i = 0; i < 3; i++) {
-      await app.app.get(DataSource).query(
-        `UPDATE cache_entries SET upstream_checked_at = now() - interval '25 hours' WHERE relative_path = '/private/token/manifests/v1'`,
-      );
+      await backdateTagCheck(app, '/private/token/manifests/v1');
       const revalidated = await get('manifests/v1');
       expect(revalidated.status).toBe(200);
       expect(revalidated.headers.get('docker-content-digest')).toBe(tokenImage.digest);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { DataSource } from 'typeorm';
+import { backdateTagCheck } from './support/cache-observation.js';
 import { accessLog } from './support/access-log.js';
 import {
   blobBytes,
@@ -205,7 +206,7 @@ suite(`pull path against a real upstream${reason}`, () => {
     expect((await registryFetch(app, vr, 'library/alpine', 'manifests/latest')).status).toBe(200);
     expect(await upstream.requests(mark)).toEqual([]);
 
-    await app.app.get(DataSource).query(`UPDATE cache_entries SET upstream_checked_at = now() - interval '25 hours' WHERE relative_path = '/library/alpine/manifests/latest'`);
+    await backdateTagCheck(app, '/library/alpine/manifests/latest');
     mark = await upstream.mark();
     const res = await registryFetch(app, vr, 'library/alpine', 'manifests/latest');
     expect(res.status).toBe(200);
@@ -215,7 +216,7 @@ suite(`pull path against a real upstream${reason}`, () => {
 
   it('serves cached content while the upstream is down, and 503 OCI JSON for what is not cached', async () => {
     await registryFetch(app, vr, 'library/alpine', 'manifests/latest');
-    await app.app.get(DataSource).query(`UPDATE cache_entries SET upstream_checked_at = now() - interval '25 hours' WHERE relative_path = '/library/alpine/manifests/latest'`);
+    await backdateTagCheck(app, '/library/alpine/manifests/latest');
     await Promise.all([upstream.stop(), second.stop()]);
     try {
       const byTag = await registryFetch(app, vr, 'library/alpine', 'manifests/latest');

@@ -74,6 +74,14 @@ export interface RegistryTokenResponse {
 interface TokenClaims {
   credential?: { type?: unknown; id?: unknown };
   access?: unknown;
+  exp?: number;
+}
+
+/** A verified pull token: who pulls, and until when the token says so. */
+export interface PullGrant {
+  actor: Actor;
+  /** Epoch milliseconds. */
+  expiresAt: number;
 }
 
 function credentialOf(actor: Actor): CredentialReference {
@@ -161,11 +169,16 @@ export class RegistryTokenService {
    * registry's group (membership may have changed since the token was minted).
    */
   async verifyPullToken(authorizationHeader: string | undefined, registryId: number, repositoryName: string): Promise<Actor> {
+    return (await this.verifyPullGrant(authorizationHeader, registryId, repositoryName)).actor;
+  }
+
+  /** verifyPullToken, with the moment the token expires (epoch milliseconds), for callers that remember the answer. */
+  async verifyPullGrant(authorizationHeader: string | undefined, registryId: number, repositoryName: string): Promise<PullGrant> {
     const claims = await this.claims(bearerToken(authorizationHeader), REGISTRY_SERVICE);
     if (!accessCovers(claims.access, registryId, repositoryName)) {
       throw new RegistryAuthError('denied', 'the token does not grant pull on this repository');
     }
-    return this.actorOf(claims);
+    return { actor: await this.actorOf(claims), expiresAt: typeof claims.exp === 'number' ? claims.exp * 1000 : Date.now() };
   }
 
   /** For `GET /v2/`: any valid registry token of a working credential, whatever it grants. */

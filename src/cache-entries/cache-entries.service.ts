@@ -3,6 +3,7 @@ import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, Repository } from 'typeorm';
 import type { Actor } from '../auth/actor.js';
 import { GroupPermission } from '../auth/actor.js';
+import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import { JobName, QUEUE_DRIVER } from '../jobs/queue-driver.js';
 import type { QueueDriver, QueuedJob } from '../jobs/queue-driver.js';
 import { Page } from '../accounts/pagination.js';
@@ -34,6 +35,7 @@ export class CacheEntriesService implements OnModuleInit {
     private readonly upstreams: UpstreamsService,
     private readonly registries: RegistriesService,
     @Inject(QUEUE_DRIVER) private readonly queue: QueueDriver,
+    @Inject(INVALIDATION_BUS) private readonly bus: InvalidationBus,
   ) {}
 
   onModuleInit(): void {
@@ -101,6 +103,7 @@ export class CacheEntriesService implements OnModuleInit {
         [upstreamIds, CacheEntryStatus.PENDING_DESTRUCTION, MARK_FOR_DESTRUCTION_BATCH_SIZE],
       )) as [unknown, number];
       marked += count;
+      if (count > 0) this.bus.changed(`purge of upstream(s) ${upstreamIds.join(', ')}`);
       if (count < MARK_FOR_DESTRUCTION_BATCH_SIZE) break;
     }
     if (marked) this.logger.log(`marked ${marked} cache entr${marked === 1 ? 'y' : 'ies'} of upstream(s) ${upstreamIds.join(', ')} for destruction`);

@@ -13,6 +13,14 @@ describe('parseEnvironment', () => {
     expect(env.limits.maxCachedFileSize).toBe(5 * 1024 ** 3);
     expect(env.limits.registriesPerGroup).toBe(5);
     expect(env.limits.upstreamsPerRegistry).toBe(5);
+    expect(env.limits.memoryCacheTtlMs).toBe(5000);
+    expect(env.limits.memoryCacheSize).toBe(64 * 1024 ** 2);
+  });
+
+  it('turns the memory caches off with MEMORY_CACHE_TTL_MS=0', () => {
+    const env = parseEnvironment({ MEMORY_CACHE_TTL_MS: '0', MEMORY_CACHE_SIZE: '8MiB' });
+    expect(env.limits.memoryCacheTtlMs).toBe(0);
+    expect(env.limits.memoryCacheSize).toBe(8 * 1024 ** 2);
   });
 
   it('picks BullMQ when REDIS_URL is set', () => {
@@ -49,6 +57,9 @@ describe('parseEnvironment', () => {
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
     [{ QUEUE_DRIVER: 'bullmq' }, 'QUEUE_DRIVER'],
     [{ MAX_CACHED_FILE_SIZE: '5 gigs' }, 'MAX_CACHED_FILE_SIZE'],
+    [{ MEMORY_CACHE_TTL_MS: '-1' }, 'MEMORY_CACHE_TTL_MS'],
+    [{ MEMORY_CACHE_TTL_MS: '3600000' }, 'MEMORY_CACHE_TTL_MS'],
+    [{ MEMORY_CACHE_SIZE: 'lots' }, 'MEMORY_CACHE_SIZE'],
   ])('refuses %j naming %s in a one-line message', (vars, variable) => {
     let error: unknown;
     try {

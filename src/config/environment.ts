@@ -85,6 +85,14 @@ export interface Environment {
     loginFailuresPerMinute: number;
     /** Bytes of live cache entries one group may keep (GROUP_STORAGE_QUOTA); 0 = no quota. */
     groupStorageQuota: number;
+    /**
+     * How long a replica keeps pull decisions and hot manifests in memory (MEMORY_CACHE_TTL_MS; 0 = off).
+     * Changes made through this replica's admin API, and through any replica's when REDIS_URL is set,
+     * clear them at once; this bounds what a replica that missed the news can serve.
+     */
+    memoryCacheTtlMs: number;
+    /** Bytes of manifests kept in memory per replica (MEMORY_CACHE_SIZE). */
+    memoryCacheSize: number;
   };
 }
 
@@ -279,6 +287,8 @@ export function parseEnvironment(env: Env = process.env): Environment {
       pullRateLimitPerMinute: int(env, 'PULL_RATE_LIMIT_PER_MINUTE', 0, 0),
       loginFailuresPerMinute: int(env, 'LOGIN_FAILURES_PER_MINUTE', 10, 1),
       groupStorageQuota: size(env, 'GROUP_STORAGE_QUOTA', 0),
+      memoryCacheTtlMs: int(env, 'MEMORY_CACHE_TTL_MS', 5000, 0, 600_000),
+      memoryCacheSize: size(env, 'MEMORY_CACHE_SIZE', 64 * 1024 ** 2),
     },
   };
 }

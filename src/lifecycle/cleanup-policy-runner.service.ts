@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { CacheEntryStatus } from '../cache-entries/cache-entry.entity.js';
+import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import { errorMessage } from '../jobs/queue-driver.js';
 import { MetricsService } from '../observability/metrics.service.js';
 import { CLOCK, type Clock } from './clock.js';
@@ -42,6 +43,7 @@ export class CleanupPolicyRunner {
     @InjectDataSource() private readonly dataSource: DataSource,
     @Inject(CLOCK) private readonly clock: Clock,
     private readonly metrics: MetricsService,
+    @Inject(INVALIDATION_BUS) private readonly bus: InvalidationBus,
   ) {}
 
   async runDuePolicies(signal?: AbortSignal): Promise<CleanupPolicyRun[]> {
@@ -93,6 +95,7 @@ export class CleanupPolicyRunner {
         )) as { entries: number; bytes: string }[];
         entries += batch.entries;
         bytes += Number(batch.bytes);
+        if (batch.entries > 0) this.bus.changed(`cleanup policy ${policy.id}`);
         if (batch.entries < MARK_BATCH_SIZE) break;
       }
     } catch (err) {

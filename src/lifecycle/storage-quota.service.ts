@@ -4,6 +4,7 @@ import { DataSource } from 'typeorm';
 import { CacheEntryLookupService } from '../cache-entries/cache-entry-lookup.service.js';
 import { CacheEntryStatus } from '../cache-entries/cache-entry.entity.js';
 import { limitsConfig, type LimitsConfig } from '../config/config.js';
+import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import { errorMessage, JobName, QUEUE_DRIVER, type QueueDriver } from '../jobs/queue-driver.js';
 import { MetricsService } from '../observability/metrics.service.js';
 import { DESTROY_PENDING_JOB_ID } from './cache-destruction.service.js';
@@ -49,6 +50,7 @@ export class StorageQuotaService {
     @Inject(limitsConfig.KEY) private readonly limits: LimitsConfig,
     private readonly metrics: MetricsService,
     private readonly downloads: CacheEntryLookupService,
+    @Inject(INVALIDATION_BUS) private readonly bus: InvalidationBus,
   ) {}
 
   /** GROUP_STORAGE_QUOTA in bytes; 0 = off. */
@@ -138,6 +140,7 @@ export class StorageQuotaService {
         [groupId, CacheEntryStatus.DEFAULT, quotaBytes, EVICTION_BATCH, CacheEntryStatus.PENDING_DESTRUCTION],
       )) as { digest: string; size: string; entries: number }[];
       if (marked.length === 0) break;
+      this.bus.changed(`quota eviction in group ${groupId}`);
       const roundEntries = marked.reduce((sum, m) => sum + m.entries, 0);
       const roundBytes = marked.reduce((sum, m) => sum + Number(m.size), 0);
       entries += roundEntries;

@@ -28,6 +28,12 @@ export class MetricsService {
     labelNames: ['result', 'kind'] as const,
     registers: [this.registry],
   });
+  readonly memoryCacheRequests = new Counter({
+    name: 'registry_memory_cache_requests_total',
+    help: 'Lookups in the per-replica memory caches (MEMORY_CACHE_TTL_MS) by cache (authorization, manifest) and result (hit, miss)',
+    labelNames: ['cache', 'result'] as const,
+    registers: [this.registry],
+  });
   readonly bytesServed = new Counter({
     name: 'registry_bytes_served_total',
     help: 'Body bytes sent to clients by source (cache, upstream)',

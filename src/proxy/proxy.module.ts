@@ -12,6 +12,7 @@ import { PullAccessService } from './pull-access.service.js';
 import { PullRateLimiter } from './pull-rate-limiter.js';
 import { PullTargetResolver } from './pull-target.resolver.js';
 import { PullService } from './pull.service.js';
+import { RecentManifests } from './recent-manifests.js';
 import { RegistryPullController } from './registry-pull.controller.js';
 
 /** The /v2 pull API: hit / stale / miss decisions, pass-through streaming and cache fills. */
@@ -23,6 +24,7 @@ import { RegistryPullController } from './registry-pull.controller.js';
     PullAccessService,
     PullTargetResolver,
     PullRateLimiter,
+    RecentManifests,
     {
       provide: FILL_LOCK,
       inject: [queueConfig.KEY],

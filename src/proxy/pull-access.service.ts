@@ -1,7 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { LRUCache } from 'lru-cache';
 import { GroupPermission } from '../auth/actor.js';
 import { GroupAccessPolicy } from '../auth/group-access.policy.js';
 import { RegistryAuthError, RegistryTokenService, challengeHeader } from '../auth/registry-token.service.js';
+import { limitsConfig, type LimitsConfig } from '../config/config.js';
+import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
+import { MetricsService } from '../observability/metrics.service.js';
 import { OciError, OciErrorCode, type RepositoryName } from '../oci/index.js';
 import type { PullTarget } from './pull-target.js';
 import { PullTargetResolver } from './pull-target.resolver.js';
@@ -16,24 +20,57 @@ export class PullUnauthorizedError extends OciError {
   }
 }
 
+/** Pull decisions remembered per replica: one per (token, registry, repository) a client is pulling with. */
+const REMEMBERED_DECISIONS = 10_000;
+
 /**
  * Who may pull what: the registry JWT must be valid and cover this registry and repository, its
  * credential must still work, and the actor must have PULL on the registry's group. A registry the
  * actor cannot pull from and one that does not exist answer alike (404 NAME_UNKNOWN).
+ *
+ * A granted pull is remembered for MEMORY_CACHE_TTL_MS (never past the token's expiry), so a client
+ * pulling an image's manifests and layers pays for the signature check and the three reads (credential,
+ * registry with its upstreams, membership) once. Every admin API change forgets all of it at once
+ * (InvalidationBus): a revoked token, a removed member or a re-pointed upstream counts from the next
+ * request on. Refusals are never remembered.
  */
 @Injectable()
 export class PullAccessService {
+  private readonly granted?: LRUCache<string, PullTarget>;
+  /** Bumped by every change, so a decision read before a change is not remembered after it. */
+  private generation = 0;
+
   constructor(
     private readonly tokens: RegistryTokenService,
     private readonly policy: GroupAccessPolicy,
     @Inject(PullTargetResolver) private readonly targets: PullTargetResolver,
-  ) {}
+    @Inject(limitsConfig.KEY) limits: LimitsConfig,
+    @Inject(INVALIDATION_BUS) bus: InvalidationBus,
+    private readonly metrics: MetricsService,
+  ) {
+    if (limits.memoryCacheTtlMs > 0) {
+      const granted = new LRUCache<string, PullTarget>({ max: REMEMBERED_DECISIONS, ttl: limits.memoryCacheTtlMs });
+      bus.onChange(() => {
+        this.generation++;
+        granted.clear();
+      });
+      this.granted = granted;
+    }
+  }
 
   async authorize(authorization: string | undefined, registryId: number, name: RepositoryName, baseUrl: string): Promise<PullTarget> {
+    const key = authorization ? `${registryId} ${name.value} ${authorization}` : undefined;
+    if (key && this.granted) {
+      const remembered = this.granted.get(key);
+      this.metrics.memoryCacheRequests.inc({ cache: 'authorization', result: remembered ? 'hit' : 'miss' });
+      if (remembered) return remembered;
+    }
+
+    const generation = this.generation;
     const scope = `repository:virtual_registries/containers/${registryId}/${name.value}:pull`;
-    let actor;
+    let grant;
     try {
-      actor = await this.tokens.verifyPullToken(authorization, registryId, name.value);
+      grant = await this.tokens.verifyPullGrant(authorization, registryId, name.value);
     } catch (err) {
       if (!(err instanceof RegistryAuthError)) throw err;
       if (err.kind === 'denied') throw new OciError(OciErrorCode.DENIED, 'requested access to the resource is denied');
@@ -41,8 +78,12 @@ export class PullAccessService {
       throw new PullUnauthorizedError(err.message, challengeHeader(baseUrl, scope, error));
     }
     const target = await this.targets.resolve(registryId);
-    if (!target || !(await this.policy.can(actor, target.groupId, GroupPermission.PULL))) {
+    if (!target || !(await this.policy.can(grant.actor, target.groupId, GroupPermission.PULL))) {
       throw new OciError(OciErrorCode.NAME_UNKNOWN, 'repository name not known to registry');
+    }
+    if (key && this.granted && generation === this.generation) {
+      const ttl = Math.min(this.granted.ttl, grant.expiresAt - Date.now());
+      if (ttl > 0) this.granted.set(key, target, { ttl });
     }
     return target;
   }

@@ -36,6 +36,7 @@ import { FILL_LOCK, type FillLease, type FillLock } from './fill-lock.js';
 import { readManifestBody } from '../oci/manifest-body.js';
 import type { PullResponse, PullTarget, PullUpstream } from './pull-target.js';
 import { PullTargetResolver } from './pull-target.resolver.js';
+import { RecentManifests, type RecentManifest, type RememberAs } from './recent-manifests.js';
 import { ByteLimit, ByteSkip, WithheldTail } from './withheld-tail.js';
 
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
@@ -90,6 +91,7 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
     @Inject(limitsConfig.KEY) private readonly limits: LimitsConfig,
     @Inject(FILL_LOCK) private readonly fillLock: FillLock,
     private readonly quota: StorageQuotaService,
+    private readonly recentManifests: RecentManifests,
   ) {}
 
   onModuleInit(): void {
@@ -108,16 +110,24 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
       throw new OciError(OciErrorCode.DIGEST_INVALID, `unsupported digest algorithm ${request.reference.digest.algorithm}`);
     }
     const path = relativePathOf(request);
+    const recent = this.recentManifests.get(target.registryId, path);
+    if (recent) return this.serveRecentManifest(recent, method);
+    const generation = this.recentManifests.generation;
     const [entry] = await this.lookup.findLive(upstreamIds(target), path);
     if (entry) {
       const upstream = target.upstreams.find((u) => u.id === entry.upstreamId)!;
-      if (request.reference.kind === 'digest' || isFresh(entry, upstream)) {
-        return this.serveCachedManifest(entry, method, 'hit');
+      const remember = { registryId: target.registryId, relativePath: path, generation };
+      if (request.reference.kind === 'digest') {
+        return this.serveCachedManifest(entry, method, 'hit', { ...remember, freshUntil: Infinity });
+      }
+      if (isFresh(entry, upstream)) {
+        return this.serveCachedManifest(entry, method, 'hit', { ...remember, freshUntil: freshUntil(entry.upstreamCheckedAt, upstream) });
       }
       const verdict = await this.revalidateTag(upstream, path, entry, accept);
       if (verdict === 'unchanged') {
-        await this.lookup.markChecked(entry.id);
-        return this.serveCachedManifest(entry, method, 'revalidated');
+        const checkedAt = new Date();
+        await this.lookup.markChecked(entry.id, checkedAt);
+        return this.serveCachedManifest(entry, method, 'revalidated', { ...remember, freshUntil: freshUntil(checkedAt, upstream) });
       }
       if (verdict === 'unavailable') return this.serveCachedManifest(entry, method, 'stale');
     }
@@ -136,13 +146,29 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
     }
   }
 
-  private async serveCachedManifest(entry: CacheEntry, method: PullMethod, result: 'hit' | 'stale' | 'revalidated'): Promise<PullResponse> {
-    let body: Readable | undefined;
+  /**
+   * A cached manifest from storage. With `remember` (a hit or a successful revalidation, on GET), a small
+   * manifest is read whole, verified and kept in memory for the next pulls (RecentManifests).
+   */
+  private async serveCachedManifest(
+    entry: CacheEntry,
+    method: PullMethod,
+    result: 'hit' | 'stale' | 'revalidated',
+    remember?: RememberAs,
+  ): Promise<PullResponse> {
+    let body: Readable | Buffer | undefined;
     if (method === 'GET') {
       try {
         body = await this.blobs.createReadStream(entry.storageKey);
+        if (remember && this.recentManifests.wants(entry.size)) {
+          const bytes = await readManifestBody(body as Readable, entry.size, entry.size);
+          if (bytes.length !== entry.size) return this.objectLost(entry);
+          this.recentManifests.remember(remember, { entryId: entry.id, digest: entry.digest, contentType: entry.contentType, bytes });
+          body = bytes;
+        }
       } catch (err) {
         if (err instanceof BlobNotFoundError) return this.objectLost(entry);
+        if (OciError.is(err, OciErrorCode.MANIFEST_INVALID)) return this.objectLost(entry);
         throw err;
       }
     }
@@ -150,6 +176,14 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
     this.lookup.recordDownload(entry.id);
     if (body) this.metrics.bytesServed.inc({ source: 'cache' }, entry.size);
     return manifestResponse(entry.digest, entry.contentType, entry.size, body);
+  }
+
+  /** A manifest this replica served moments ago (RecentManifests): no database, no storage. */
+  private serveRecentManifest(recent: RecentManifest, method: PullMethod): PullResponse {
+    this.countHit('hit', 'manifest');
+    this.lookup.recordDownload(recent.entryId);
+    if (method === 'GET') this.metrics.bytesServed.inc({ source: 'cache' }, recent.bytes.length);
+    return manifestResponse(recent.digest, recent.contentType, recent.bytes.length, method === 'GET' ? recent.bytes : undefined);
   }
 
   /** HEAD the tag on the upstream the entry came from and compare digests (ETag when no digest is sent). */
@@ -681,8 +715,13 @@ function upstreamIds(target: PullTarget): number[] {
 }
 
 function isFresh(entry: CacheEntry, upstream: PullUpstream): boolean {
-  if (upstream.cacheValidityHours === 0) return true;
-  return entry.upstreamCheckedAt.getTime() + upstream.cacheValidityHours * 3_600_000 > Date.now();
+  return freshUntil(entry.upstreamCheckedAt, upstream) > Date.now();
+}
+
+/** When a tag checked at `checkedAt` needs asking the upstream again (validity 0: never). */
+function freshUntil(checkedAt: Date, upstream: PullUpstream): number {
+  if (upstream.cacheValidityHours === 0) return Infinity;
+  return checkedAt.getTime() + upstream.cacheValidityHours * 3_600_000;
 }
 
 function isUnavailable(err: unknown): boolean {

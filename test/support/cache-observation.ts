@@ -3,6 +3,7 @@
  * straight from its database, and Prometheus counters from GET /metrics.
  */
 import { DataSource } from 'typeorm';
+import { INVALIDATION_BUS, type InvalidationBus } from '../../src/invalidation/invalidation-bus.js';
 import type { TestApp } from './test-app.js';
 
 export interface CacheEntryRow {
@@ -55,4 +56,14 @@ export async function metricValue(app: TestApp, name: string, labels: Record<str
     sum += Number(m[3]);
   }
   return sum;
+}
+
+/**
+ * Makes a cached tag look last checked 25 hours ago (past the default 24-hour validity window), as if that
+ * time had passed. Time passing also ends what the app remembers in memory (MEMORY_CACHE_TTL_MS), which an
+ * UPDATE behind its back does not: so the app is told, as it would be by any change through its API.
+ */
+export async function backdateTagCheck(app: TestApp, relativePath: string): Promise<void> {
+  await app.app.get(DataSource).query(`UPDATE cache_entries SET upstream_checked_at = now() - interval '25 hours' WHERE relative_path = $1`, [relativePath]);
+  app.app.get<InvalidationBus>(INVALIDATION_BUS).changed('test: 25 hours pass');
 }

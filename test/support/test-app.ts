@@ -11,6 +11,8 @@ export interface TestApp {
   /** Base URL, e.g. http://127.0.0.1:41234 */
   url: string;
   dataDir: string;
+  /** The Postgres database and queue prefix of this app, for a replica started with `replicaOf`. */
+  shared: { databaseUrl?: string; queuePrefix?: string };
   close(): Promise<void>;
 }
 
@@ -19,24 +21,30 @@ export type DatabaseTarget = 'embedded' | 'postgres';
 /**
  * Starts the whole application on a random loopback port with its own DATA_DIR.
  * `database: 'postgres'` uses DATABASE_URL with a fresh schema-less database created for this app.
+ * `replicaOf` starts another replica of that app: same database, storage and queue prefix (closing the
+ * replica leaves them to the first app).
  */
 export async function startTestApp(
   env: Record<string, string | undefined> = {},
-  opts: { database?: DatabaseTarget } = {},
+  opts: { database?: DatabaseTarget; replicaOf?: TestApp } = {},
 ): Promise<TestApp> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'cvr-test-'));
+  const replicaOf = opts.replicaOf;
+  const dataDir = replicaOf?.dataDir ?? mkdtempSync(join(tmpdir(), 'cvr-test-'));
   let dropDatabase: (() => Promise<void>) | undefined;
-  let databaseUrl: string | undefined;
-  if (opts.database === 'postgres') {
+  let databaseUrl: string | undefined = replicaOf?.shared.databaseUrl;
+  if (opts.database === 'postgres' && !replicaOf) {
     ({ url: databaseUrl, drop: dropDatabase } = await createScratchDatabase());
   }
+  const queuePrefix = env.REDIS_URL
+    ? (replicaOf?.shared.queuePrefix ?? `cvr-test-${process.pid}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`)
+    : undefined;
   useEnvironment(
     parseEnvironment({
       LOG_LEVEL: 'error',
       UPSTREAM_ALLOW_PRIVATE: 'true',
       INITIAL_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
       // With Redis, this app runs its own jobs on queues no other test app shares.
-      ...(env.REDIS_URL ? { RUN_JOBS: 'true', QUEUE_PREFIX: `cvr-test-${process.pid}-${Date.now()}-${Math.floor(Math.random() * 1e6)}` } : {}),
+      ...(queuePrefix ? { RUN_JOBS: 'true', QUEUE_PREFIX: queuePrefix } : {}),
       ...env,
       DATA_DIR: dataDir,
       DATABASE_URL: databaseUrl,
@@ -53,8 +61,10 @@ export async function startTestApp(
     app,
     url: `http://127.0.0.1:${port}`,
     dataDir,
+    shared: { databaseUrl, queuePrefix: env.QUEUE_PREFIX ?? queuePrefix },
     async close() {
       await app.close();
+      if (replicaOf) return;
       await dropDatabase?.();
       rmSync(dataDir, { recursive: true, force: true });
     },

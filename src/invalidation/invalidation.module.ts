@@ -1,0 +1,27 @@
+import { Global, Inject, Module, OnApplicationShutdown } from '@nestjs/common';
+import { APP_INTERCEPTOR } from '@nestjs/core';
+import { queueConfig, type QueueConfig } from '../config/config.js';
+import { AdminChangeInterceptor } from './admin-change.interceptor.js';
+import { INVALIDATION_BUS, LocalInvalidationBus, RedisInvalidationBus, type InvalidationBus } from './invalidation-bus.js';
+
+/** INVALIDATION_BUS for every module (Redis pub/sub across replicas when REDIS_URL is set), fed by admin API changes. */
+@Global()
+@Module({
+  providers: [
+    {
+      provide: INVALIDATION_BUS,
+      inject: [queueConfig.KEY],
+      useFactory: (queue: QueueConfig): InvalidationBus =>
+        queue.redisUrl ? new RedisInvalidationBus(queue.redisUrl, queue.prefix) : new LocalInvalidationBus(),
+    },
+    { provide: APP_INTERCEPTOR, useClass: AdminChangeInterceptor },
+  ],
+  exports: [INVALIDATION_BUS],
+})
+export class InvalidationModule implements OnApplicationShutdown {
+  constructor(@Inject(INVALIDATION_BUS) private readonly bus: InvalidationBus) {}
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.bus.close();
+  }
+}

@@ -1,0 +1,91 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { LRUCache } from 'lru-cache';
+import { limitsConfig, type LimitsConfig } from '../config/config.js';
+import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
+import { MetricsService } from '../observability/metrics.service.js';
+import { Digest } from '../oci/index.js';
+
+/** A cached manifest a replica keeps in memory, exactly as the cache entry describes it. */
+export interface RecentManifest {
+  entryId: number;
+  digest: string;
+  contentType: string;
+  bytes: Buffer;
+}
+
+/** Where a manifest was read from the cache, and until when it may be served without asking again. */
+export interface RememberAs {
+  registryId: number;
+  relativePath: string;
+  /** Epoch milliseconds: a tag's validity window ends here (Infinity for digests and validity 0). */
+  freshUntil: number;
+  /** `generation` when the entry was read: a change since then means the read may be out of date. */
+  generation: number;
+}
+
+/** A single manifest larger than this share of MEMORY_CACHE_SIZE is always read from storage. */
+const LARGEST_SHARE = 16;
+
+/**
+ * The hot manifests of one replica, by registry and path: a cached manifest pulled again within
+ * MEMORY_CACHE_TTL_MS is answered from memory, with no database read and no storage read. A tag is never
+ * kept past its validity window (the next pull revalidates it as usual); purges, evictions and every admin
+ * API change forget everything (InvalidationBus). Bytes are checked against their digest before they
+ * are kept. Downloads are still counted, per request, by the caller.
+ */
+@Injectable()
+export class RecentManifests {
+  private readonly items?: LRUCache<string, RecentManifest>;
+  private readonly largest: number;
+  private changes = 0;
+
+  constructor(
+    @Inject(limitsConfig.KEY) limits: LimitsConfig,
+    @Inject(INVALIDATION_BUS) bus: InvalidationBus,
+    private readonly metrics: MetricsService,
+  ) {
+    this.largest = Math.floor(limits.memoryCacheSize / LARGEST_SHARE);
+    if (limits.memoryCacheTtlMs > 0 && this.largest > 0) {
+      const items = new LRUCache<string, RecentManifest>({
+        maxSize: limits.memoryCacheSize,
+        sizeCalculation: (item) => Math.max(1, item.bytes.length),
+        ttl: limits.memoryCacheTtlMs,
+      });
+      bus.onChange(() => {
+        this.changes++;
+        items.clear();
+      });
+      this.items = items;
+    }
+  }
+
+  /** Counts changes; pass it to remember() from before the entry was read. */
+  get generation(): number {
+    return this.changes;
+  }
+
+  /** Whether remember() would keep a manifest of this size at all (so the caller reads the bytes). */
+  wants(size: number): boolean {
+    return this.items !== undefined && size <= this.largest;
+  }
+
+  get(registryId: number, relativePath: string): RecentManifest | undefined {
+    if (!this.items) return undefined;
+    const item = this.items.get(key(registryId, relativePath));
+    this.metrics.memoryCacheRequests.inc({ cache: 'manifest', result: item ? 'hit' : 'miss' });
+    return item;
+  }
+
+  /** Keeps `manifest` when it is still current and its bytes match its digest. */
+  remember(as: RememberAs, manifest: RecentManifest): void {
+    if (!this.items || as.generation !== this.changes || !this.wants(manifest.bytes.length)) return;
+    const ttl = Math.min(this.items.ttl, as.freshUntil - Date.now());
+    if (ttl <= 0) return;
+    if (Digest.of(manifest.bytes).toString() !== manifest.digest) return;
+    this.items.set(key(as.registryId, as.relativePath), manifest, { ttl });
+  }
+}
+
+function key(registryId: number, relativePath: string): string {
+  return `${registryId} ${relativePath}`;
+}

@@ -1,0 +1,154 @@
+/**
+ * The per-replica memory caches of the pull path (MEMORY_CACHE_TTL_MS): a pull decision and a hot
+ * manifest are remembered, and every change that could make them wrong forgets them before the change's
+ * response leaves, on this replica at once and on the others through Redis.
+ */
+import { DataSource } from 'typeorm';
+import { accessLog } from './support/access-log.js';
+import { eventually } from './support/admin-api.js';
+import { liveCacheEntryRows, metricValue } from './support/cache-observation.js';
+import { buildDockerImage, pushImage, type ImageManifestFixture } from './support/image-fixtures.js';
+import { realServices } from './support/services.js';
+import { startTestApp, type TestApp } from './support/test-app.js';
+import { startUpstreamRegistry, type UpstreamRegistry } from './support/upstream-registry.js';
+import { adminApi, createVirtualRegistry, pullToken, type VirtualRegistry } from './support/virtual-registry.js';
+
+const canRun = realServices.hasBinary('docker-registry');
+const suite = canRun ? describe : describe.skip;
+const reason = canRun ? '' : ' (skipped: docker-registry is not installed; bash .ci/install-packages.sh)';
+
+const MANIFEST_ACCEPT = 'application/vnd.docker.distribution.manifest.v2+json';
+
+function manifestUrl(app: TestApp, vr: VirtualRegistry, name: string, reference: string): string {
+  return `${app.url}/v2/virtual_registries/containers/${vr.registryId}/${name}/manifests/${reference}`;
+}
+
+async function getManifest(app: TestApp, vr: VirtualRegistry, name: string, reference: string, token: string): Promise<{ status: number; body: Buffer; digest: string | null }> {
+  const res = await fetch(manifestUrl(app, vr, name, reference), { headers: { authorization: `Bearer ${token}`, accept: MANIFEST_ACCEPT } });
+  return { status: res.status, body: Buffer.from(await res.arrayBuffer()), digest: res.headers.get('docker-content-digest') };
+}
+
+async function memoryHits(app: TestApp, cache: 'manifest' | 'authorization'): Promise<number> {
+  return metricValue(app, 'registry_memory_cache_requests_total', { cache, result: 'hit' });
+}
+
+/** A fresh personal access token of root with read_virtual_registry, and a registry JWT minted from it. */
+async function freshPullCredential(app: TestApp, vr: VirtualRegistry, name: string): Promise<{ patId: number; jwt: string }> {
+  const pat = await adminApi<{ id: number; token: string }>(app, 'POST', '/api/v4/user/personal_access_tokens', {
+    name: `memory-${Date.now()}`,
+    scopes: ['read_virtual_registry'],
+  });
+  const jwt = await pullToken(app, { ...vr, pullUser: { username: 'root', token: pat.token } }, name);
+  return { patId: pat.id, jwt };
+}
+
+suite(`memory caches of the pull path${reason}`, () => {
+  let upstream: UpstreamRegistry;
+  let image: ImageManifestFixture;
+  let app: TestApp;
+
+  beforeAll(async () => {
+    upstream = await startUpstreamRegistry();
+    image = await buildDockerImage({ seed: 'memory-cache' });
+    await pushImage(upstream.url, 'team/app', '1.0', image);
+    app = await startTestApp();
+  }, 120_000);
+
+  afterAll(async () => {
+    await app?.close();
+    await upstream?.stop();
+  });
+
+  it('serves a tag pulled again within its window from memory: same bytes, no upstream request, download still counted', async () => {
+    const vr = await createVirtualRegistry(app, [{ url: upstream.url }]);
+    const token = await pullToken(app, vr, 'team/app');
+    const first = await getManifest(app, vr, 'team/app', '1.0', token);
+    expect([first.status, first.digest]).toEqual([200, image.digest]);
+    expect(first.body.equals(image.manifest)).toBe(true);
+
+    const mark = await upstream.mark();
+    const hitsBefore = await memoryHits(app, 'manifest');
+    const authHitsBefore = await memoryHits(app, 'authorization');
+    for (let i = 0; i < 5; i++) {
+      const again = await getManifest(app, vr, 'team/app', '1.0', token);
+      expect([again.status, again.digest]).toEqual([200, image.digest]);
+      expect(again.body.equals(image.manifest)).toBe(true);
+    }
+    expect(await memoryHits(app, 'manifest')).toBeGreaterThanOrEqual(hitsBefore + 4);
+    expect(await memoryHits(app, 'authorization')).toBeGreaterThanOrEqual(authHitsBefore + 5);
+    expect(accessLog.manifestRequests(await upstream.requests(mark), 'team/app')).toEqual([]);
+
+    const head = await fetch(manifestUrl(app, vr, 'team/app', '1.0'), { method: 'HEAD', headers: { authorization: `Bearer ${token}` } });
+    expect([head.status, head.headers.get('docker-content-digest'), head.headers.get('content-length')]).toEqual([200, image.digest, String(image.manifest.length)]);
+
+    // downloads are still counted (written in batches about a second later)
+    await eventually(async () => {
+      const [row] = (await app.app.get(DataSource).query(
+        `SELECT downloads_count FROM cache_entries WHERE upstream_id = $1 AND relative_path = '/team/app/manifests/1.0' AND status = 'default'`,
+        [vr.upstreamIds[0]],
+      )) as { downloads_count: string }[];
+      return row && Number(row.downloads_count) >= 7;
+    });
+  });
+
+  it('refuses the very next pull once the token behind the JWT is revoked through the admin API', async () => {
+    const vr = await createVirtualRegistry(app, [{ url: upstream.url }]);
+    const { patId, jwt } = await freshPullCredential(app, vr, 'team/app');
+    expect((await getManifest(app, vr, 'team/app', '1.0', jwt)).status).toBe(200);
+    expect((await getManifest(app, vr, 'team/app', '1.0', jwt)).status).toBe(200);
+    await adminApi(app, 'DELETE', `/api/v4/personal_access_tokens/${patId}`);
+    expect((await getManifest(app, vr, 'team/app', '1.0', jwt)).status).toBe(401);
+  });
+
+  it('stops serving a remembered tag as soon as its only upstream is unlinked, and goes upstream again after a purge', async () => {
+    const vr = await createVirtualRegistry(app, [{ url: upstream.url }]);
+    const token = await pullToken(app, vr, 'team/app');
+    expect((await getManifest(app, vr, 'team/app', '1.0', token)).status).toBe(200);
+    expect((await getManifest(app, vr, 'team/app', '1.0', token)).status).toBe(200);
+
+    // purge: the entries are marked by a job; the next pull asks the upstream again
+    await adminApi(app, 'DELETE', `/api/v4/virtual_registries/container/upstreams/${vr.upstreamIds[0]}/cache`);
+    await eventually(async () => (await liveCacheEntryRows(app, '/team/app/manifests/1.0', vr.upstreamIds)).length === 0);
+    const mark = await upstream.mark();
+    expect((await getManifest(app, vr, 'team/app', '1.0', token)).status).toBe(200);
+    expect(accessLog.manifestRequests(await upstream.requests(mark), 'team/app', '1.0').length).toBeGreaterThan(0);
+    expect((await getManifest(app, vr, 'team/app', '1.0', token)).status).toBe(200);
+
+    const registry = await adminApi<{ registry_upstreams: { id: number }[] }>(app, 'GET', `/api/v4/virtual_registries/container/registries/${vr.registryId}`);
+    await adminApi(app, 'DELETE', `/api/v4/virtual_registries/container/registry_upstreams/${registry.registry_upstreams[0].id}`);
+    expect((await getManifest(app, vr, 'team/app', '1.0', token)).status).toBe(404);
+  });
+
+  it('remembers nothing with MEMORY_CACHE_TTL_MS=0', async () => {
+    const off = await startTestApp({ MEMORY_CACHE_TTL_MS: '0' });
+    try {
+      const vr = await createVirtualRegistry(off, [{ url: upstream.url }]);
+      const token = await pullToken(off, vr, 'team/app');
+      for (let i = 0; i < 3; i++) expect((await getManifest(off, vr, 'team/app', '1.0', token)).status).toBe(200);
+      expect(await metricValue(off, 'registry_memory_cache_requests_total')).toBe(0);
+    } finally {
+      await off.close();
+    }
+  });
+
+  const withServices = process.env.DATABASE_URL && process.env.REDIS_URL ? it : it.skip;
+  withServices('tells the other replicas through Redis: a token revoked on one is refused on the other at once (skipped without Postgres and Redis)', async () => {
+    const redis = { REDIS_URL: process.env.REDIS_URL };
+    const first = await startTestApp(redis, { database: 'postgres' });
+    const second = await startTestApp(redis, { replicaOf: first });
+    try {
+      const vr = await createVirtualRegistry(first, [{ url: upstream.url }]);
+      const { patId, jwt } = await freshPullCredential(first, vr, 'team/app');
+      for (let i = 0; i < 3; i++) expect((await getManifest(second, vr, 'team/app', '1.0', jwt)).status).toBe(200);
+      expect(await memoryHits(second, 'authorization')).toBeGreaterThanOrEqual(2);
+
+      await adminApi(first, 'DELETE', `/api/v4/personal_access_tokens/${patId}`);
+      const refusedAfter = Date.now();
+      await eventually(async () => (await getManifest(second, vr, 'team/app', '1.0', jwt)).status === 401, 2000);
+      expect(Date.now() - refusedAfter).toBeLessThan(2000);
+    } finally {
+      await second.close();
+      await first.close();
+    }
+  }, 60_000);
+});
