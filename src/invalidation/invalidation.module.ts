@@ -1,10 +1,8 @@
 import { Global, Inject, Module, OnApplicationShutdown } from '@nestjs/common';
-import { APP_INTERCEPTOR } from '@nestjs/core';
 import { queueConfig, type QueueConfig } from '../config/config.js';
-import { AdminChangeInterceptor } from './admin-change.interceptor.js';
 import { INVALIDATION_BUS, LocalInvalidationBus, RedisInvalidationBus, type InvalidationBus } from './invalidation-bus.js';
 
-/** INVALIDATION_BUS for every module (Redis pub/sub across replicas when REDIS_URL is set), fed by admin API changes. */
+/** INVALIDATION_BUS for every module (Redis pub/sub across replicas when REDIS_URL is set), fed by admin API changes (installAdminChangeHook). */
 @Global()
 @Module({
   providers: [
@@ -14,7 +12,6 @@ import { INVALIDATION_BUS, LocalInvalidationBus, RedisInvalidationBus, type Inva
       useFactory: (queue: QueueConfig): InvalidationBus =>
         queue.redisUrl ? new RedisInvalidationBus(queue.redisUrl, queue.prefix) : new LocalInvalidationBus(),
     },
-    { provide: APP_INTERCEPTOR, useClass: AdminChangeInterceptor },
   ],
   exports: [INVALIDATION_BUS],
 })

@@ -113,13 +113,29 @@ export function parseRepositoryPath(path: string): RepositoryRequest {
 
 /** Parse the `:id` route parameter and the remainder after `/v2/virtual_registries/containers/:id/`. */
 export function parseRegistryPath(registryId: string, remainder: string): RegistryRequest {
-  // Traversal in the remainder is NAME_INVALID whatever the id looks like.
-  safeSegments(remainder);
-  return { ...parseRepositoryPath(remainder), registryId: parseRegistryId(registryId) };
+  // Traversal in the remainder is NAME_INVALID whatever the id looks like: the remainder is parsed first.
+  const request = parseRepositoryPath(remainder);
+  return { ...request, registryId: parseRegistryId(registryId) };
 }
 
 /** Parse everything after `/v2/virtual_registries/containers/`: `<id>/<name>/<endpoint>/<reference>`. */
 export function parseRegistryRoute(path: string): RegistryRequest {
+  const known = recentRoutes.get(path);
+  if (known) return known;
+  const request = parseRegistryRouteUncached(path);
+  if (recentRoutes.size >= RECENT_ROUTES_MAX) recentRoutes.delete(recentRoutes.keys().next().value!);
+  recentRoutes.set(path, request);
+  return request;
+}
+
+/**
+ * Routes parsed lately (a pull asks for the same manifests and blobs over and over): parsing is pure and
+ * its results are immutable, so a valid path is parsed once. Oldest first out; invalid paths are never kept.
+ */
+const recentRoutes = new Map<string, RegistryRequest>();
+const RECENT_ROUTES_MAX = 4096;
+
+function parseRegistryRouteUncached(path: string): RegistryRequest {
   const slash = typeof path === 'string' ? path.indexOf('/') : -1;
   if (slash < 0) {
     safeSegments(path);

@@ -39,6 +39,7 @@ export class PullAccessService {
   private readonly granted?: LRUCache<string, PullTarget>;
   /** Bumped by every change, so a decision read before a change is not remembered after it. */
   private generation = 0;
+  private readonly counted: { hit: { inc(): void }; miss: { inc(): void } };
 
   constructor(
     private readonly tokens: RegistryTokenService,
@@ -46,8 +47,12 @@ export class PullAccessService {
     @Inject(PullTargetResolver) private readonly targets: PullTargetResolver,
     @Inject(limitsConfig.KEY) limits: LimitsConfig,
     @Inject(INVALIDATION_BUS) bus: InvalidationBus,
-    private readonly metrics: MetricsService,
+    metrics: MetricsService,
   ) {
+    this.counted = {
+      hit: metrics.memoryCacheRequests.labels({ cache: 'authorization', result: 'hit' }),
+      miss: metrics.memoryCacheRequests.labels({ cache: 'authorization', result: 'miss' }),
+    };
     if (limits.memoryCacheTtlMs > 0) {
       const granted = new LRUCache<string, PullTarget>({ max: REMEMBERED_DECISIONS, ttl: limits.memoryCacheTtlMs });
       bus.onChange(() => {
@@ -58,11 +63,12 @@ export class PullAccessService {
     }
   }
 
-  async authorize(authorization: string | undefined, registryId: number, name: RepositoryName, baseUrl: string): Promise<PullTarget> {
+  /** `baseUrl` (for the challenge of a 401) is only asked for when the pull is refused. */
+  async authorize(authorization: string | undefined, registryId: number, name: RepositoryName, baseUrl: () => string): Promise<PullTarget> {
     const key = authorization ? `${registryId} ${name.value} ${authorization}` : undefined;
     if (key && this.granted) {
       const remembered = this.granted.get(key);
-      this.metrics.memoryCacheRequests.inc({ cache: 'authorization', result: remembered ? 'hit' : 'miss' });
+      (remembered ? this.counted.hit : this.counted.miss).inc();
       if (remembered) return remembered;
     }
 
@@ -75,7 +81,7 @@ export class PullAccessService {
       if (!(err instanceof RegistryAuthError)) throw err;
       if (err.kind === 'denied') throw new OciError(OciErrorCode.DENIED, 'requested access to the resource is denied');
       const error = authorization ? 'invalid_token' : undefined;
-      throw new PullUnauthorizedError(err.message, challengeHeader(baseUrl, scope, error));
+      throw new PullUnauthorizedError(err.message, challengeHeader(baseUrl(), scope, error));
     }
     const target = await this.targets.resolve(registryId);
     if (!target || !(await this.policy.can(grant.actor, target.groupId, GroupPermission.PULL))) {

@@ -39,6 +39,8 @@ import { PullTargetResolver } from './pull-target.resolver.js';
 import { RecentManifests, type RecentManifest, type RememberAs } from './recent-manifests.js';
 import { ByteLimit, ByteSkip, WithheldTail } from './withheld-tail.js';
 
+/** The response headers of each remembered manifest, built once (they never change for that manifest). */
+const recentHeaders = new WeakMap<RecentManifest, Record<string, string>>();
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
 const BLOB_CONTENT_TYPE = 'application/octet-stream';
 /** Upstream answers that mean "not here, ask the next upstream". */
@@ -183,7 +185,12 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
     this.countHit('hit', 'manifest');
     this.lookup.recordDownload(recent.entryId);
     if (method === 'GET') this.metrics.bytesServed.inc({ source: 'cache' }, recent.bytes.length);
-    return manifestResponse(recent.digest, recent.contentType, recent.bytes.length, method === 'GET' ? recent.bytes : undefined);
+    let headers = recentHeaders.get(recent);
+    if (!headers) {
+      headers = manifestResponse(recent.digest, recent.contentType, recent.bytes.length, undefined).headers;
+      recentHeaders.set(recent, headers);
+    }
+    return { status: 200, headers, body: method === 'GET' ? recent.bytes : undefined };
   }
 
   /** HEAD the tag on the upstream the entry came from and compare digests (ETag when no digest is sent). */

@@ -38,13 +38,18 @@ export class RecentManifests {
   private readonly items?: LRUCache<string, RecentManifest>;
   private readonly largest: number;
   private changes = 0;
+  private readonly counted: { hit: { inc(): void }; miss: { inc(): void } };
 
   constructor(
     @Inject(limitsConfig.KEY) limits: LimitsConfig,
     @Inject(INVALIDATION_BUS) bus: InvalidationBus,
-    private readonly metrics: MetricsService,
+    metrics: MetricsService,
   ) {
     this.largest = Math.floor(limits.memoryCacheSize / LARGEST_SHARE);
+    this.counted = {
+      hit: metrics.memoryCacheRequests.labels({ cache: 'manifest', result: 'hit' }),
+      miss: metrics.memoryCacheRequests.labels({ cache: 'manifest', result: 'miss' }),
+    };
     if (limits.memoryCacheTtlMs > 0 && this.largest > 0) {
       const items = new LRUCache<string, RecentManifest>({
         maxSize: limits.memoryCacheSize,
@@ -72,7 +77,7 @@ export class RecentManifests {
   get(registryId: number, relativePath: string): RecentManifest | undefined {
     if (!this.items) return undefined;
     const item = this.items.get(key(registryId, relativePath));
-    this.metrics.memoryCacheRequests.inc({ cache: 'manifest', result: item ? 'hit' : 'miss' });
+    (item ? this.counted.hit : this.counted.miss).inc();
     return item;
   }
 

@@ -84,22 +84,23 @@ export class RegistryPullController {
     const match = ROUTE.exec(url);
     if (!match) throw new OciError(OciErrorCode.NAME_UNKNOWN, 'unknown registry path');
     const route = parseRegistryRoute(match[1]);
-    const query = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
     const target = await this.access.authorize(
       request.headers.authorization,
       route.registryId,
       route.name,
-      requestBaseUrl(this.app.publicUrl, request),
+      () => requestBaseUrl(this.app.publicUrl, request),
     );
     switch (route.kind) {
       case 'manifest':
         return this.pull.manifest(target, route, method, acceptOf(request));
       case 'blob':
         return this.pull.blob(target, route, method, single(request.headers.range));
-      case 'tags':
+      case 'tags': {
+        const query = queryOf(url);
         return this.pull.tags(target, route, { n: pageSize(query.get('n')), last: query.get('last') ?? undefined });
+      }
       case 'referrers':
-        return this.pull.referrers(target, route, query.get('artifactType') ?? undefined);
+        return this.pull.referrers(target, route, queryOf(url).get('artifactType') ?? undefined);
     }
   }
 
@@ -111,6 +112,11 @@ export class RegistryPullController {
 
 function pushUnsupported(): OciError {
   return new OciError(OciErrorCode.UNSUPPORTED, 'this registry is a pull-through cache: push and delete are not supported');
+}
+
+function queryOf(url: string): URLSearchParams {
+  const at = url.indexOf('?');
+  return new URLSearchParams(at === -1 ? '' : url.slice(at + 1));
 }
 
 function single(value: string | string[] | undefined): string | undefined {
