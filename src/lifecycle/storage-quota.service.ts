@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { CacheEntryLookupService } from '../cache-entries/cache-entry-lookup.service.js';
@@ -8,6 +8,13 @@ import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalida
 import { errorMessage, JobName, QUEUE_DRIVER, type QueueDriver } from '../jobs/queue-driver.js';
 import { MetricsService } from '../observability/metrics.service.js';
 import { DESTROY_PENDING_JOB_ID } from './cache-destruction.service.js';
+
+/**
+ * How long after a new cache entry the pull path's enforcement runs. A pull fetches its image's objects
+ * within moments; waiting a little longer than the download flush (CacheEntryLookupService, 1 s) lets the
+ * hits of that same pull be recorded first, so an object served a moment ago never ranks as unused.
+ */
+export const ENFORCE_DELAY_MS = 1500;
 
 /** Objects evicted per statement. */
 const EVICTION_BATCH = 200;
@@ -34,15 +41,16 @@ export interface QuotaEnforcement {
  * recently downloaded objects that remain fit, and DESTROY_PENDING is enqueued. An object larger than the
  * quota is evicted too: it was served (passed through) but does not stay cached.
  *
- * The pull path calls `enforce(groupId)` after each new cache entry; RUN_CLEANUP_POLICIES also sweeps
+ * The pull path calls `enforceSoon(groupId)` after each new cache entry; RUN_CLEANUP_POLICIES also sweeps
  * every group over quota. Concurrent calls for one group share one enforcement (plus one re-run).
  * Recency is as current as the download statistics: this process's pending downloads are written before
  * ranking, other replicas' may lag by their flush interval (about a second).
  */
 @Injectable()
-export class StorageQuotaService {
+export class StorageQuotaService implements BeforeApplicationShutdown {
   private readonly logger = new Logger(StorageQuotaService.name);
   private readonly inflight = new Map<number, { again: boolean; done: Promise<QuotaEnforcement> }>();
+  private readonly scheduled = new Map<number, NodeJS.Timeout>();
 
   constructor(
     @InjectDataSource() private readonly dataSource: DataSource,
@@ -56,6 +64,27 @@ export class StorageQuotaService {
   /** GROUP_STORAGE_QUOTA in bytes; 0 = off. */
   get quotaBytes(): number {
     return this.limits.groupStorageQuota;
+  }
+
+  /**
+   * For the pull path, after a new cache entry: enforce() for the group ENFORCE_DELAY_MS from now (once,
+   * however many entries the pull creates meanwhile). Nothing to do when the quota is off.
+   */
+  enforceSoon(groupId: number): void {
+    if (this.quotaBytes <= 0 || this.scheduled.has(groupId)) return;
+    const timer = setTimeout(() => {
+      this.scheduled.delete(groupId);
+      void this.enforce(groupId);
+    }, ENFORCE_DELAY_MS);
+    timer.unref();
+    this.scheduled.set(groupId, timer);
+  }
+
+  /** Shutdown: scheduled enforcements are dropped (the periodic sweep catches up), running ones finish. */
+  async beforeApplicationShutdown(): Promise<void> {
+    for (const timer of this.scheduled.values()) clearTimeout(timer);
+    this.scheduled.clear();
+    await Promise.all([...this.inflight.values()].map((state) => state.done));
   }
 
   /**

@@ -276,7 +276,7 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
       // The by-digest path is what clients ask next (and what a child of an index is pulled by).
       await this.cacheEntries.execute(null, { ...record, relativePath: relativePath(request.name, 'manifest', digest) }, { skipPermissionCheck: true });
     }
-    void this.quota.enforce(upstream.groupId); // never refuses the pull: evicts least-recently-downloaded entries
+    this.quota.enforceSoon(upstream.groupId); // never refuses the pull: evicts least-recently-downloaded entries
     return { bytes, digest, contentType, entryId: entry.id };
   }
 
@@ -518,7 +518,7 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
           { upstreamId: upstream.id, relativePath: path, digest: committed.digest, size: committed.size, contentType: BLOB_CONTENT_TYPE, upstreamEtag: null },
           { skipPermissionCheck: true },
         );
-        void this.quota.enforce(upstream.groupId); // never refuses the pull: evicts least-recently-downloaded entries
+        this.quota.enforceSoon(upstream.groupId); // never refuses the pull: evicts least-recently-downloaded entries
       } catch (err) {
         await writer.cancel();
         if (err instanceof DigestMismatchError) {
