@@ -1,10 +1,10 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { LRUCache } from 'lru-cache';
 import { GroupPermission } from '../auth/actor.js';
 import { GroupAccessPolicy } from '../auth/group-access.policy.js';
 import { RegistryAuthError, RegistryTokenService, challengeHeader } from '../auth/registry-token.service.js';
 import { limitsConfig, type LimitsConfig } from '../config/config.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
+import { InvalidatedLru } from '../invalidation/invalidated-lru.js';
 import { MetricsService } from '../observability/metrics.service.js';
 import { OciError, OciErrorCode, type RepositoryName } from '../oci/index.js';
 import type { PullTarget } from './pull-target.js';
@@ -36,9 +36,7 @@ const REMEMBERED_DECISIONS = 10_000;
  */
 @Injectable()
 export class PullAccessService {
-  private readonly granted?: LRUCache<string, PullTarget>;
-  /** Bumped by every change, so a decision read before a change is not remembered after it. */
-  private generation = 0;
+  private readonly granted?: InvalidatedLru<PullTarget>;
   private readonly counted: { hit: { inc(): void }; miss: { inc(): void } };
 
   constructor(
@@ -54,12 +52,7 @@ export class PullAccessService {
       miss: metrics.memoryCacheRequests.labels({ cache: 'authorization', result: 'miss' }),
     };
     if (limits.memoryCacheTtlMs > 0) {
-      const granted = new LRUCache<string, PullTarget>({ max: REMEMBERED_DECISIONS, ttl: limits.memoryCacheTtlMs });
-      bus.onChange(() => {
-        this.generation++;
-        granted.clear();
-      });
-      this.granted = granted;
+      this.granted = new InvalidatedLru<PullTarget>(bus, { ttlMs: limits.memoryCacheTtlMs, max: REMEMBERED_DECISIONS });
     }
   }
 
@@ -72,7 +65,7 @@ export class PullAccessService {
       if (remembered) return remembered;
     }
 
-    const generation = this.generation;
+    const generation = this.granted?.generation ?? 0;
     const scope = `repository:virtual_registries/containers/${registryId}/${name.value}:pull`;
     let grant;
     try {
@@ -87,10 +80,7 @@ export class PullAccessService {
     if (!target || !(await this.policy.can(grant.actor, target.groupId, GroupPermission.PULL))) {
       throw new OciError(OciErrorCode.NAME_UNKNOWN, 'repository name not known to registry');
     }
-    if (key && this.granted && generation === this.generation) {
-      const ttl = Math.min(this.granted.ttl, grant.expiresAt - Date.now());
-      if (ttl > 0) this.granted.set(key, target, { ttl });
-    }
+    if (key) this.granted?.set(key, target, generation, grant.expiresAt - Date.now());
     return target;
   }
 }

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { LRUCache } from 'lru-cache';
 import { limitsConfig, type LimitsConfig } from '../config/config.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
+import { InvalidatedLru } from '../invalidation/invalidated-lru.js';
 import { MetricsService } from '../observability/metrics.service.js';
 import { Digest } from '../oci/index.js';
 
@@ -35,9 +35,8 @@ const LARGEST_SHARE = 16;
  */
 @Injectable()
 export class RecentManifests {
-  private readonly items?: LRUCache<string, RecentManifest>;
+  private readonly items?: InvalidatedLru<RecentManifest>;
   private readonly largest: number;
-  private changes = 0;
   private readonly counted: { hit: { inc(): void }; miss: { inc(): void } };
 
   constructor(
@@ -51,22 +50,17 @@ export class RecentManifests {
       miss: metrics.memoryCacheRequests.labels({ cache: 'manifest', result: 'miss' }),
     };
     if (limits.memoryCacheTtlMs > 0 && this.largest > 0) {
-      const items = new LRUCache<string, RecentManifest>({
+      this.items = new InvalidatedLru<RecentManifest>(bus, {
+        ttlMs: limits.memoryCacheTtlMs,
         maxSize: limits.memoryCacheSize,
-        sizeCalculation: (item) => Math.max(1, item.bytes.length),
-        ttl: limits.memoryCacheTtlMs,
+        sizeOf: (item) => Math.max(1, item.bytes.length),
       });
-      bus.onChange(() => {
-        this.changes++;
-        items.clear();
-      });
-      this.items = items;
     }
   }
 
   /** Counts changes; pass it to remember() from before the entry was read. */
   get generation(): number {
-    return this.changes;
+    return this.items?.generation ?? 0;
   }
 
   /** Whether remember() would keep a manifest of this size at all (so the caller reads the bytes). */
@@ -83,11 +77,9 @@ export class RecentManifests {
 
   /** Keeps `manifest` when it is still current and its bytes match its digest. */
   remember(as: RememberAs, manifest: RecentManifest): void {
-    if (!this.items || as.generation !== this.changes || !this.wants(manifest.bytes.length)) return;
-    const ttl = Math.min(this.items.ttl, as.freshUntil - Date.now());
-    if (ttl <= 0) return;
+    if (!this.items || !this.wants(manifest.bytes.length)) return;
     if (Digest.of(manifest.bytes).toString() !== manifest.digest) return;
-    this.items.set(key(as.registryId, as.relativePath), manifest, { ttl });
+    this.items.set(key(as.registryId, as.relativePath), manifest, as.generation, as.freshUntil - Date.now());
   }
 }
 
