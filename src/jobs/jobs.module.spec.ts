@@ -79,8 +79,8 @@ describe('JobsModule', () => {
 
   it('fails the boot when a module enqueues a job that no module handles', async () => {
     await expect(
-      bootApp({}, { handle: [JobName.FILL_CACHE_ENTRY], enqueue: [{ name: JobName.REVALIDATE, jobId: 'revalidate-at-boot' }] }),
-    ).rejects.toThrow(/no handler registered for job "revalidate"/);
+      bootApp({}, { handle: [JobName.FILL_CACHE_ENTRY], enqueue: [{ name: JobName.CLEAN_ORPHANS, jobId: 'orphans-at-boot' }] }),
+    ).rejects.toThrow(/no handler registered for job "clean-orphans"/);
   });
 
   describe('which processes run jobs (RUN_JOBS)', () => {

@@ -64,18 +64,18 @@ export function runQueueDriverContract(driverName: string, factory: () => QueueD
         const queue = await newDriver();
         const release = gate();
         let runs = 0;
-        queue.registerHandler(JobName.REVALIDATE, async () => {
+        queue.registerHandler(JobName.MARK_FOR_DESTRUCTION, async () => {
           runs++;
           await release.opened;
         });
         await queue.start({ concurrency: 2 });
 
-        await queue.add(JobName.REVALIDATE, {}, { jobId: 'revalidate-active' });
+        await queue.add(JobName.MARK_FOR_DESTRUCTION, {}, { jobId: 'purge-active' });
         await waitFor('the job to be active', () => runs === 1);
-        expect(await queue.add(JobName.REVALIDATE, {}, { jobId: 'revalidate-active' })).toEqual({ id: 'revalidate-active', deduplicated: true });
+        expect(await queue.add(JobName.MARK_FOR_DESTRUCTION, {}, { jobId: 'purge-active' })).toEqual({ id: 'purge-active', deduplicated: true });
 
-        expect((await queue.add(JobName.REVALIDATE, {}, { jobId: 'revalidate-later', delayMs: 5000 })).deduplicated).toBe(false);
-        expect((await queue.add(JobName.REVALIDATE, {}, { jobId: 'revalidate-later', delayMs: 10 })).deduplicated).toBe(true);
+        expect((await queue.add(JobName.MARK_FOR_DESTRUCTION, {}, { jobId: 'purge-later', delayMs: 5000 })).deduplicated).toBe(false);
+        expect((await queue.add(JobName.MARK_FOR_DESTRUCTION, {}, { jobId: 'purge-later', delayMs: 10 })).deduplicated).toBe(true);
         expect((await queue.counts()).delayed).toBe(1);
 
         release.open();
@@ -135,12 +135,12 @@ export function runQueueDriverContract(driverName: string, factory: () => QueueD
       it('completes a job that succeeds on a retry and records no failure', async () => {
         const queue = await newDriver();
         const attempts: number[] = [];
-        queue.registerHandler(JobName.REVALIDATE, async (job) => {
+        queue.registerHandler(JobName.MARK_FOR_DESTRUCTION, async (job) => {
           attempts.push(job.attempt);
           if (job.attempt === 1) throw new Error('connection reset');
         });
         await queue.start({ concurrency: 1 });
-        await queue.add(JobName.REVALIDATE, {}, { jobId: 'revalidate-retry', attempts: 2, backoffMs: 10 });
+        await queue.add(JobName.MARK_FOR_DESTRUCTION, {}, { jobId: 'purge-retry', attempts: 2, backoffMs: 10 });
         await waitFor('the job to complete', async () => (await queue.counts()).completed === 1);
         expect(attempts).toEqual([1, 2]);
         expect(await queue.failures(10)).toEqual([]);
@@ -229,8 +229,8 @@ export function runQueueDriverContract(driverName: string, factory: () => QueueD
         const queue = await newDriver();
         queue.registerHandler(JobName.FILL_CACHE_ENTRY, async () => undefined);
         await queue.add(JobName.FILL_CACHE_ENTRY, {});
-        await queue.add(JobName.REVALIDATE, {});
-        await expect(queue.start({ concurrency: 1 })).rejects.toThrow(/no handler registered for job "revalidate"/);
+        await queue.add(JobName.MARK_FOR_DESTRUCTION, {});
+        await expect(queue.start({ concurrency: 1 })).rejects.toThrow(/no handler registered for job "mark-for-destruction"/);
       });
 
       it('fails to start when a repeatable job has no handler', async () => {

@@ -20,7 +20,6 @@ export enum QueueName {
 
 export enum JobName {
   FILL_CACHE_ENTRY = 'fill-cache-entry',
-  REVALIDATE = 'revalidate',
   MARK_FOR_DESTRUCTION = 'mark-for-destruction',
   DESTROY_PENDING = 'destroy-pending',
   CLEAN_ORPHANS = 'clean-orphans',
@@ -30,7 +29,6 @@ export enum JobName {
 /** Which queue carries each job. */
 export const JOB_QUEUE: Readonly<Record<JobName, QueueName>> = {
   [JobName.FILL_CACHE_ENTRY]: QueueName.CACHE,
-  [JobName.REVALIDATE]: QueueName.CACHE,
   [JobName.MARK_FOR_DESTRUCTION]: QueueName.LIFECYCLE,
   [JobName.DESTROY_PENDING]: QueueName.LIFECYCLE,
   [JobName.CLEAN_ORPHANS]: QueueName.LIFECYCLE,

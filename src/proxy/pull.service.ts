@@ -72,7 +72,8 @@ type Revalidation = 'unchanged' | 'changed' | 'unavailable';
  * 5. concurrent misses for one blob share one upstream download: followers read the growing object;
  * 6. bytes are verified against their digest before an entry becomes live, and a mismatch fails the
  *    client's stream instead of completing it with wrong bytes;
- * 7. bytes stored for another upstream are reused only once this upstream confirms it has the digest.
+ * 7. storage dedupes bytes, never access: content reaches a registry only through a verified GET from one of
+ *    its own upstreams (the commit then reuses an object already stored instead of writing it twice).
  */
 @Injectable()
 export class PullService implements OnModuleInit, BeforeApplicationShutdown {
@@ -132,10 +133,6 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
         return this.serveCachedManifest(entry, method, 'revalidated', { ...remember, freshUntil: freshUntil(checkedAt, upstream) });
       }
       if (verdict === 'unavailable') return this.serveCachedManifest(entry, method, 'stale');
-    }
-    if (request.reference.kind === 'digest') {
-      const linked = await this.linkStoredContent(target, path, request.reference.digest.toString(), accept);
-      if (linked) return this.serveCachedManifest(linked, method, 'hit');
     }
     try {
       const fetched = await this.fetchManifestCoalesced(target, request, path, accept);
@@ -322,7 +319,7 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
     }
   }
 
-  /** A blob nobody in this process is fetching yet: stored bytes another upstream confirms, or the upstreams in order. */
+  /** A blob nobody in this process is fetching yet: the upstreams in order. */
   private async missBlob(
     target: PullTarget,
     path: string,
@@ -331,12 +328,6 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
     rangeHeader?: string,
     announce?: (fill: BlobFill) => void,
   ): Promise<PullResponse> {
-    const linked = await this.linkStoredContent(target, path, digest);
-    if (linked) {
-      const served = await this.serveCachedBlob(linked, method, rangeHeader);
-      if (served) return served;
-    }
-
     this.metrics.cacheRequests.inc({ result: 'miss', kind: 'blob' });
     if (method === 'HEAD') return this.headBlobUpstream(target, path, digest);
     return this.fetchBlob(target, path, digest, rangeHeader, announce);
@@ -576,36 +567,6 @@ export class PullService implements OnModuleInit, BeforeApplicationShutdown {
     await fill.done;
   }
 
-  /**
-   * Decision 7: bytes for this digest already stored (for another upstream or group) are reused only
-   * after one of this registry's upstreams confirms it has the content (HEAD), in position order.
-   */
-  private async linkStoredContent(target: PullTarget, path: string, digest: string, accept?: string): Promise<CacheEntry | undefined> {
-    if (!digest.startsWith('sha256:')) return undefined;
-    const stored = await this.blobs.stat(digest);
-    if (!stored) return undefined;
-    const isManifest = path.includes('/manifests/');
-    for (const upstream of target.upstreams) {
-      let res: UpstreamResponse;
-      try {
-        res = await this.upstreams.head(upstream.descriptor, path, isManifest ? { accept: manifestAccept(accept) } : {});
-      } catch {
-        continue;
-      }
-      if (res.status < 200 || res.status >= 300) continue;
-      const announced = header(res, 'docker-content-digest');
-      if (announced && announced !== digest) continue;
-      const contentType = isManifest ? header(res, 'content-type') : BLOB_CONTENT_TYPE;
-      if (isManifest && !contentType) continue;
-      return this.cacheEntries.execute(
-        null,
-        { upstreamId: upstream.id, relativePath: path, digest, size: stored.size, contentType: contentType!, upstreamEtag: header(res, 'etag') ?? null },
-        { skipPermissionCheck: true },
-      );
-    }
-    return undefined;
-  }
-
   // ---------------------------------------------------------------- tags and referrers (pass-through)
 
   /** tags/list: each upstream's list (404s skipped), merged in upstream order without duplicates. */
@@ -749,13 +710,16 @@ function statusError(status: number, upstreamId?: number): UpstreamError {
   return new UpstreamError('status', `upstream answered ${status}`, upstreamId, status);
 }
 
-/** None of the upstreams has it: 404 when all said so, 503 when one of them could not answer. */
+/**
+ * None of the upstreams has it: 404 when all said so, 503 when one of them could not answer. The
+ * failures themselves (upstream addresses, token-server answers) are for operators: they are logged
+ * with the request id where they happened (upstreamFailed) and never sent to the client.
+ */
 function notFoundOrUnavailable(code: OciErrorCode, failures: unknown[]): OciError {
   if (failures.length === 0) return new OciError(code);
   const timeouts = failures.every((f) => f instanceof UpstreamError && f.kind === 'timeout');
   return new OciError(OciErrorCode.UNAVAILABLE, 'no upstream could be reached for this content', {
     status: timeouts ? 504 : 503,
-    detail: { failures: failures.map((f) => (f instanceof Error ? f.message : String(f))) },
   });
 }
 
