@@ -25,6 +25,8 @@ export interface Environment {
     port: number;
     host: string;
     publicUrl: string | undefined;
+    /** Where the other replicas reach this one (PEER_URL); derived from the listener when unset. */
+    peerUrl: string | undefined;
     dataDir: string;
     logLevel: LogLevel;
     shutdownTimeoutMs: number;
@@ -208,6 +210,7 @@ export function parseEnvironment(env: Env = process.env): Environment {
   }
   const runJobs = runJobsSetting === 'auto' ? queueDriver === 'inline' || role === 'worker' : runJobsSetting === 'true';
   const publicUrl = url(env, 'PUBLIC_URL', ['http:', 'https:']);
+  const peerUrl = url(env, 'PEER_URL', ['http:']);
 
   const s3 = {
     endpoint: url(env, 'S3_ENDPOINT', ['http:', 'https:']),
@@ -246,6 +249,7 @@ export function parseEnvironment(env: Env = process.env): Environment {
       port: int(env, 'PORT', 3000, 0, 65535),
       host: raw(env, 'HOST') ?? '0.0.0.0',
       publicUrl: publicUrl?.replace(/\/+$/, ''),
+      peerUrl: peerUrl?.replace(/\/+$/, ''),
       dataDir: resolve(raw(env, 'DATA_DIR') ?? './data'),
       logLevel: oneOf<LogLevel>(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
       shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', 25000, 0),

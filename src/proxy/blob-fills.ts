@@ -1,5 +1,7 @@
 import { Readable } from 'node:stream';
 import type { BlobWriter } from '../storage/blob-store.js';
+import type { UpstreamError } from '../upstreams/client/upstream-error.js';
+import type { FillHolder } from './fill-lock.js';
 import { ByteLimit, WithheldTail } from './withheld-tail.js';
 
 /** A blob download from an upstream into the blob store that clients can read while it grows. */
@@ -15,45 +17,90 @@ export interface BlobFill {
 }
 
 /**
- * The fills in progress in this process, by (upstream, relative path). A miss that finds one here
- * follows it: it reads the growing temporary object from the position it needs, instead of asking
- * the upstream a second time (CONVENTIONS: followers read the growing temp file).
+ * How asking one upstream for one blob turned out, as the requests that wait on it see it:
+ * - `fill`: the download runs here; read the growing object;
+ * - `remote`: another replica holds the fill lease; follow it over its fill route;
+ * - `not-here`: the upstream answered 401/403/404: ask the next upstream;
+ * - `failed`: the upstream could not answer (down, timeout, 5xx, 429);
+ * - `uncacheable`: no length, or over MAX_CACHED_FILE_SIZE: each request streams it through itself.
+ */
+export type FillStart =
+  | { kind: 'fill'; fill: BlobFill }
+  | { kind: 'remote'; holder: FillHolder }
+  | { kind: 'not-here' }
+  | { kind: 'failed'; error: UpstreamError }
+  | { kind: 'uncacheable' };
+
+/** A start being decided; the one request that decides it settles it. */
+export interface PendingFillStart {
+  readonly started: Promise<FillStart>;
+  settle(start: FillStart): void;
+}
+
+/**
+ * The fill coordinator of this process, keyed by (upstream, relative path). The first request for a
+ * key opens it (synchronously, before any await) and decides how it starts: it claims the cross-replica
+ * lease and asks the upstream. Every concurrent request for the key, from any registry that has that
+ * upstream, waits for that start and follows it; nobody asks the upstream a second time. The key stays
+ * open while its fill runs; other replicas reach it by the lease token (`byToken`).
  */
 export class InflightBlobFills {
+  private readonly starts = new Map<string, Promise<FillStart>>();
+  private readonly tokens = new Map<string, Promise<FillStart>>();
   private readonly fills = new Map<string, BlobFill>();
+  private readonly settling = new Set<Promise<void>>();
 
   static key(upstreamId: number, relativePath: string): string {
     return `${upstreamId} ${relativePath}`;
   }
 
-  get size(): number {
-    return this.fills.size;
+  /** The start of `key` if a request of this process is deciding or running it. */
+  find(key: string): Promise<FillStart> | undefined {
+    return this.starts.get(key);
   }
 
-  find(upstreamIds: readonly number[], relativePath: string): BlobFill | undefined {
-    for (const id of upstreamIds) {
-      const fill = this.fills.get(InflightBlobFills.key(id, relativePath));
-      if (fill) return fill;
-    }
-    return undefined;
+  /** The fill of `key` running in this process, once it has started. */
+  running(key: string): BlobFill | undefined {
+    return this.fills.get(key);
   }
 
-  /** Registers a fill until it settles. */
-  track(fill: BlobFill): void {
-    this.fills.set(fill.key, fill);
-    const forget = () => {
-      if (this.fills.get(fill.key) === fill) this.fills.delete(fill.key);
+  /** The start announced under a lease token, for followers on other replicas. */
+  byToken(token: string): Promise<FillStart> | undefined {
+    return this.tokens.get(token);
+  }
+
+  /**
+   * Opens `key` for the caller to decide; reachable by `token` until it ends. Followers see it at once.
+   * The key closes when the start is not a fill, or when the fill settles.
+   */
+  open(key: string, token: string): PendingFillStart {
+    let resolve!: (start: FillStart) => void;
+    const started = new Promise<FillStart>((r) => (resolve = r));
+    this.starts.set(key, started);
+    this.tokens.set(token, started);
+    const close = () => {
+      if (this.starts.get(key) === started) {
+        this.starts.delete(key);
+        this.fills.delete(key);
+      }
+      this.tokens.delete(token);
     };
-    fill.done.then(forget, forget);
-  }
-
-  has(key: string): boolean {
-    return this.fills.has(key);
+    return {
+      started,
+      settle: (start) => {
+        resolve(start);
+        if (start.kind !== 'fill') return close();
+        this.fills.set(key, start.fill);
+        const settled = start.fill.done.then(close, close);
+        this.settling.add(settled);
+        void settled.then(() => this.settling.delete(settled));
+      },
+    };
   }
 
   /** Waits for every fill in progress (graceful shutdown), ignoring their outcome. */
   async drain(): Promise<void> {
-    await Promise.allSettled([...this.fills.values()].map((f) => f.done));
+    await Promise.allSettled([...this.settling]);
   }
 }
 

@@ -3,15 +3,34 @@ import { Logger } from '@nestjs/common';
 import { Redis } from 'ioredis';
 
 /**
- * Who fills a cache entry when several replicas miss the same content at once: the holder of the
- * lock downloads into the cache; the others stream from the upstream without a second cache write.
- * Within one process, InflightBlobFills already coalesces; this is the cross-replica part.
+ * Who downloads a blob into the cache when several replicas miss it at once. The holder of the lease
+ * for (upstream, relative path) downloads it; the others follow the holder's fill over its internal
+ * fill route (`FillHolder.peerUrl`, authorised by the lease's random `token`), so one upstream download
+ * serves every replica. Within one process InflightBlobFills coalesces before anyone asks for a lease.
  */
 export interface FillLock {
-  /** A lease when this process should fill `key`; undefined when another process is filling it. */
-  acquire(key: string): Promise<FillLease | undefined>;
+  /**
+   * Claims `key` for this process, announcing `holder` (its token and, in processes that serve HTTP,
+   * the URL other replicas reach it at). A lease when the claim is ours, otherwise who holds it.
+   */
+  claim(key: string, holder: FillHolder): Promise<FillClaim>;
+  /**
+   * Drops a claim whose holder cannot be reached (it died): only if `holder` still holds `key`, so a
+   * newer holder's claim is never removed. True when it was removed.
+   */
+  takeOver(key: string, holder: FillHolder): Promise<boolean>;
   close(): Promise<void>;
 }
+
+/** What a lease announces to the other replicas. */
+export interface FillHolder {
+  /** Random, unguessable: a follower presents it to the holder's fill route. */
+  token: string;
+  /** Base URL of the holder's HTTP listener; absent for processes without one (the worker). */
+  peerUrl?: string;
+}
+
+export type FillClaim = { lease: FillLease } | { heldBy: FillHolder };
 
 export interface FillLease {
   release(): Promise<void>;
@@ -19,10 +38,18 @@ export interface FillLease {
 
 export const FILL_LOCK = 'FILL_LOCK';
 
-/** One process (no Redis): every fill is ours. */
+export function newFillHolder(peerUrl: string | undefined): FillHolder {
+  return peerUrl ? { token: randomUUID(), peerUrl } : { token: randomUUID() };
+}
+
+/** One process (no Redis): every claim is ours. */
 export class LocalFillLock implements FillLock {
-  async acquire(): Promise<FillLease> {
-    return { release: async () => undefined };
+  async claim(): Promise<FillClaim> {
+    return { lease: { release: async () => undefined } };
+  }
+
+  async takeOver(): Promise<boolean> {
+    return false;
   }
 
   async close(): Promise<void> {}
@@ -31,10 +58,14 @@ export class LocalFillLock implements FillLock {
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 const RENEW = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
 
+/** How long a lease outlives a holder that stopped renewing it (a replica killed mid-fill). */
+export const FILL_LEASE_TTL_MS = 10_000;
+
 /**
- * A Redis lease per fill (SET NX PX), renewed while the fill runs so a slow download keeps it, and
- * expiring on its own if the process dies. Redis trouble fails open: the fill proceeds (storage
- * dedupes identical digests, so the worst case is one extra download, never a wrong entry).
+ * A Redis lease per fill (SET NX PX, the value is the holder), renewed while the fill runs so a slow
+ * download keeps it, and expiring FILL_LEASE_TTL_MS after the holder dies. Redis trouble fails open:
+ * the fill proceeds without a lease (storage dedupes identical digests, so the worst case is one extra
+ * download, never a wrong entry).
  */
 export class RedisFillLock implements FillLock {
   private readonly logger = new Logger(RedisFillLock.name);
@@ -43,35 +74,65 @@ export class RedisFillLock implements FillLock {
   constructor(
     redisUrl: string,
     private readonly prefix: string,
-    private readonly ttlMs = 30_000,
+    private readonly ttlMs = FILL_LEASE_TTL_MS,
   ) {
     this.redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
     this.redis.on('error', (err: Error) => this.logger.debug(`redis: ${err.message}`));
   }
 
-  async acquire(key: string): Promise<FillLease | undefined> {
-    const redisKey = `${this.prefix}:cvr-fill:${key}`;
-    const token = randomUUID();
+  async claim(key: string, holder: FillHolder): Promise<FillClaim> {
+    const redisKey = this.redisKey(key);
+    const value = JSON.stringify(holder);
     try {
-      const ok = await this.redis.set(redisKey, token, 'PX', this.ttlMs, 'NX');
-      if (ok !== 'OK') return undefined;
+      // Twice: the holder may let go between our SET and our GET.
+      for (let attempt = 0; attempt < 2; attempt++) {
+        if ((await this.redis.set(redisKey, value, 'PX', this.ttlMs, 'NX')) === 'OK') return { lease: this.lease(redisKey, value) };
+        const current = parseHolder(await this.redis.get(redisKey));
+        if (current) return { heldBy: current };
+      }
     } catch (err) {
       this.logger.warn(`fill lock unavailable (${(err as Error).message}); filling without it`);
-      return { release: async () => undefined };
     }
-    const renew = setInterval(() => {
-      this.redis.eval(RENEW, 1, redisKey, token, String(this.ttlMs)).catch(() => undefined);
-    }, Math.floor(this.ttlMs / 3));
-    renew.unref();
-    return {
-      release: async () => {
-        clearInterval(renew);
-        await this.redis.eval(RELEASE, 1, redisKey, token).catch(() => undefined);
-      },
-    };
+    return { lease: { release: async () => undefined } };
+  }
+
+  async takeOver(key: string, holder: FillHolder): Promise<boolean> {
+    try {
+      return (await this.redis.eval(RELEASE, 1, this.redisKey(key), JSON.stringify(holder))) === 1;
+    } catch {
+      return false;
+    }
   }
 
   async close(): Promise<void> {
     await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+
+  private lease(redisKey: string, value: string): FillLease {
+    const renew = setInterval(() => {
+      this.redis.eval(RENEW, 1, redisKey, value, String(this.ttlMs)).catch(() => undefined);
+    }, Math.floor(this.ttlMs / 4));
+    renew.unref();
+    return {
+      release: async () => {
+        clearInterval(renew);
+        await this.redis.eval(RELEASE, 1, redisKey, value).catch(() => undefined);
+      },
+    };
+  }
+
+  private redisKey(key: string): string {
+    return `${this.prefix}:cvr-fill:${key}`;
+  }
+}
+
+function parseHolder(value: string | null): FillHolder | undefined {
+  if (!value) return undefined;
+  try {
+    const parsed = JSON.parse(value) as Partial<FillHolder>;
+    if (typeof parsed.token !== 'string') return undefined;
+    return typeof parsed.peerUrl === 'string' ? { token: parsed.token, peerUrl: parsed.peerUrl } : { token: parsed.token };
+  } catch {
+    return undefined;
   }
 }

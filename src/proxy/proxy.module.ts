@@ -8,6 +8,9 @@ import { Upstream } from '../upstreams/upstream.entity.js';
 import { UpstreamsModule } from '../upstreams/upstreams.module.js';
 import { queueConfig, type QueueConfig } from '../config/config.js';
 import { FILL_LOCK, LocalFillLock, RedisFillLock, type FillLock } from './fill-lock.js';
+import { FillPeers } from './fill-peers.js';
+import { FillRouteController } from './fill-route.controller.js';
+import { ProxyBlobStore } from './proxy-blob-store.js';
 import { PullAccessService } from './pull-access.service.js';
 import { PullRateLimiter } from './pull-rate-limiter.js';
 import { PullTargetResolver } from './pull-target.resolver.js';
@@ -18,9 +21,11 @@ import { RegistryPullController } from './registry-pull.controller.js';
 /** The /v2 pull API: hit / stale / miss decisions, pass-through streaming and cache fills. */
 @Module({
   imports: [TypeOrmModule.forFeature([Registry, Upstream]), AuthModule, CacheEntriesModule, UpstreamsModule, LifecycleModule],
-  controllers: [RegistryPullController],
+  controllers: [RegistryPullController, FillRouteController],
   providers: [
     PullService,
+    ProxyBlobStore,
+    FillPeers,
     PullAccessService,
     PullTargetResolver,
     PullRateLimiter,

@@ -8,7 +8,8 @@ import { OciExceptionFilter } from './oci-exception.filter.js';
 import { PullAccessService } from './pull-access.service.js';
 import type { PullResponse } from './pull-target.js';
 import { PullRateLimiter } from './pull-rate-limiter.js';
-import { PullService, type PullMethod } from './pull.service.js';
+import { ProxyBlobStore, type PullMethod } from './proxy-blob-store.js';
+import { PullService } from './pull.service.js';
 
 const ROUTE = /^\/v2\/virtual_registries\/containers?\/([^?]*)/;
 const PATH_DOC = 'Everything after the spelling: `<registry id>/<name>/manifests/<tag|digest>`, `<id>/<name>/blobs/<digest>`, `<id>/<name>/tags/list` or `<id>/<name>/referrers/<digest>`';
@@ -27,6 +28,7 @@ const PATH_DOC = 'Everything after the spelling: `<registry id>/<name>/manifests
 export class RegistryPullController {
   constructor(
     @Inject(PullService) private readonly pull: PullService,
+    @Inject(ProxyBlobStore) private readonly blobs: ProxyBlobStore,
     @Inject(PullAccessService) private readonly access: PullAccessService,
     @Inject(PullRateLimiter) private readonly rateLimiter: PullRateLimiter,
     @Inject(appConfig.KEY) private readonly app: AppConfig,
@@ -94,7 +96,7 @@ export class RegistryPullController {
       case 'manifest':
         return this.pull.manifest(target, route, method, acceptOf(request));
       case 'blob':
-        return this.pull.blob(target, route, method, single(request.headers.range));
+        return this.blobs.blob(target, route, method, single(request.headers.range));
       case 'tags': {
         const query = queryOf(url);
         return this.pull.tags(target, route, { n: pageSize(query.get('n')), last: query.get('last') ?? undefined });

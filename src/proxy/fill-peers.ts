@@ -1,0 +1,95 @@
+import { networkInterfaces } from 'node:os';
+import type { AddressInfo } from 'node:net';
+import { Inject, Injectable, OnModuleDestroy, Optional } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import { Agent, request, type Dispatcher } from 'undici';
+import { appConfig, upstreamConfig, type AppConfig, type UpstreamConfig } from '../config/config.js';
+import type { FillHolder } from './fill-lock.js';
+
+/** The internal route a fill's holder serves its growing object on, to the other replicas. */
+export const FILL_ROUTE_PREFIX = '/-/internal/fills/';
+
+/** How the holder's fill route answers when its fill did not start: the follower acts on it. */
+export const FILL_OUTCOME_HEADER = 'x-cvr-fill-outcome';
+export type PeerFillOutcome = 'not-here' | 'failed' | 'uncacheable' | 'gone';
+
+/** A connection to a peer that does not come within this is a dead peer. */
+const PEER_CONNECT_TIMEOUT_MS = 2_000;
+
+export type PeerFillAnswer =
+  | { kind: 'streaming'; size: number; body: Dispatcher.ResponseData['body'] }
+  | { kind: PeerFillOutcome }
+  /** Nobody answers at the holder's address (the replica died): its lease may be taken over. */
+  | { kind: 'unreachable'; error: Error };
+
+/**
+ * The replicas' side of cross-replica fills: the URL this process announces in its fill leases, and the
+ * client that follows another replica's fill. The holder's answer carries no credential of the client:
+ * the lease token in the URL is the only authorisation, and only processes that read Redis know it.
+ */
+@Injectable()
+export class FillPeers implements OnModuleDestroy {
+  private readonly agent: Agent;
+
+  constructor(
+    @Inject(appConfig.KEY) private readonly app: AppConfig,
+    @Inject(upstreamConfig.KEY) upstream: UpstreamConfig,
+    @Optional() private readonly http?: HttpAdapterHost,
+  ) {
+    this.agent = new Agent({
+      connectTimeout: PEER_CONNECT_TIMEOUT_MS,
+      // The holder answers once its upstream did, and streams at the upstream's pace.
+      headersTimeout: upstream.headersTimeoutMs + upstream.connectTimeoutMs,
+      bodyTimeout: upstream.bodyTimeoutMs,
+    });
+  }
+
+  /**
+   * Where the other replicas reach this process: PEER_URL, else the address it listens on (the first
+   * non-internal IPv4 address when it listens on every interface). Undefined without an HTTP listener.
+   */
+  selfUrl(): string | undefined {
+    if (this.app.peerUrl) return this.app.peerUrl;
+    const address = this.http?.httpAdapter?.getHttpServer?.()?.address?.() as AddressInfo | string | null | undefined;
+    if (!address || typeof address === 'string') return undefined;
+    const host = isWildcard(address.address) ? (externalAddress() ?? '127.0.0.1') : address.address;
+    return `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+  }
+
+  /** Follows `holder`'s fill from its first byte. */
+  async follow(holder: FillHolder & { peerUrl: string }, signal?: AbortSignal): Promise<PeerFillAnswer> {
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(`${holder.peerUrl}${FILL_ROUTE_PREFIX}${encodeURIComponent(holder.token)}`, {
+        dispatcher: this.agent,
+        signal,
+      });
+    } catch (err) {
+      return { kind: 'unreachable', error: err as Error };
+    }
+    const size = Number(res.headers['content-length']);
+    if (res.statusCode === 200 && Number.isSafeInteger(size)) return { kind: 'streaming', size, body: res.body };
+    res.body.resume();
+    const outcome = res.headers[FILL_OUTCOME_HEADER];
+    return { kind: isOutcome(outcome) ? outcome : 'gone' };
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.agent.close();
+  }
+}
+
+function isOutcome(value: unknown): value is PeerFillOutcome {
+  return value === 'not-here' || value === 'failed' || value === 'uncacheable' || value === 'gone';
+}
+
+function isWildcard(address: string): boolean {
+  return address === '0.0.0.0' || address === '::' || address === '::0';
+}
+
+function externalAddress(): string | undefined {
+  for (const addresses of Object.values(networkInterfaces())) {
+    for (const a of addresses ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return undefined;
+}

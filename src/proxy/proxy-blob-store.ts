@@ -1,0 +1,519 @@
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { CacheEntryCreateOrUpdateService } from '../cache-entries/cache-entry-create-or-update.service.js';
+import { CacheEntryLookupService } from '../cache-entries/cache-entry-lookup.service.js';
+import type { CacheEntry } from '../cache-entries/cache-entry.entity.js';
+import { limitsConfig, type LimitsConfig } from '../config/config.js';
+import { JobName, QUEUE_DRIVER, type QueueDriver, type QueuedJob } from '../jobs/queue-driver.js';
+import { StorageQuotaService } from '../lifecycle/storage-quota.service.js';
+import { MetricsService } from '../observability/metrics.service.js';
+import { OciError, OciErrorCode, contentRange, parseRange, parseRelativePath, relativePathOf, type BlobRequest } from '../oci/index.js';
+import { BLOB_STORE, BlobNotFoundError, DigestMismatchError, type BlobStore } from '../storage/blob-store.js';
+import { UpstreamClient, type UpstreamResponse } from '../upstreams/client/upstream-client.js';
+import { UpstreamError, classifyUpstreamError } from '../upstreams/client/upstream-error.js';
+import { InflightBlobFills, readFill, type BlobFill, type FillStart } from './blob-fills.js';
+import { FILL_LOCK, newFillHolder, type FillHolder, type FillLease, type FillLock } from './fill-lock.js';
+import { FILL_OUTCOME_HEADER, FillPeers, type PeerFillOutcome } from './fill-peers.js';
+import {
+  BLOB_CONTENT_TYPE,
+  NOT_HERE,
+  blobHeaders,
+  blobResponse,
+  discard,
+  header,
+  notFoundOrUnavailable,
+  statusError,
+  totalSizeOf,
+  unsatisfiable,
+  verifiedBlobBody,
+} from './pull-responses.js';
+import type { PullResponse, PullTarget, PullUpstream } from './pull-target.js';
+import { PullTargetResolver } from './pull-target.resolver.js';
+import { ByteLimit, ByteSkip } from './withheld-tail.js';
+
+export type PullMethod = 'GET' | 'HEAD';
+
+/** The data of a background fill job (FILL_CACHE_ENTRY). */
+export interface FillJobData {
+  upstreamId: number;
+  relativePath: string;
+}
+
+/** How this process's request for one blob of one upstream began (FillStart), plus the leader's own answer. */
+interface Led {
+  start: FillStart;
+  /** `uncacheable`: the upstream's answer, streamed through by the request that asked for it. */
+  response?: UpstreamResponse;
+}
+
+/**
+ * Blobs of the pull path (distribution's proxyblobstore, done better): digest-addressed, so a stored
+ * blob is served with no upstream contact; a miss asks the registry's upstreams in position order, and
+ * the first one that has it streams to the client while the same bytes are written to the store and
+ * verified before the entry becomes live.
+ *
+ * Concurrent misses for one blob of one upstream make one upstream download, whatever the mix of
+ * replicas: within a process InflightBlobFills coalesces them; across processes the fill lease in Redis
+ * names the replica that downloads, and followers on the other replicas stream its growing object over
+ * its fill route (`peerAnswer`), verifying the bytes again as they pass. A holder that cannot be reached
+ * (it died) is taken over; a holder without an HTTP listener (the worker) is streamed around.
+ */
+@Injectable()
+export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
+  private readonly logger = new Logger(ProxyBlobStore.name);
+  private readonly fills = new InflightBlobFills();
+
+  constructor(
+    private readonly lookup: CacheEntryLookupService,
+    private readonly cacheEntries: CacheEntryCreateOrUpdateService,
+    private readonly targets: PullTargetResolver,
+    private readonly upstreams: UpstreamClient,
+    @Inject(BLOB_STORE) private readonly blobs: BlobStore,
+    @Inject(QUEUE_DRIVER) private readonly queue: QueueDriver,
+    private readonly metrics: MetricsService,
+    @Inject(limitsConfig.KEY) private readonly limits: LimitsConfig,
+    @Inject(FILL_LOCK) private readonly fillLock: FillLock,
+    private readonly quota: StorageQuotaService,
+    private readonly peers: FillPeers,
+  ) {}
+
+  onModuleInit(): void {
+    this.queue.registerHandler<FillJobData>(JobName.FILL_CACHE_ENTRY, (job) => this.runFillJob(job));
+  }
+
+  /** Graceful shutdown: fills in progress finish (or fail) before pools close. */
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.fills.drain();
+  }
+
+  async blob(target: PullTarget, request: BlobRequest, method: PullMethod, rangeHeader?: string): Promise<PullResponse> {
+    if (!request.digest.isSupported) {
+      throw new OciError(OciErrorCode.DIGEST_INVALID, `unsupported digest algorithm ${request.digest.algorithm}`);
+    }
+    const path = relativePathOf(request);
+    const digest = request.digest.toString();
+    const ids = target.upstreams.map((u) => u.id);
+
+    const [entry] = await this.lookup.findLive(ids, path);
+    if (entry) {
+      const served = await this.serveStored(entry, method, rangeHeader);
+      if (served) return served;
+    }
+    const running = this.runningFill(ids, path);
+    if (running) {
+      this.count('coalesced');
+      return this.followFill(running, method, rangeHeader);
+    }
+    if (method === 'HEAD') {
+      this.count('miss');
+      return this.headUpstreams(target, path, digest);
+    }
+    if (rangeHeader) {
+      this.count('miss');
+      return this.fetchRange(target, path, digest, rangeHeader);
+    }
+    return this.fetch(target, path, digest);
+  }
+
+  /** A cache hit; undefined when the row's object has vanished (the row is handed to the destroy job). */
+  private async serveStored(entry: CacheEntry, method: PullMethod, rangeHeader?: string): Promise<PullResponse | undefined> {
+    const range = parseRange(rangeHeader, entry.size);
+    if (range === 'unsatisfiable') return unsatisfiable(entry.size);
+    let body: Readable | undefined;
+    if (method === 'GET') {
+      try {
+        body = await this.blobs.createReadStream(entry.storageKey, range);
+      } catch (err) {
+        if (err instanceof BlobNotFoundError) {
+          await this.lookup.markForDestruction(entry.id);
+          return undefined;
+        }
+        throw err;
+      }
+      this.metrics.bytesServed.inc({ source: 'cache' }, range ? range.end - range.start + 1 : entry.size);
+    }
+    this.count('hit');
+    this.lookup.recordDownload(entry.id);
+    return blobResponse(entry.digest, entry.size, range, body);
+  }
+
+  /** A fill of this process for `path` from one of `upstreamIds`, in position order. */
+  private runningFill(upstreamIds: readonly number[], path: string): BlobFill | undefined {
+    for (const id of upstreamIds) {
+      const fill = this.fills.running(InflightBlobFills.key(id, path));
+      if (fill) return fill;
+    }
+    return undefined;
+  }
+
+  private followFill(fill: BlobFill, method: PullMethod, rangeHeader?: string): PullResponse {
+    const range = parseRange(rangeHeader, fill.size);
+    if (range === 'unsatisfiable') return unsatisfiable(fill.size);
+    const { start, end } = range ?? { start: 0, end: fill.size - 1 };
+    const body = method === 'GET' ? readFill(fill, start, end) : undefined;
+    if (body) this.metrics.bytesServed.inc({ source: 'upstream' }, end - start + 1);
+    return blobResponse(fill.digest, fill.size, range, body);
+  }
+
+  // ---------------------------------------------------------------- misses
+
+  /** A GET miss of a whole blob: the upstreams in position order, each asked at most once by all replicas together. */
+  private async fetch(target: PullTarget, path: string, digest: string): Promise<PullResponse> {
+    const failures: UpstreamError[] = [];
+    for (const upstream of target.upstreams) {
+      const served = await this.fetchFrom(upstream, path, digest, failures);
+      if (served) return served;
+    }
+    throw notFoundOrUnavailable(OciErrorCode.BLOB_UNKNOWN, failures);
+  }
+
+  /** One upstream's turn: the blob's response, or undefined when this upstream does not have it (failures noted). */
+  private async fetchFrom(upstream: PullUpstream, path: string, digest: string, failures: UpstreamError[]): Promise<PullResponse | undefined> {
+    const key = InflightBlobFills.key(upstream.id, path);
+    // A second turn only after the holder of the lease turned out dead or done.
+    for (let turn = 1; turn <= 2; turn++) {
+      const pending = this.fills.find(key);
+      let start: FillStart;
+      if (pending) {
+        start = await pending;
+        if (start.kind === 'fill') {
+          this.count('coalesced');
+          return this.followFill(start.fill, 'GET');
+        }
+      } else {
+        const led = await this.lead(upstream, path, digest, key);
+        start = led.start;
+        if (start.kind === 'fill') {
+          this.count('miss');
+          return this.followFill(start.fill, 'GET');
+        }
+        if (led.response) return this.passThrough(digest, led.response);
+      }
+      switch (start.kind) {
+        case 'not-here':
+          return undefined;
+        case 'failed':
+          failures.push(start.error);
+          return undefined;
+        case 'uncacheable':
+          return this.passThroughFrom(upstream, path, digest, failures);
+        case 'remote': {
+          const followed = await this.followRemote(upstream, key, path, digest, start.holder, failures);
+          if (followed !== 'again') return followed;
+        }
+      }
+    }
+    return this.passThroughFrom(upstream, path, digest, failures);
+  }
+
+  /**
+   * This process asks the upstream for the blob on behalf of every request for it: it opens the key (so
+   * requests of this process wait for it), claims the lease (so other replicas follow it), asks the
+   * upstream and starts the fill. Settles the key whatever happens.
+   */
+  private async lead(upstream: PullUpstream, path: string, digest: string, key: string, signal?: AbortSignal): Promise<Led> {
+    const holder = newFillHolder(this.peers.selfUrl());
+    const pending = this.fills.open(key, holder.token);
+    try {
+      const led = await this.claimAndStart(upstream, path, digest, key, holder, signal);
+      pending.settle(led.start);
+      return led;
+    } catch (err) {
+      pending.settle({ kind: 'failed', error: classifyUpstreamError(err, upstream.id) });
+      throw err;
+    }
+  }
+
+  private async claimAndStart(
+    upstream: PullUpstream,
+    path: string,
+    digest: string,
+    key: string,
+    holder: FillHolder,
+    signal?: AbortSignal,
+  ): Promise<Led> {
+    const claim = await this.fillLock.claim(key, holder);
+    if ('heldBy' in claim) return { start: { kind: 'remote', holder: claim.heldBy } };
+    const { lease } = claim;
+    let res: UpstreamResponse;
+    try {
+      res = await this.upstreams.get(upstream.descriptor, path, { signal });
+    } catch (err) {
+      await lease.release();
+      return { start: { kind: 'failed', error: this.upstreamFailed(upstream, path, err) } };
+    }
+    if (res.status < 200 || res.status >= 300) {
+      discard(res);
+      await lease.release();
+      if (NOT_HERE.has(res.status)) return { start: { kind: 'not-here' } };
+      return { start: { kind: 'failed', error: this.upstreamFailed(upstream, path, statusError(res.status, upstream.id)) } };
+    }
+    const size = Number(header(res, 'content-length'));
+    if (!Number.isSafeInteger(size) || size > this.limits.maxCachedFileSize) {
+      await lease.release();
+      return { start: { kind: 'uncacheable' }, response: res };
+    }
+    return { start: { kind: 'fill', fill: await this.startFill(upstream, path, digest, size, res, lease) } };
+  }
+
+  /** Another replica holds the lease: stream its fill. 'again' when it is gone or dead (take another turn). */
+  private async followRemote(
+    upstream: PullUpstream,
+    key: string,
+    path: string,
+    digest: string,
+    holder: FillHolder,
+    failures: UpstreamError[],
+  ): Promise<PullResponse | undefined | 'again'> {
+    if (!holder.peerUrl) {
+      // The holder has no HTTP listener (a worker's fill job): stream from the upstream, without a second cache write.
+      return this.passThroughFrom(upstream, path, digest, failures);
+    }
+    const answer = await this.peers.follow({ ...holder, peerUrl: holder.peerUrl });
+    switch (answer.kind) {
+      case 'streaming':
+        this.count('coalesced');
+        this.metrics.bytesServed.inc({ source: 'upstream' }, answer.size);
+        return blobResponse(digest, answer.size, undefined, this.verified(answer.body, digest, answer.size));
+      case 'not-here':
+        return undefined;
+      case 'failed':
+        failures.push(new UpstreamError('status', 'the replica filling this blob could not get it from the upstream', upstream.id));
+        return undefined;
+      case 'uncacheable':
+        return this.passThroughFrom(upstream, path, digest, failures);
+      case 'gone': {
+        // The fill ended between the claim and our request: cached by now, unless it failed.
+        const [entry] = await this.lookup.findLive([upstream.id], path);
+        const served = entry && (await this.serveStored(entry, 'GET'));
+        return served || 'again';
+      }
+      case 'unreachable':
+        this.logger.warn(`the replica at ${holder.peerUrl} holding the fill of ${path} does not answer (${answer.error.message}); taking over`);
+        await this.fillLock.takeOver(key, holder);
+        return 'again';
+    }
+  }
+
+  /** The blob straight from one upstream, verified as it passes, not cached (an uncacheable blob, or a holder we cannot follow). */
+  private async passThroughFrom(upstream: PullUpstream, path: string, digest: string, failures: UpstreamError[]): Promise<PullResponse | undefined> {
+    let res: UpstreamResponse;
+    try {
+      res = await this.upstreams.get(upstream.descriptor, path);
+    } catch (err) {
+      failures.push(this.upstreamFailed(upstream, path, err));
+      return undefined;
+    }
+    if (res.status < 200 || res.status >= 300) {
+      discard(res);
+      if (!NOT_HERE.has(res.status)) failures.push(this.upstreamFailed(upstream, path, statusError(res.status, upstream.id)));
+      return undefined;
+    }
+    return this.passThrough(digest, res);
+  }
+
+  private passThrough(digest: string, res: UpstreamResponse): PullResponse {
+    this.count('pass-through');
+    const declared = Number(header(res, 'content-length'));
+    const size = Number.isSafeInteger(declared) ? declared : undefined;
+    if (size !== undefined) this.metrics.bytesServed.inc({ source: 'upstream' }, size);
+    return blobResponse(digest, size, undefined, this.verified(res.body, digest, size));
+  }
+
+  private verified(body: Readable, digest: string, size: number | undefined): Readable {
+    return verifiedBlobBody(body, digest, size, () => this.metrics.digestMismatches.inc());
+  }
+
+  /** HEAD on an uncached blob: the first upstream that has it answers; the blob is cached by a job. */
+  private async headUpstreams(target: PullTarget, path: string, digest: string): Promise<PullResponse> {
+    const failures: unknown[] = [];
+    for (const upstream of target.upstreams) {
+      try {
+        const res = await this.upstreams.head(upstream.descriptor, path);
+        if (res.status >= 200 && res.status < 300) {
+          const size = Number(header(res, 'content-length'));
+          await this.enqueueFill(upstream.id, path);
+          return blobResponse(digest, Number.isFinite(size) ? size : undefined, undefined, undefined);
+        }
+        if (!NOT_HERE.has(res.status)) failures.push(this.upstreamFailed(upstream, path, statusError(res.status, upstream.id)));
+      } catch (err) {
+        failures.push(this.upstreamFailed(upstream, path, err));
+      }
+    }
+    throw notFoundOrUnavailable(OciErrorCode.BLOB_UNKNOWN, failures);
+  }
+
+  /** A ranged miss: the range is forwarded upstream and passed through; the whole blob is cached by a job. */
+  private async fetchRange(target: PullTarget, path: string, digest: string, rangeHeader: string): Promise<PullResponse> {
+    const failures: unknown[] = [];
+    for (const upstream of target.upstreams) {
+      let res: UpstreamResponse;
+      try {
+        res = await this.upstreams.get(upstream.descriptor, path, { range: rangeHeader });
+      } catch (err) {
+        failures.push(this.upstreamFailed(upstream, path, err));
+        continue;
+      }
+      if (res.status === 416) {
+        discard(res);
+        return unsatisfiable(totalSizeOf(res) ?? 0);
+      }
+      if (res.status < 200 || res.status >= 300) {
+        discard(res);
+        if (!NOT_HERE.has(res.status)) failures.push(this.upstreamFailed(upstream, path, statusError(res.status, upstream.id)));
+        continue;
+      }
+      await this.enqueueFill(upstream.id, path);
+      return this.rangeOf(digest, res, rangeHeader);
+    }
+    throw notFoundOrUnavailable(OciErrorCode.BLOB_UNKNOWN, failures);
+  }
+
+  private rangeOf(digest: string, res: UpstreamResponse, rangeHeader: string): PullResponse {
+    const body = res.body;
+    body.on('error', () => undefined); // forwarded below where it matters; never unhandled
+    if (res.status === 206) {
+      const total = totalSizeOf(res);
+      const match = /bytes (\d+)-(\d+)\//.exec(header(res, 'content-range') ?? '');
+      const headers = blobHeaders(digest);
+      const length = header(res, 'content-length');
+      if (length) headers['content-length'] = length;
+      if (match && total !== undefined) headers['content-range'] = contentRange(Number(match[1]), Number(match[2]), total);
+      return { status: 206, headers, body };
+    }
+    // The upstream ignored the Range header and sent everything: cut the range out ourselves.
+    const size = Number(header(res, 'content-length'));
+    const range = Number.isFinite(size) ? parseRange(rangeHeader, size) : undefined;
+    if (range === 'unsatisfiable') {
+      body.destroy();
+      return unsatisfiable(size);
+    }
+    if (!range) return this.passThrough(digest, res);
+    const sliced = body.pipe(new ByteSkip(range.start)).pipe(new ByteLimit(range.end - range.start + 1, () => body.destroy()));
+    body.on('error', (err) => sliced.destroy(err));
+    return blobResponse(digest, size, range, sliced);
+  }
+
+  // ---------------------------------------------------------------- fills
+
+  /**
+   * Starts the one download of a blob into the cache. The fill runs to its end whether or not clients
+   * stay (client streams read the growing object).
+   */
+  private async startFill(upstream: PullUpstream, path: string, digest: string, size: number, res: UpstreamResponse, lease: FillLease): Promise<BlobFill> {
+    let writer;
+    try {
+      writer = await this.blobs.create();
+    } catch (err) {
+      discard(res);
+      await lease.release();
+      throw err;
+    }
+    this.metrics.inflightFills.inc();
+    const done = (async () => {
+      try {
+        await pipeline(res.body, writer.stream);
+        const committed = await writer.commit(digest, size);
+        await this.cacheEntries.execute(
+          null,
+          { upstreamId: upstream.id, relativePath: path, digest: committed.digest, size: committed.size, contentType: BLOB_CONTENT_TYPE, upstreamEtag: null },
+          { skipPermissionCheck: true },
+        );
+        this.quota.enforceSoon(upstream.groupId); // never refuses the pull: evicts least-recently-downloaded entries
+      } catch (err) {
+        await writer.cancel();
+        if (err instanceof DigestMismatchError) {
+          this.metrics.digestMismatches.inc();
+          this.logger.error(`upstream ${upstream.id} sent ${path} with ${err.message}: not cached`);
+        } else {
+          this.logger.warn(`filling ${path} from upstream ${upstream.id} failed: ${(err as Error).message}; retrying in the background`);
+          await this.enqueueFill(upstream.id, path).catch(() => undefined);
+        }
+        throw err;
+      } finally {
+        this.metrics.inflightFills.dec();
+        await lease.release();
+      }
+    })();
+    done.catch(() => undefined); // observed by followers and the job; never an unhandled rejection
+    return { key: InflightBlobFills.key(upstream.id, path), upstreamId: upstream.id, digest, size, contentType: BLOB_CONTENT_TYPE, writer, done };
+  }
+
+  async enqueueFill(upstreamId: number, path: string): Promise<void> {
+    const data: FillJobData = { upstreamId, relativePath: path };
+    await this.queue.add(JobName.FILL_CACHE_ENTRY, data, { jobId: fillJobId(upstreamId, path), attempts: 5, backoffMs: 2000 });
+  }
+
+  /** FILL_CACHE_ENTRY: download one blob of one upstream into the cache (no client attached). */
+  private async runFillJob(job: QueuedJob<FillJobData>): Promise<void> {
+    const { upstreamId, relativePath: path } = job.data;
+    const parsed = parseRelativePath(path);
+    if (parsed.kind !== 'blob') return;
+    if ((await this.lookup.findLive([upstreamId], path)).length > 0) return;
+    const key = InflightBlobFills.key(upstreamId, path);
+    const pending = this.fills.find(key);
+    if (pending) {
+      const start = await pending;
+      if (start.kind === 'fill') return start.fill.done;
+      throw new Error(`the fill of ${path} this process started ended as ${start.kind}; retrying later`);
+    }
+    const upstream = await this.targets.upstream(upstreamId);
+    if (!upstream) return; // deleted meanwhile
+    const { start, response } = await this.lead(upstream, path, parsed.digest.toString(), key, job.signal);
+    switch (start.kind) {
+      case 'fill':
+        return start.fill.done;
+      case 'not-here':
+        return; // gone upstream: nothing to cache
+      case 'uncacheable':
+        if (response) discard(response);
+        return;
+      case 'remote':
+        throw new Error(`another process is filling ${path}; retrying later`);
+      case 'failed':
+        throw start.error;
+    }
+  }
+
+  /**
+   * The fill route of this replica (FILL_ROUTE_PREFIX + lease token): another replica that lost the
+   * claim streams the growing object from here. Answers with an outcome header when there is nothing to stream.
+   */
+  async peerAnswer(token: string): Promise<PullResponse> {
+    const pending = this.fills.byToken(token);
+    const start = pending && (await pending);
+    if (start?.kind !== 'fill') return peerOutcome(start ? outcomeOf(start) : 'gone');
+    const { fill } = start;
+    return {
+      status: 200,
+      headers: { 'content-type': BLOB_CONTENT_TYPE, 'content-length': String(fill.size), 'docker-content-digest': fill.digest },
+      body: readFill(fill, 0, fill.size - 1),
+    };
+  }
+
+  private count(result: 'hit' | 'miss' | 'coalesced' | 'pass-through'): void {
+    this.metrics.cacheRequests.inc({ result, kind: 'blob' });
+  }
+
+  private upstreamFailed(upstream: PullUpstream, path: string, err: unknown): UpstreamError {
+    const failure = err instanceof UpstreamError ? err : classifyUpstreamError(err, upstream.id);
+    this.metrics.upstreamErrors.inc({ kind: failure.kind });
+    this.logger.warn(`upstream ${upstream.id} failed for ${path}: ${failure.message}`);
+    return failure;
+  }
+}
+
+function outcomeOf(start: Exclude<FillStart, { kind: 'fill' }>): PeerFillOutcome {
+  // A process that does not hold the lease itself never announces its token, so 'remote' cannot be asked for.
+  return start.kind === 'remote' ? 'gone' : start.kind;
+}
+
+function peerOutcome(outcome: PeerFillOutcome): PullResponse {
+  return { status: 404, headers: { [FILL_OUTCOME_HEADER]: outcome, 'content-length': '0' }, body: Buffer.alloc(0) };
+}
+
+function fillJobId(upstreamId: number, path: string): string {
+  // BullMQ ids may not contain ':'; a path is at most ~400 characters.
+  return `fill-${upstreamId}-${path.replace(/:/g, '-').replace(/\//g, '_')}`;
+}
