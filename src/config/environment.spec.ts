@@ -47,6 +47,8 @@ describe('parseEnvironment', () => {
     [{ DATABASE_URL: 'mysql://localhost/db' }, 'DATABASE_URL'],
     [{ REDIS_URL: 'http://localhost' }, 'REDIS_URL'],
     [{ PORT: 'eighty' }, 'PORT'],
+    [{ PEER_URL: 'https://api-1:3000' }, 'PEER_URL'],
+    [{ PEER_URL: 'api-1:3000' }, 'PEER_URL'],
     [{ PORT: '70000' }, 'PORT'],
     [{ UPSTREAM_ALLOW_PRIVATE: 'maybe' }, 'UPSTREAM_ALLOW_PRIVATE'],
     [{ UPSTREAM_ALLOWLIST: '10.0.0.0/99' }, 'UPSTREAM_ALLOWLIST'],
