@@ -76,14 +76,16 @@ function describe(name: string, tag: string, fixture: ImageFixture): BenchImage 
   };
 }
 
+const roundTag = (round: number) => `round-${round + 1}`;
+const roundSeed = (what: string, round: number) => `bench-${what}-r${round + 1}`;
+
 /** Builds and pushes round `round`'s images: the same bytes on every run (seeded by image and round). */
 export async function pushRoundImages(upstream: UpstreamRegistry, round: number, sizes: ImageSizes): Promise<RoundImages> {
-  const tag = `round-${round + 1}`;
-  const seed = (what: string) => `bench-${what}-r${round + 1}`;
-  const big = await buildImage({ seed: seed('big'), layerSizes: sizes.bigLayers });
-  const small = await buildImage({ seed: seed('small'), layerSizes: sizes.smallLayers });
-  const index = await buildImageIndex({ seed: seed('multi'), layerSizes: sizes.indexLayers });
-  const concurrent = await buildImage({ seed: seed('concurrent'), layerSizes: sizes.bigLayers });
+  const tag = roundTag(round);
+  const big = await buildImage({ seed: roundSeed('big', round), layerSizes: sizes.bigLayers });
+  const small = await buildImage({ seed: roundSeed('small', round), layerSizes: sizes.smallLayers });
+  const index = await buildImageIndex({ seed: roundSeed('multi', round), layerSizes: sizes.indexLayers });
+  const concurrent = await buildImage({ seed: roundSeed('concurrent', round), layerSizes: sizes.bigLayers });
   const images: RoundImages = {
     big: describe('bench/big', tag, big),
     small: describe('bench/small', tag, small),
@@ -91,6 +93,21 @@ export async function pushRoundImages(upstream: UpstreamRegistry, round: number,
     concurrent: describe('bench/concurrent', tag, concurrent),
   };
   for (const image of Object.values(images)) await pushImage(upstream.url, image.name, image.tag, image.fixture);
+  return images;
+}
+
+/**
+ * Builds and pushes `count` more images of the big image's size for round `round` (`bench/<what>-1`, ...):
+ * one cold image per measurement of a row that pulls twice into the same storage.
+ */
+export async function pushBigImages(upstream: UpstreamRegistry, round: number, sizes: ImageSizes, what: string, count: number): Promise<BenchImage[]> {
+  const images: BenchImage[] = [];
+  for (let i = 1; i <= count; i++) {
+    const fixture = await buildImage({ seed: roundSeed(`${what}-${i}`, round), layerSizes: sizes.bigLayers });
+    const image = describe(`bench/${what}-${i}`, roundTag(round), fixture);
+    await pushImage(upstream.url, image.name, image.tag, image.fixture);
+    images.push(image);
+  }
   return images;
 }
 

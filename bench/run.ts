@@ -5,7 +5,8 @@
  *
  * Each round pushes new deterministic images to the upstream and measures, every system in a rotated
  * order: cold and warm skopeo pulls, warm blob GET throughput, cached manifest GETs per second, and 8
- * concurrent cold pulls (wall time, and what reached the upstream from its access log). Once per run:
+ * concurrent cold pulls (wall time, and what reached the upstream from its access log); then the same 8
+ * split across two app replicas against the same 8 through one (with Postgres and Redis). Once per run:
  * the app's peak RSS while 4 clients pull a 2 GiB blob cold and warm, and manifest latency with 1,000 vs
  * 1,000,000 cache rows. Output: a table on stdout, JSON (timestamped and latest.json) and latest.md in
  * bench/results/. Every process it started is stopped by PID, every temp directory removed.
@@ -18,7 +19,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startUpstreamRegistry, type UpstreamRegistry } from '../test/support/upstream-registry.js';
 import { RowBook, type BenchContext } from './bench-context.js';
-import { FULL_SIZES, SMOKE_SIZES, pushRoundImages, type BenchImage } from './bench-images.js';
+import { FULL_SIZES, SMOKE_SIZES, pushBigImages, pushRoundImages, type BenchImage } from './bench-images.js';
 import { skopeoPull } from './clients/skopeo-pull.js';
 import { parseBenchOptions, UsageError, USAGE, type BenchOptions } from './bench-options.js';
 import { loadTool } from './clients/http-load.js';
@@ -32,8 +33,10 @@ import { measureConcurrentPulls } from './scenarios/concurrent-pulls.scenario.js
 import { measureManifestRate } from './scenarios/manifest-rate.scenario.js';
 import { measureMemory } from './scenarios/memory.scenario.js';
 import { measurePullTimes } from './scenarios/pull-times.scenario.js';
+import { measureReplicaPulls, skipReplicaRows } from './scenarios/replica-pulls.scenario.js';
 import { StartedProcesses } from './started-processes.js';
 import { AppProcess } from './systems/app-process.js';
+import { AppReplicas } from './systems/app-replicas.js';
 import { AppSystem } from './systems/app.system.js';
 import { DirectUpstreamSystem } from './systems/direct-upstream.system.js';
 import { DistributionProxySystem } from './systems/distribution-proxy.system.js';
@@ -89,6 +92,7 @@ async function runBenchmark(options: BenchOptions, argv: readonly string[], prof
   const systems: PullSystem[] = [];
   let upstream: UpstreamRegistry | undefined;
   let app: AppProcess | undefined;
+  let replicas: AppReplicas | undefined;
 
   const clients = new AbortController();
   let cleaning: Promise<void> | undefined;
@@ -96,6 +100,7 @@ async function runBenchmark(options: BenchOptions, argv: readonly string[], prof
     (cleaning ??= (async () => {
       clients.abort();
       for (const system of [...systems].reverse()) await system.close().catch((err: unknown) => progress(`cleanup: ${String(err)}`));
+      await replicas?.stop().catch((err: unknown) => progress(`cleanup: ${String(err)}`));
       await app?.stop().catch((err: unknown) => progress(`cleanup: ${String(err)}`));
       await upstream?.close().catch((err: unknown) => progress(`cleanup: ${String(err)}`));
       await processes.stopAll();
@@ -121,8 +126,21 @@ async function runBenchmark(options: BenchOptions, argv: readonly string[], prof
     upstream = await startUpstreamRegistry({ logLevel: 'error' });
     progress(`upstream docker-registry at ${upstream.url}`);
 
-    app = await AppProcess.start({ storage: options.s3 ? 's3' : 'filesystem', workDir, processes, cpuProfileDir: profileDir });
+    const only = options.only;
+    const storage = options.s3 ? 's3' : 'filesystem';
+    const replicasUnavailable = AppReplicas.unavailable();
+    // The replicas' deployment boots next to the app (before anything is measured).
+    const [appStarted, replicasStarted] = await Promise.allSettled([
+      AppProcess.start({ storage, workDir, processes, cpuProfileDir: profileDir }),
+      only.has('replicas') && !replicasUnavailable ? AppReplicas.start({ storage, workDir, processes, upstreamUrl: upstream.url }) : undefined,
+    ]);
+    // Both assigned before any failure is thrown: cleanup stops whatever did start.
+    if (appStarted.status === 'fulfilled') app = appStarted.value;
+    if (replicasStarted.status === 'fulfilled') replicas = replicasStarted.value;
+    for (const started of [appStarted, replicasStarted]) if (started.status === 'rejected') throw started.reason;
+    if (!app) throw new Error('the app did not start');
     progress(`app (pid ${app.pid}) at ${app.url}: ${app.configuration}`);
+    if (replicas) progress(`app replicas: ${replicas.configuration}`);
     const appSystem = new AppSystem(app, upstream.url);
 
     systems.push(new DirectUpstreamSystem(upstream), appSystem);
@@ -134,8 +152,7 @@ async function runBenchmark(options: BenchOptions, argv: readonly string[], prof
     const ctx: BenchContext = { upstream, systems, app: appSystem, workDir, smoke: options.smoke, rows, progress, signal: clients.signal };
     const sizes = options.smoke ? SMOKE_SIZES : FULL_SIZES;
 
-    const only = options.only;
-    const perRound = (['pulls', 'blob', 'manifests', 'concurrent'] as const).filter((s) => only.has(s));
+    const perRound = (['pulls', 'blob', 'manifests', 'concurrent', 'replicas'] as const).filter((s) => only.has(s));
     for (let round = 0; perRound.length && round < options.rounds; round++) {
       progress(`round ${round + 1}/${options.rounds}: pushing this round's images`);
       const images = await pushRoundImages(upstream, round, sizes);
@@ -145,6 +162,8 @@ async function runBenchmark(options: BenchOptions, argv: readonly string[], prof
       if (only.has('blob')) await measureBlobThroughput(ctx, images.big, round);
       if (only.has('manifests')) await measureManifestRate(ctx, images.big, round);
       if (only.has('concurrent')) await measureConcurrentPulls(ctx, images.concurrent, round);
+      if (only.has('replicas') && replicas) await measureReplicaPulls(ctx, replicas, await pushBigImages(upstream, round, sizes, 'replicas', 2), round);
+      else if (only.has('replicas')) skipReplicaRows(ctx, images.concurrent, replicasUnavailable!);
     }
     if (only.has('memory')) await measureMemory(ctx);
     if (only.has('rows')) await measureCacheRowsLatency(ctx);

@@ -1,6 +1,7 @@
 /**
  * The benchmark's smoke mode (`npm run bench -- --smoke`) keeps working: tiny images, one round, every
- * system it can start, a full table, JSON results, and nothing left running or on disk afterwards.
+ * system it can start, a full table, JSON results, and nothing left running or on disk afterwards. With
+ * DATABASE_URL and REDIS_URL it also runs the replica rows (two app replicas and a worker).
  * Runs the built entry point (dist/bench/run.js, built by `npm test`'s pretest) as a user would.
  */
 import { spawn } from 'node:child_process';
@@ -14,6 +15,9 @@ const canRun = realServices.hasBinary('docker-registry') && realServices.hasBina
 const suite = canRun ? describe : describe.skip;
 const reason = canRun ? '' : ' (skipped: docker-registry or skopeo is not installed; bash .ci/install-packages.sh)';
 const hasNginx = realServices.hasBinary('nginx');
+/** The replica rows run on Postgres and Redis (two replicas and a worker share them). */
+const hasReplicaServices = Boolean(realServices.postgresUrl && realServices.redisUrl);
+const REPLICA_ROWS = ['replicas-wall-one', 'replicas-wall-two', 'replicas-wall', 'replicas-upstream-bytes'];
 
 interface SmokeRun {
   code: number | null;
@@ -64,11 +68,12 @@ suite(`benchmark smoke mode${reason}`, () => {
     if (run.code !== 0) throw new Error(`bench --smoke exited ${run.code}:\n${run.stderr.slice(-4000)}`);
     expect(run.stdout).toContain('Medians');
     expect(run.stdout).toContain('Per-round values');
-    for (const title of ['cold pull', 'warm pull', 'blob GET', 'manifest GET by tag', 'manifest GET by digest', 'concurrent cold pulls']) {
+    for (const title of ['cold pull', 'warm pull', 'blob GET', 'manifest GET by tag', 'manifest GET by digest', 'concurrent cold pulls', 'split across 2 app replicas']) {
       expect(run.stdout).toContain(title);
     }
     expect(run.stdout).toMatch(/peak RSS.*skipped: smoke mode/);
     expect(run.stdout).toMatch(/1,000,000 cache rows.*skipped: smoke mode/);
+    if (!hasReplicaServices) expect(run.stdout).toMatch(/2 app replicas.*skipped: needs DATABASE_URL and REDIS_URL/);
   });
 
   it('writes the JSON report with per-round values of every system it ran, and the SPEC verdicts', () => {
@@ -82,7 +87,7 @@ suite(`benchmark smoke mode${reason}`, () => {
     expect(report.rounds).toBe(1);
     const systems = ['direct', 'app', 'distribution', ...(hasNginx ? ['nginx'] : [])];
     if (!hasNginx) expect(Object.keys(report.skippedSystems)).toEqual(['nginx']);
-    const measured = report.rows.filter((r) => !r.skipped);
+    const measured = report.rows.filter((r) => !r.skipped && !REPLICA_ROWS.includes(r.id));
     expect(measured.map((r) => r.id)).toEqual(
       expect.arrayContaining(['cold-pull-big', 'warm-pull-big', 'blob-get', 'manifest-rate-tag', 'concurrent-wall', 'concurrent-upstream-bytes']),
     );
@@ -97,7 +102,31 @@ suite(`benchmark smoke mode${reason}`, () => {
     const perBlob = report.rows.find((r) => r.id === 'concurrent-max-gets')!;
     expect(perBlob.series.app[0]).toBe(1);
     expect(perBlob.series.direct[0]).toBe(8);
-    expect(report.rows.filter((r) => r.skipped).map((r) => r.skipped)).toEqual(Array(4).fill('smoke mode'));
+    expect(report.rows.filter((r) => r.skipped && !REPLICA_ROWS.includes(r.id)).map((r) => r.skipped)).toEqual(Array(4).fill('smoke mode'));
+  });
+
+  it('measures 8 concurrent cold pulls split across 2 app replicas against 1 replica, or says what it needs', () => {
+    const report = JSON.parse(readFileSync(join(resultsDir, 'smoke-latest.json'), 'utf8')) as {
+      rows: { id: string; series: Record<string, number[]>; skipped?: string; target?: { met: boolean | null } }[];
+    };
+    const rows = REPLICA_ROWS.map((id) => report.rows.find((r) => r.id === id)!);
+    expect(rows.map((r) => r?.id)).toEqual(REPLICA_ROWS);
+    if (!hasReplicaServices) {
+      expect(rows.map((r) => r.skipped)).toEqual(Array(REPLICA_ROWS.length).fill('needs DATABASE_URL and REDIS_URL'));
+      return;
+    }
+    for (const row of rows) {
+      expect(row.skipped).toBeUndefined();
+      expect(Object.keys(row.series)).toEqual(['app']);
+      expect(row.series.app[0]).toBeGreaterThan(0);
+    }
+    const [one, two, ratio, bytes] = rows.map((r) => r.series.app[0]);
+    expect(ratio).toBeCloseTo(two / one, 9);
+    // Every blob reached the upstream at least once, and at most once per replica.
+    expect(bytes).toBeGreaterThanOrEqual(1);
+    expect(bytes).toBeLessThanOrEqual(2);
+    expect(typeof report.rows.find((r) => r.id === 'replicas-wall')!.target!.met).toBe('boolean');
+    expect(typeof report.rows.find((r) => r.id === 'replicas-upstream-bytes')!.target!.met).toBe('boolean');
   });
 
   it('stops every process it started (by the PIDs it logged) and removes its work directory', () => {
@@ -105,7 +134,9 @@ suite(`benchmark smoke mode${reason}`, () => {
     expect(workDir).toBeDefined();
     expect(existsSync(workDir!)).toBe(false);
     const pids = [...run.stderr.matchAll(/started (.+?) \(pid (\d+)\)/g)].map((m) => ({ name: m[1], pid: Number(m[2]) }));
-    expect(pids.map((p) => p.name)).toEqual(expect.arrayContaining(['app', 'distribution proxy', ...(hasNginx ? ['nginx'] : [])]));
+    expect(pids.map((p) => p.name)).toEqual(
+      expect.arrayContaining(['app', 'distribution proxy', ...(hasNginx ? ['nginx'] : []), ...(hasReplicaServices ? ['app replica 1', 'app replica 2', 'app worker'] : [])]),
+    );
     expect(pids.filter((p) => existsSync(`/proc/${p.pid}`))).toEqual([]);
     expect(processesMentioning(workDir!)).toEqual([]);
   });

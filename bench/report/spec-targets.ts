@@ -14,6 +14,8 @@ const RULES: Record<string, TargetRule> = {
   'concurrent-wall': (row) => ratioTarget(row, 'app <= 1.00 x 8 direct', '<=', 1.0),
   'concurrent-upstream-bytes': (row) => valueTarget(row, 'app <= 1.00 (each blob once)', '<=', 1.0),
   'concurrent-max-gets': (row) => valueTarget(row, 'app == 1 GET per blob', '==', 1),
+  'replicas-wall': (row) => valueTarget(row, 'app, 2 replicas <= 1.10 x 1 replica', '<=', 1.1),
+  'replicas-upstream-bytes': (row) => valueTarget(row, 'app, 2 replicas <= 1.00 (each blob once)', '<=', 1.0),
   'blob-get': (row) => ratioTarget(row, 'app >= 1.00 x direct', '>=', 1.0),
   'manifest-rate-tag': (row) => ratioTarget(row, 'app >= 5 x direct', '>=', 5),
   'memory-cold': (row) => valueTarget(row, 'app < 256 MiB', '<', 256),

@@ -16,7 +16,14 @@ export class AppSystem implements PullSystem {
   constructor(
     readonly app: AppProcess,
     private readonly upstreamUrl: string,
+    /** Set for a view through another replica: that system's virtual registry (and fresh caches) are used. */
+    private readonly primary?: AppSystem,
   ) {}
+
+  /** This system's current virtual registry, pulled through `replica` (another API process of the same deployment). */
+  throughReplica(replica: AppProcess): AppSystem {
+    return new AppSystem(replica, this.upstreamUrl, this.primary ?? this);
+  }
 
   get baseUrl(): string {
     return this.app.url;
@@ -48,6 +55,7 @@ export class AppSystem implements PullSystem {
   }
 
   async freshCache(): Promise<void> {
+    if (this.primary) return this.primary.freshCache();
     this.registry = await createVirtualRegistry(this.handle(), [{ url: this.upstreamUrl }]);
   }
 
@@ -83,6 +91,7 @@ export class AppSystem implements PullSystem {
   }
 
   private current(): VirtualRegistry {
+    if (this.primary) return this.primary.current();
     if (!this.registry) throw new Error('app: freshCache() has not created a virtual registry yet');
     return this.registry;
   }
