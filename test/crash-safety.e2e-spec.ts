@@ -4,12 +4,13 @@
  * finds no live row without its object; `--fix` (the orphan cleanup) removes the leftovers; the app
  * restarts and serves the blobs with the right digests.
  */
-import { ChildProcess, execFile, spawn } from 'node:child_process';
+import { ChildProcess, execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ConsistencyCheckResult } from '../src/lifecycle/consistency-check.js';
+import { DIST, distPath, spawnAppProcess, waitUntilServing } from './support/app-process.js';
 import { streamDownload } from './support/blob-download.js';
 import { startFaultyUpstream, type FaultyUpstream } from './support/faulty-upstream.js';
 import { buildOciImage, pushImage, type ImageManifestFixture } from './support/image-fixtures.js';
@@ -20,21 +21,7 @@ import { findFreePort, startUpstreamRegistry, type UpstreamRegistry } from './su
 const run = promisify(execFile);
 const canRun = realServices.hasBinary('docker-registry');
 const suite = canRun ? describe : describe.skip;
-const MAIN = join(process.cwd(), 'dist/src/main.js');
-const CHECK = join(process.cwd(), 'dist/src/lifecycle/consistency-check.js');
-
-async function waitHealthy(url: string, child: ChildProcess): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error(`app exited with ${child.exitCode}`);
-    try {
-      if ((await fetch(`${url}/-/ready`)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error('app not ready within 60 s');
-}
+const CHECK = distPath(DIST.consistencyCheck);
 
 async function api<T>(url: string, method: string, path: string, body?: unknown): Promise<T> {
   const res = await fetch(`${url}${path}`, {
@@ -57,9 +44,10 @@ suite(`crash safety: kill -9 during parallel fills${canRun ? '' : ' (skipped: do
 
   const start = async (): Promise<string> => {
     const port = await findFreePort();
-    child = spawn(process.execPath, [MAIN], { env: { ...env, PORT: String(port) }, stdio: 'ignore' });
+    const proc = spawnAppProcess(DIST.api, { ...env, PORT: String(port) });
+    child = proc.child;
     const url = `http://127.0.0.1:${port}`;
-    await waitHealthy(url, child);
+    await waitUntilServing(proc, url);
     return url;
   };
 

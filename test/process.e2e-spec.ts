@@ -3,66 +3,33 @@
  * Boot with no configuration (embedded database, filesystem storage, in-process queue), reuse of ./data,
  * Postgres + Redis when available, bad configuration failing fast with one line, graceful shutdown.
  */
-import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DIST, processEnv, runAppCommand, spawnAppProcess, stopAppProcess, waitUntilServing, type AppProcess } from './support/app-process.js';
 import { createScratchDatabase } from './support/test-app.js';
 import { findFreePort } from './support/upstream-registry.js';
 
-const MAIN = join(process.cwd(), 'dist/src/main.js');
-
-interface Started {
-  child: ChildProcess;
-  url: string;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
+type Started = AppProcess & { url: string };
 
 function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'info', HOST: '127.0.0.1' };
-  return { ...env, ...extra };
+  return processEnv({ LOG_LEVEL: 'info', ...extra });
 }
 
-function run(env: NodeJS.ProcessEnv): Omit<Started, 'url'> {
-  const child = spawn(process.execPath, [MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, stdout: () => out, stderr: () => err, exited };
+function run(env: NodeJS.ProcessEnv): AppProcess {
+  return spawnAppProcess(DIST.api, env);
 }
 
 async function start(extra: Record<string, string>): Promise<Started> {
   const port = await findFreePort();
   const proc = run(baseEnv({ ...extra, PORT: String(port) }));
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 45_000;
-  let exitCode: number | null | undefined;
-  void proc.exited.then((c) => (exitCode = c));
-  while (Date.now() < deadline) {
-    if (exitCode !== undefined) throw new Error(`process exited with ${exitCode}: ${proc.stderr()} ${proc.stdout()}`);
-    try {
-      const res = await fetch(`${url}/-/health`);
-      if (res.ok) return { ...proc, url };
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  proc.child.kill('SIGKILL');
-  throw new Error(`not healthy within 45 s: ${proc.stderr()}`);
+  await waitUntilServing(proc, url, { path: '/-/health', timeoutMs: 45_000 });
+  return Object.assign(proc, { url });
 }
 
 /** SIGTERM, then the exit code; a non-zero exit carries the process's last log lines for the failure message. */
-async function stop(p: Started): Promise<{ code: number | null; log: string }> {
-  p.child.kill('SIGTERM');
-  const code = await p.exited;
-  const log = code === 0 ? '' : [...p.stdout().trim().split('\n').slice(-15), p.stderr()].join('\n');
-  return { code, log };
-}
+const stop = (p: Started): Promise<{ code: number | null; log: string }> => stopAppProcess(p);
 
 describe('the API process', () => {
   let dataDir: string;
@@ -134,14 +101,10 @@ describe('the API process', () => {
   }, 120_000);
 
   it('`npm run migration:run` applies every migration once; a second run is a no-op', async () => {
-    const migrate = join(process.cwd(), 'dist/src/database/migrate.js');
-    const once = (): Promise<{ code: number | null; out: string }> =>
-      new Promise((resolve) => {
-        const child = spawn(process.execPath, [migrate, 'run'], { env: baseEnv({ DATA_DIR: dataDir }), stdio: ['ignore', 'pipe', 'pipe'] });
-        let out = '';
-        child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-        child.on('exit', (code) => resolve({ code, out }));
-      });
+    const once = async (): Promise<{ code: number | null; out: string }> => {
+      const { code, stdout } = await runAppCommand(DIST.migrate, ['run'], baseEnv({ DATA_DIR: dataDir }));
+      return { code, out: stdout };
+    };
     const first = await once();
     expect(first).toEqual({ code: 0, out: expect.stringMatching(/^applied: Initial\d+/) });
     expect(await once()).toEqual({ code: 0, out: 'no pending migrations\n' });

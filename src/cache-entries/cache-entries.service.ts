@@ -4,10 +4,11 @@ import { DataSource, Repository } from 'typeorm';
 import type { Actor } from '../auth/actor.js';
 import { GroupPermission } from '../auth/actor.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
-import { JobName, QUEUE_DRIVER } from '../jobs/queue-driver.js';
+import { errorMessage, JobName, QUEUE_DRIVER } from '../jobs/queue-driver.js';
 import type { QueueDriver, QueuedJob } from '../jobs/queue-driver.js';
 import { Page } from '../accounts/pagination.js';
 import type { PageRequest } from '../registries/page-request.js';
+import { DESTROY_PENDING_JOB_ID } from '../lifecycle/cache-destruction.service.js';
 import { exclusiveUpstreamIds, RegistriesService } from '../registries/registries.service.js';
 import { UpstreamsService } from '../upstreams/upstreams.service.js';
 import { decodeCacheEntryId, normalizeRelativePath } from './cache-entry-id.js';
@@ -23,7 +24,8 @@ export const MARK_FOR_DESTRUCTION_BATCH_SIZE = 1000;
  * Cache entries through the admin API: list an upstream's live entries, delete one, purge an
  * upstream's or a registry's cache. Deleting only marks entries `pending_destruction` (they stop being
  * served at once, since only `default` entries are live); the destroy job removes rows and objects.
- * Purges run as a queued job that marks in batches, so a million-entry cache never holds one long lock.
+ * Purges run as a queued job that marks in batches, so a million-entry cache never holds one long lock,
+ * then enqueues the destroy job at once.
  */
 @Injectable()
 export class CacheEntriesService implements OnModuleInit {
@@ -39,9 +41,20 @@ export class CacheEntriesService implements OnModuleInit {
   ) {}
 
   onModuleInit(): void {
-    this.queue.registerHandler<MarkForDestructionJob>(JobName.MARK_FOR_DESTRUCTION, (job: QueuedJob<MarkForDestructionJob>) =>
-      this.markForDestruction(job.data),
-    );
+    this.queue.registerHandler<MarkForDestructionJob>(JobName.MARK_FOR_DESTRUCTION, async (job: QueuedJob<MarkForDestructionJob>) => {
+      const marked = await this.markForDestruction(job.data);
+      // Destroyed now rather than by the next scheduled run (up to a minute later).
+      if (marked) await this.enqueueDestroy();
+      return marked;
+    });
+  }
+
+  private async enqueueDestroy(): Promise<void> {
+    try {
+      await this.queue.add(JobName.DESTROY_PENDING, {}, { jobId: DESTROY_PENDING_JOB_ID });
+    } catch (err) {
+      this.logger.warn({ msg: 'could not enqueue the destroy job; the scheduled run picks the entries up', error: errorMessage(err) });
+    }
   }
 
   /** An upstream's live entries, by relative path, optionally filtered by a substring of the path. */

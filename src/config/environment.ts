@@ -296,3 +296,19 @@ export function parseEnvironment(env: Env = process.env): Environment {
     },
   };
 }
+
+/**
+ * The name of every variable parseEnvironment reads, found by parsing an empty environment that records
+ * each lookup (every variable is read on that path). For checks of docker-compose.yml, .env.example and the README.
+ */
+export function environmentVariableNames(): string[] {
+  const seen = new Set<string>();
+  const recorder = new Proxy({} as Env, {
+    get(_target, name) {
+      if (typeof name === 'string') seen.add(name);
+      return undefined;
+    },
+  });
+  parseEnvironment(recorder);
+  return [...seen].sort();
+}

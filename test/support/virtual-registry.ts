@@ -21,7 +21,7 @@ export interface VirtualRegistry {
 let counter = 0;
 
 /** Calls the admin API as the bootstrap admin; throws with the body on an unexpected status. */
-export async function adminApi<T = any>(app: TestApp, method: string, path: string, body?: unknown, expected = [200, 201, 204]): Promise<T> {
+export async function adminApi<T = any>(app: Pick<TestApp, 'url'>, method: string, path: string, body?: unknown, expected = [200, 201, 204]): Promise<T> {
   const res = await fetch(`${app.url}${path}`, {
     method,
     headers: { 'private-token': TEST_ADMIN_TOKEN, ...(body ? { 'content-type': 'application/json' } : {}) },
@@ -33,7 +33,7 @@ export async function adminApi<T = any>(app: TestApp, method: string, path: stri
 }
 
 /** A group, a registry and its upstreams in this order, plus a pull credential, through the admin API. */
-export async function createVirtualRegistry(app: TestApp, upstreams: UpstreamSpec[]): Promise<VirtualRegistry> {
+export async function createVirtualRegistry(app: Pick<TestApp, 'url'>, upstreams: UpstreamSpec[]): Promise<VirtualRegistry> {
   const n = ++counter;
   const group = await adminApi<{ id: number }>(app, 'POST', '/api/v4/groups', { name: `Group ${n}`, path: `group-${n}-${Date.now()}` });
   const registry = await adminApi<{ id: number }>(app, 'POST', `/api/v4/groups/${group.id}/-/virtual_registries/container/registries`, { name: `registry-${n}` });
@@ -61,7 +61,7 @@ export async function createVirtualRegistry(app: TestApp, upstreams: UpstreamSpe
 }
 
 /** A registry JWT for pulling `name` from the registry (the docker token flow with Basic credentials). */
-export async function pullToken(app: TestApp, vr: VirtualRegistry, name: string): Promise<string> {
+export async function pullToken(app: Pick<TestApp, 'url'>, vr: VirtualRegistry, name: string): Promise<string> {
   const scope = `repository:virtual_registries/containers/${vr.registryId}/${name}:pull`;
   const res = await fetch(`${app.url}/jwt/auth?service=virtual_registry&scope=${encodeURIComponent(scope)}`, {
     headers: { authorization: `Basic ${Buffer.from(`${vr.pullUser.username}:${vr.pullUser.token}`).toString('base64')}` },
@@ -72,7 +72,7 @@ export async function pullToken(app: TestApp, vr: VirtualRegistry, name: string)
 
 /** GET/HEAD a registry path (`<name>/manifests/<ref>` etc.) through the app with a fresh token. */
 export async function registryFetch(
-  app: TestApp,
+  app: Pick<TestApp, 'url'>,
   vr: VirtualRegistry,
   name: string,
   path: string,
