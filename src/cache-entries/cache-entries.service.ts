@@ -4,11 +4,11 @@ import { DataSource, Repository } from 'typeorm';
 import type { Actor } from '../auth/actor.js';
 import { GroupPermission } from '../auth/actor.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
-import { errorMessage, JobName, QUEUE_DRIVER } from '../jobs/queue-driver.js';
+import { DESTROY_PENDING_JOB_ID, errorMessage, JobName, QUEUE_DRIVER } from '../jobs/queue-driver.js';
 import type { QueueDriver, QueuedJob } from '../jobs/queue-driver.js';
 import { Page } from '../accounts/pagination.js';
 import type { PageRequest } from '../registries/page-request.js';
-import { DESTROY_PENDING_JOB_ID } from '../lifecycle/cache-destruction.service.js';
+
 import { exclusiveUpstreamIds, RegistriesService } from '../registries/registries.service.js';
 import { UpstreamsService } from '../upstreams/upstreams.service.js';
 import { decodeCacheEntryId, normalizeRelativePath } from './cache-entry-id.js';

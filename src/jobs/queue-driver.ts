@@ -26,6 +26,9 @@ export enum JobName {
   RUN_CLEANUP_POLICIES = 'run-cleanup-policies',
 }
 
+/** Job id of DESTROY_PENDING (the repeat and every one-off enqueue share it, so runs do not pile up). */
+export const DESTROY_PENDING_JOB_ID = 'destroy-pending';
+
 /** Which queue carries each job. */
 export const JOB_QUEUE: Readonly<Record<JobName, QueueName>> = {
   [JobName.FILL_CACHE_ENTRY]: QueueName.CACHE,

@@ -6,9 +6,6 @@ import { errorMessage } from '../jobs/queue-driver.js';
 import { MetricsService } from '../observability/metrics.service.js';
 import { BLOB_STORE, type BlobStore } from '../storage/blob-store.js';
 
-/** Job id of DESTROY_PENDING (the repeat and every one-off enqueue share it, so runs do not pile up). */
-export const DESTROY_PENDING_JOB_ID = 'destroy-pending';
-
 /** Entries claimed per batch. */
 export const DESTROY_BATCH_SIZE = 500;
 /** A failed destruction (`error`) is retried after this long. */

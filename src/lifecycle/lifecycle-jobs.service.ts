@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
-import { errorMessage, JobName, QUEUE_DRIVER, type QueueDriver, type QueuedJob } from '../jobs/queue-driver.js';
-import { CacheDestructionService, DESTROY_PENDING_JOB_ID } from './cache-destruction.service.js';
+import { DESTROY_PENDING_JOB_ID, errorMessage, JobName, QUEUE_DRIVER, type QueueDriver, type QueuedJob } from '../jobs/queue-driver.js';
+import { CacheDestructionService } from './cache-destruction.service.js';
 import { CleanupPolicyRunner, RUN_CLEANUP_POLICIES_JOB_ID } from './cleanup-policy-runner.service.js';
 import { CLEAN_ORPHANS_JOB_ID, OrphanCleanupService } from './orphan-cleanup.service.js';
 import { StorageQuotaService } from './storage-quota.service.js';

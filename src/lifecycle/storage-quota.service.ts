@@ -5,9 +5,9 @@ import { CacheEntryLookupService } from '../cache-entries/cache-entry-lookup.ser
 import { CacheEntryStatus } from '../cache-entries/cache-entry.entity.js';
 import { limitsConfig, type LimitsConfig } from '../config/config.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
-import { errorMessage, JobName, QUEUE_DRIVER, type QueueDriver } from '../jobs/queue-driver.js';
+import { DESTROY_PENDING_JOB_ID, errorMessage, JobName, QUEUE_DRIVER, type QueueDriver } from '../jobs/queue-driver.js';
 import { MetricsService } from '../observability/metrics.service.js';
-import { DESTROY_PENDING_JOB_ID } from './cache-destruction.service.js';
+
 
 /**
  * How long after a new cache entry the pull path's enforcement runs. A pull fetches its image's objects
