@@ -8,12 +8,19 @@
  * Needs DATABASE_URL, REDIS_URL and docker-registry; test/support/topology.ts has the process management
  * (start/stop/kill -9/restart one replica, upstream GETs per blob, the consistency check).
  */
-import { streamDownload } from './support/blob-download.js';
-import { buildImage, pushImage, type ImageManifestFixture } from './support/image-fixtures.js';
-import { pushLargeBlob } from './support/large-blob.js';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { streamDownload, type StreamedDownload } from './support/blob-download.js';
+import { startFaultyUpstream, type FaultyUpstream } from './support/faulty-upstream.js';
+import { buildImage, pushImage, sha256Digest, type ImageManifestFixture } from './support/image-fixtures.js';
+import { largeBlobPrefixDigest, pushLargeBlob } from './support/large-blob.js';
 import { API_RUNS_NO_JOBS, startTopology, topologySkipReason, type Topology } from './support/topology.js';
 import { adminApi, createVirtualRegistry, pullToken, type VirtualRegistry } from './support/virtual-registry.js';
 
+const run = promisify(execFile);
 const skipReason = topologySkipReason();
 const suite = skipReason ? describe.skip : describe;
 
@@ -46,6 +53,10 @@ suite(`production topology: 2 API replicas + 1 worker on Postgres, Redis and S3$
   let vr: VirtualRegistry;
   /** A second registry whose own upstream points at the same upstream registry (shares objects with `vr`). */
   let other: VirtualRegistry;
+  /** The upstream registry behind a proxy that can slow its blob bodies down (so fills overlap for sure). */
+  let slow: FaultyUpstream;
+  let slowVr: VirtualRegistry;
+  let multiLayer: ImageManifestFixture;
 
   const rows = (upstreamId: number, digest: string) =>
     topology.query<Row>(`SELECT id, upstream_id, relative_path, digest, status FROM cache_entries WHERE upstream_id = $1 AND digest = $2`, [upstreamId, digest]);
@@ -64,10 +75,17 @@ suite(`production topology: 2 API replicas + 1 worker on Postgres, Redis and S3$
     large = await pushLargeBlob(topology.upstream.url, 'topo/large', LARGE_BLOB_SIZE, 'topology-large');
     vr = await createVirtualRegistry(topology.api[0], [{ url: topology.upstream.url }]);
     other = await createVirtualRegistry(topology.api[1], [{ url: topology.upstream.url }]);
+    multiLayer = await buildImage({ seed: 'topology-split', layerSizes: [6 * MiB, 6 * MiB, 6 * MiB, 6 * MiB, 6 * MiB] });
+    await pushImage(topology.upstream.url, 'topo/split', 'v1', multiLayer);
+    slow = await startFaultyUpstream(topology.upstream.url);
+    slowVr = await createVirtualRegistry(topology.api[0], [{ url: slow.url }]);
     await topology.upstream.reset();
   }, 300_000);
 
+  afterEach(() => slow?.forward());
+
   afterAll(async () => {
+    await slow?.close();
     await topology?.close();
   }, 120_000);
 
@@ -184,6 +202,120 @@ suite(`production topology: 2 API replicas + 1 worker on Postgres, Redis and S3$
     // One upstream GET in all: the abandoned download's fill ran to its end instead of being fetched again.
     expect((await topology.upstreamBlobGets(since)).get(large.digest)).toBe(1);
   }, 240_000);
+
+  it('8 concurrent cold skopeo pulls of a 5-layer image, odd clients on replica 1 and even on replica 2: one upstream GET per blob in all, 8 correct copies', async () => {
+    slow.set({ kind: 'throttle', bytesPerSecond: 24 * MiB }, { method: 'GET', path: /\/blobs\// });
+    const since = await topology.upstream.mark();
+    const dirs = Array.from({ length: 8 }, () => {
+      const d = mkdtempSync(join(tmpdir(), 'cvr-topo-pull-'));
+      rmSync(d, { recursive: true });
+      return d;
+    });
+    try {
+      await Promise.all(
+        dirs.map((dir, i) => {
+          const host = new URL(topology.api[i % 2].url).host;
+          const source = `docker://${host}/virtual_registries/containers/${slowVr.registryId}/topo/split:v1`;
+          const creds = `${slowVr.pullUser.username}:${slowVr.pullUser.token}`;
+          return run('skopeo', ['copy', '--src-tls-verify=false', '--src-creds', creds, source, `dir:${dir}`], { timeout: 180_000 });
+        }),
+      );
+      for (const dir of dirs) {
+        // skopeo verified every digest; the copies hold exactly the image's blobs
+        const blobs = readdirSync(dir).filter((f) => /^[a-f0-9]{64}$/.test(f)).map((f) => sha256Digest(readFileSync(join(dir, f))));
+        expect(blobs.sort()).toEqual([multiLayer.config.digest, ...multiLayer.layers.map((l) => l.digest)].sort());
+      }
+    } finally {
+      for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    }
+    const gets = await topology.upstreamBlobGets(since);
+    for (const blob of [multiLayer.config, ...multiLayer.layers]) expect([blob.digest, gets.get(blob.digest)]).toEqual([blob.digest, 1]);
+  }, 240_000);
+
+  it('followers on the replica that did not win the fill stream it from the other one: first bytes before the fill ends, one upstream GET', async () => {
+    const blob = await pushLargeBlob(topology.upstream.url, 'topo/follow', 40 * MiB, 'topology-follow');
+    slow.set({ kind: 'throttle', bytesPerSecond: 16 * MiB }, { method: 'GET', path: /\/blobs\// }); // about 2.5 s
+    const path = blobPath(slowVr, 'topo/follow', blob.digest);
+    const since = await topology.upstream.mark();
+    const [leaderToken, followerToken] = await Promise.all([pullToken(topology.api[0], slowVr, 'topo/follow'), pullToken(topology.api[1], slowVr, 'topo/follow')]);
+    const rowsAtFirstByte: Promise<number>[] = [];
+    const followers: Promise<StreamedDownload>[] = [];
+    const leader = await streamDownload(topology.api[0].url, path, {
+      headers: { authorization: `Bearer ${leaderToken}` },
+      onFirstByte: () => {
+        // replica 1 holds the fill now: three clients of replica 2 join it
+        for (let i = 0; i < 3; i++) {
+          followers.push(
+            streamDownload(topology.api[1].url, path, {
+              headers: { authorization: `Bearer ${followerToken}` },
+              onFirstByte: () => {
+                rowsAtFirstByte.push(rows(slowVr.upstreamIds[0], blob.digest).then((r) => r.filter((x) => x.status === 'default').length));
+              },
+            }),
+          );
+        }
+      },
+    });
+    const joined = await Promise.all(followers);
+    const whole = `200 true ${blob.size} ${blob.digest}`;
+    const summary = (d: StreamedDownload) => `${d.status} ${d.complete} ${d.received} ${d.digest}`;
+    expect([leader, ...joined].map(summary)).toEqual(Array.from({ length: 4 }, () => whole));
+    for (const follower of joined) expect(follower.firstByteAt!).toBeLessThan(leader.endedAt);
+    expect(await Promise.all(rowsAtFirstByte)).toEqual([0, 0, 0]);
+    expect((await topology.upstreamBlobGets(since)).get(blob.digest)).toBe(1);
+    expect(topology.api[1].log()).not.toContain('taking over');
+  }, 120_000);
+
+  it('kill -9 of the replica leading a fill: its followers on the other replica fail at once with a true prefix, the next request fills, the storage stays consistent', async () => {
+    const seed = 'topology-kill';
+    const blob = await pushLargeBlob(topology.upstream.url, 'topo/kill', 40 * MiB, seed);
+    slow.set({ kind: 'throttle', bytesPerSecond: 8 * MiB }, { method: 'GET', path: /\/blobs\// }); // about 5 s
+    const path = blobPath(slowVr, 'topo/kill', blob.digest);
+    const followerToken = await pullToken(topology.api[1], slowVr, 'topo/kill');
+    const leaderToken = await pullToken(topology.api[0], slowVr, 'topo/kill');
+    let followersHaveBytes!: () => void;
+    const followersStarted = new Promise<void>((r) => (followersHaveBytes = r));
+    let streaming = 0;
+    const followers: Promise<StreamedDownload>[] = [];
+    const leader = streamDownload(topology.api[0].url, path, {
+      headers: { authorization: `Bearer ${leaderToken}` },
+      onFirstByte: () => {
+        for (let i = 0; i < 2; i++) {
+          const onFirstByte = () => {
+            if (++streaming === 2) followersHaveBytes();
+          };
+          followers.push(streamDownload(topology.api[1].url, path, { headers: { authorization: `Bearer ${followerToken}` }, onFirstByte }));
+        }
+      },
+    });
+    // both clients of replica 2 are streaming replica 1's fill when it dies
+    await followersStarted;
+    await topology.api[0].kill();
+    const killedAt = Date.now();
+    const cut = await Promise.all(followers);
+    const failedWithinMs = Date.now() - killedAt;
+    await leader;
+    for (const follower of cut) {
+      expect({ complete: follower.complete, short: follower.received < blob.size }).toEqual({ complete: false, short: true });
+      // never wrong bytes: what arrived is the blob's own beginning
+      expect(follower.digest).toBe(largeBlobPrefixDigest(seed, follower.received));
+    }
+    expect(failedWithinMs).toBeLessThan(10_000);
+
+    // The next request (on the surviving replica) does not wait for the dead holder's lease: it takes it over and fills.
+    slow.forward();
+    const next = await streamDownload(topology.api[1].url, path, { headers: { authorization: `Bearer ${followerToken}` }, timeoutMs: 60_000 });
+    expect([next.status, next.complete, next.digest]).toEqual([200, true, blob.digest]);
+    expect(next.endedAt - killedAt).toBeLessThan(30_000);
+    await until(topology, 'the blob is cached after the takeover', 30_000, async () => (await rows(slowVr.upstreamIds[0], blob.digest)).some((r) => r.status === 'default'));
+    expect(await topology.objectKeys()).toContain(topology.blobKey(blob.digest));
+
+    await topology.api[0].restart();
+    const check = await topology.consistencyCheck();
+    expect({ code: check.code, entriesWithoutObject: check.report?.found.entriesWithoutObject.count }).toEqual({ code: 0, entriesWithoutObject: 0 });
+    const served = await streamDownload(topology.api[0].url, path, { headers: { authorization: `Bearer ${await pullToken(topology.api[0], slowVr, 'topo/kill')}` } });
+    expect([served.status, served.complete, served.digest]).toEqual([200, true, blob.digest]);
+  }, 180_000);
 
   it('the storage is consistent: no live entry without its object', async () => {
     const check = await topology.consistencyCheck();

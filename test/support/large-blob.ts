@@ -8,6 +8,7 @@
  * to the repository: `GET /v2/<name>/blobs/<digest>` serves it (no manifest needed).
  */
 import { execFile } from 'node:child_process';
+import { createCipheriv, createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -62,4 +63,14 @@ export async function pushLargeBlob(registryUrl: string, name: string, size: num
     maxBuffer: 1024 * 1024,
   });
   return JSON.parse(stdout) as { digest: string; size: number };
+}
+
+/** sha256 of the first `length` bytes of the blob pushLargeBlob makes from `seed`: is what a client got a true prefix? */
+export function largeBlobPrefixDigest(seed: string, length: number): string {
+  const key = createHash('sha256').update('large-blob:' + seed).digest();
+  const cipher = createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32));
+  const hash = createHash('sha256');
+  const zeros = Buffer.alloc(1024 * 1024);
+  for (let left = length; left > 0; left -= zeros.length) hash.update(cipher.update(zeros.subarray(0, Math.min(zeros.length, left))));
+  return `sha256:${hash.digest('hex')}`;
 }
