@@ -12,7 +12,7 @@ export interface VirtualRegistry {
   groupId: number;
   registryId: number;
   upstreamIds: number[];
-  /** root's personal access token with read_virtual_registry */
+  /** the owner's (by default root's) personal access token with read_virtual_registry */
   pullUser: { username: string; token: string };
   /** `127.0.0.1:<port>/virtual_registries/containers/<id>` (image reference prefix for skopeo/podman) */
   imagePrefix: string;
@@ -20,11 +20,21 @@ export interface VirtualRegistry {
 
 let counter = 0;
 
+/** A user who creates and pulls from registries instead of the bootstrap admin: username and `api` token. */
+export interface RegistryOwner {
+  username: string;
+  token: string;
+}
+
 /** Calls the admin API as the bootstrap admin; throws with the body on an unexpected status. */
 export async function adminApi<T = any>(app: Pick<TestApp, 'url'>, method: string, path: string, body?: unknown, expected = [200, 201, 204]): Promise<T> {
+  return apiAs<T>(app, TEST_ADMIN_TOKEN, method, path, body, expected);
+}
+
+async function apiAs<T>(app: Pick<TestApp, 'url'>, token: string, method: string, path: string, body?: unknown, expected = [200, 201, 204]): Promise<T> {
   const res = await fetch(`${app.url}${path}`, {
     method,
-    headers: { 'private-token': TEST_ADMIN_TOKEN, ...(body ? { 'content-type': 'application/json' } : {}) },
+    headers: { 'private-token': token, ...(body ? { 'content-type': 'application/json' } : {}) },
     body: body ? JSON.stringify(body) : undefined,
   });
   const text = await res.text();
@@ -32,14 +42,18 @@ export async function adminApi<T = any>(app: Pick<TestApp, 'url'>, method: strin
   return (text ? JSON.parse(text) : undefined) as T;
 }
 
-/** A group, a registry and its upstreams in this order, plus a pull credential, through the admin API. */
-export async function createVirtualRegistry(app: Pick<TestApp, 'url'>, upstreams: UpstreamSpec[]): Promise<VirtualRegistry> {
+/**
+ * A group, a registry and its upstreams in this order, plus a pull credential, through the admin API:
+ * as the bootstrap admin, or as `owner` (any user with an `api` token, who becomes the group's owner).
+ */
+export async function createVirtualRegistry(app: Pick<TestApp, 'url'>, upstreams: UpstreamSpec[], owner?: RegistryOwner): Promise<VirtualRegistry> {
   const n = ++counter;
-  const group = await adminApi<{ id: number }>(app, 'POST', '/api/v4/groups', { name: `Group ${n}`, path: `group-${n}-${Date.now()}` });
-  const registry = await adminApi<{ id: number }>(app, 'POST', `/api/v4/groups/${group.id}/-/virtual_registries/container/registries`, { name: `registry-${n}` });
+  const api = <T>(method: string, path: string, body?: unknown) => apiAs<T>(app, owner?.token ?? TEST_ADMIN_TOKEN, method, path, body);
+  const group = await api<{ id: number }>('POST', '/api/v4/groups', { name: `Group ${n}`, path: `group-${n}-${Date.now()}` });
+  const registry = await api<{ id: number }>('POST', `/api/v4/groups/${group.id}/-/virtual_registries/container/registries`, { name: `registry-${n}` });
   const upstreamIds: number[] = [];
   for (const [i, u] of upstreams.entries()) {
-    const created = await adminApi<{ id: number }>(app, 'POST', `/api/v4/virtual_registries/container/registries/${registry.id}/upstreams`, {
+    const created = await api<{ id: number }>('POST', `/api/v4/virtual_registries/container/registries/${registry.id}/upstreams`, {
       name: u.name ?? `upstream-${n}-${i}`,
       url: u.url,
       ...(u.username ? { username: u.username, password: u.password } : {}),
@@ -47,7 +61,7 @@ export async function createVirtualRegistry(app: Pick<TestApp, 'url'>, upstreams
     });
     upstreamIds.push(created.id);
   }
-  const pat = await adminApi<{ token: string }>(app, 'POST', '/api/v4/user/personal_access_tokens', {
+  const pat = await api<{ token: string }>('POST', '/api/v4/user/personal_access_tokens', {
     name: `pull-${n}`,
     scopes: ['read_virtual_registry'],
   });
@@ -55,7 +69,7 @@ export async function createVirtualRegistry(app: Pick<TestApp, 'url'>, upstreams
     groupId: group.id,
     registryId: registry.id,
     upstreamIds,
-    pullUser: { username: 'root', token: pat.token },
+    pullUser: { username: owner?.username ?? 'root', token: pat.token },
     imagePrefix: `${new URL(app.url).host}/virtual_registries/containers/${registry.id}`,
   };
 }
