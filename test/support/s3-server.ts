@@ -25,14 +25,21 @@ server.run().then(({ port }) => process.stdout.write(JSON.stringify({ port }) + 
 // Never die of a closed stdout/stderr pipe (the parent stops reading once it has the port).
 process.stdout.on('error', () => {});
 process.stderr.on('error', () => {});
-// The parent closes our stdin when it stops us or dies.
-process.stdin.on('end', () => process.exit(0)).resume();
+// Stopped by a signal from the parent; and never outlives it (checked every second).
+const parent = process.ppid;
+setInterval(() => {
+  try {
+    process.kill(parent, 0);
+  } catch {
+    process.exit(0);
+  }
+}, 1000);
 `;
 
 export async function startS3Server(directory: string): Promise<S3TestServer> {
   const s3rverPath = createRequire(import.meta.url).resolve('s3rver');
   const child = spawn(process.execPath, ['-e', SERVER_SCRIPT, s3rverPath, directory], {
-    stdio: ['pipe', 'pipe', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => {
@@ -41,9 +48,9 @@ export async function startS3Server(directory: string): Promise<S3TestServer> {
   const port = await readPort(child, () => stderr);
   // Keep draining what the server prints, so it never blocks on (or dies of) a full or closed pipe.
   child.stdout!.on('data', () => undefined).resume();
-  // A suite that forgets stop() must not keep the test runner alive; the server exits with our stdin.
+  // A suite that forgets stop() must not keep the test runner alive; the server exits when we do.
   child.unref();
-  for (const pipe of [child.stdin, child.stdout, child.stderr]) (pipe as unknown as { unref(): void }).unref();
+  for (const pipe of [child.stdout, child.stderr]) (pipe as unknown as { unref(): void }).unref();
   return {
     endpoint: `http://127.0.0.1:${port}`,
     accessKeyId: 'S3RVER',
@@ -51,7 +58,7 @@ export async function startS3Server(directory: string): Promise<S3TestServer> {
     async stop() {
       if (child.exitCode !== null) return;
       const exited = once(child, 'exit');
-      child.stdin!.end();
+      child.kill('SIGTERM');
       await exited;
     },
   };
