@@ -8,6 +8,7 @@ import { AppModule } from './app.module.js';
 import { installAdminChangeHook } from './invalidation/admin-change.hook.js';
 import { INVALIDATION_BUS, type InvalidationBus } from './invalidation/invalidation-bus.js';
 import { loadEnvironment } from './config/config.js';
+import type { TrustProxy } from './config/environment.js';
 import { AppLogger, createRootLogger } from './observability/app-logger.js';
 import { MetricsService } from './observability/metrics.service.js';
 import { requestContext } from './observability/request-context.js';
@@ -43,6 +44,7 @@ export async function createApp(logger?: AppLogger): Promise<NestFastifyApplicat
     forceCloseConnections: 'idle',
     return503OnClosing: true,
     bodyLimit: 1024 * 1024,
+    trustProxy: fastifyTrustProxy(env.app.trustProxy),
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule, adapter, {
     logger: appLogger,
@@ -64,6 +66,16 @@ export async function createApp(logger?: AppLogger): Promise<NestFastifyApplicat
   );
   setupOpenApi(app);
   return app;
+}
+
+/**
+ * TRUST_PROXY as Fastify's `trustProxy`. A hop count becomes "trust the nearest n peers": Fastify 5.12
+ * treats a plain number as "trust nobody" (it cannot tell a direct client from a proxy), so the count is
+ * only meaningful, as with `true`, when clients cannot reach the app but through those proxies.
+ */
+export function fastifyTrustProxy(setting: TrustProxy): boolean | string[] | ((address: string, hop: number) => boolean) {
+  if (typeof setting !== 'number') return setting;
+  return (_address, hop) => hop < setting;
 }
 
 /**

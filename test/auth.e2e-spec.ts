@@ -5,6 +5,7 @@
  * Runs on the embedded database, and on Postgres when DATABASE_URL is set.
  */
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { jest } from '@jest/globals';
 import { SignJWT } from 'jose';
 import { DataSource } from 'typeorm';
 import type { Actor } from '../src/auth/actor.js';
@@ -241,6 +242,61 @@ describe.each(databaseTargets())('registry token service (%s database)', (databa
       const res = await tokenForm(app, form as Record<string, string>);
       expect(res.status).toBe(status);
       expect(res.body.errors[0].code).toBe(status === 400 ? 'UNSUPPORTED' : 'UNAUTHORIZED');
+    });
+  });
+
+  describe('requests with very many scopes', () => {
+    /**
+     * 10,000 distinct scopes, cycling over A1, A2 (alice may pull), B (she may not) and a registry that does
+     * not exist; the first 64 name the longest repositories there are (255 characters).
+     */
+    const manyScopes = () =>
+      Array.from({ length: 10_000 }, (_, i) => {
+        const name = i < 64 ? `team-${i}/${'x'.repeat(255 - `team-${i}/`.length)}` : `team-${i}/app`;
+        return scopeFor([registryA1, registryA2, registryB, 999999][i % 4], name);
+      });
+
+    /** The SQL statements `fn` sends that read registries or memberships (the access checks). */
+    async function accessQueries<T>(fn: () => Promise<T>): Promise<{ result: T; queries: string[] }> {
+      const spy = jest.spyOn(db.logger, 'logQuery');
+      try {
+        const result = await fn();
+        const queries = spy.mock.calls.map(([sql]) => sql).filter((sql) => /\b(FROM|JOIN)\s+"?(registries|members)"?/i.test(sql));
+        return { result, queries };
+      } finally {
+        spy.mockRestore();
+      }
+    }
+
+    it('grants at most 64 of them, with one access query per distinct registry, in a bounded token (OAuth2 form)', async () => {
+      const { result: res, queries } = await accessQueries(() =>
+        tokenForm(app, { grant_type: 'password', username: 'alice', password: alice.token, scope: manyScopes().join(' ') }),
+      );
+      expect(res.status).toBe(200);
+      const access = claims(res.body.token).access as { name: string }[];
+      // the first 64 scopes are considered: 16 per registry, of which A1's and A2's are granted
+      expect(access).toHaveLength(32);
+      expect(new Set(access.map((a) => a.name.split('/')[2]))).toEqual(new Set([String(registryA1), String(registryA2)]));
+      expect(res.body.scope.split(' ')).toHaveLength(32);
+      // one query reads the registries named, one reads alice's membership per group (A and B)
+      expect(queries).toHaveLength(3);
+      // at most 64 names of at most 255 characters: tens of kilobytes, never megabytes
+      expect(res.body.token.length).toBeLessThan(32 * 1024);
+    });
+
+    it('caps the repeated scope parameters of GET /jwt/auth the same way', async () => {
+      const scopes = manyScopes().slice(0, 60).map((s) => s.replace(/x+:pull$/, 'x:pull'));
+      const extra = Array.from({ length: 100 }, (_, i) => scopeFor(registryA1, `extra/${i}`));
+      const { result: res, queries } = await accessQueries(() =>
+        tokenRequest(app, basic('alice', alice.token), [...scopes, ...extra].map((s) => ['scope', s] as [string, string])),
+      );
+      expect(res.status).toBe(200);
+      const names = (claims(res.body.token).access as { name: string }[]).map((a) => a.name);
+      // 60 cycled scopes (30 grantable) + the first 4 extra ones make 64
+      expect(names).toHaveLength(34);
+      expect(names.slice(-4)).toEqual([0, 1, 2, 3].map((i) => `virtual_registries/containers/${registryA1}/extra/${i}`));
+      expect(queries.length).toBeGreaterThan(0);
+      expect(queries.length).toBeLessThanOrEqual(4);
     });
   });
 

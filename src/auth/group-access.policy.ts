@@ -20,6 +20,8 @@ export const REQUIRED_SCOPE: Readonly<Record<GroupPermission, TokenScope>> = {
   [GroupPermission.SETTINGS]: TokenScope.API,
 };
 
+const groupNotFound = () => new NotFoundException({ message: '404 Group Not Found' });
+
 /**
  * - `allow`: go ahead;
  * - `forbidden`: the actor may see the group (a member, an admin, the group's deploy token) but lacks
@@ -45,12 +47,14 @@ export class GroupAccessPolicy {
   }
 
   /**
-   * Throws NotFoundException (`404 Group Not Found`, never revealing that the group exists) when the actor
-   * may not see the group, ForbiddenException (`403 Forbidden`) when it may see it but lacks the permission.
+   * Throws `notFound()` (by default `404 Group Not Found`) when the actor may not see the group: the
+   * caller passes the 404 of the resource it looked up, so a resource of a hidden group answers exactly
+   * like one that does not exist. ForbiddenException (`403 Forbidden`) when the actor may see the group
+   * but lacks the permission.
    */
-  async assert(actor: Actor, groupId: number, permission: GroupPermission): Promise<void> {
+  async assert(actor: Actor, groupId: number, permission: GroupPermission, notFound: () => Error = groupNotFound): Promise<void> {
     const decision = await this.decide(actor, groupId, permission);
-    if (decision === 'hidden') throw new NotFoundException({ message: '404 Group Not Found' });
+    if (decision === 'hidden') throw notFound();
     if (decision === 'forbidden') throw new ForbiddenException({ message: '403 Forbidden' });
   }
 

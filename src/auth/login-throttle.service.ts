@@ -1,16 +1,43 @@
 import { Inject, Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
+import ipaddr from 'ipaddr.js';
 import { Redis } from 'ioredis';
 import { limitsConfig, queueConfig } from '../config/config.js';
 import type { LimitsConfig, QueueConfig } from '../config/config.js';
 
 export const LOGIN_FAILURE_WINDOW_MS = 60_000;
 
-/** The counters one failed login adds to: the client address and the username tried. */
-export function loginThrottleKeys(ip: string, username: string | undefined): string[] {
-  const keys = [`ip:${ip}`];
-  if (username) keys.push(`user:${username.toLowerCase().slice(0, 255)}`);
-  return keys;
+/** An address may fail this many times more often than one (address, username) pair before it is refused. */
+export const ADDRESS_LIMIT_FACTOR = 5;
+
+/** Who is trying to log in: the client address (request.ip, see TRUST_PROXY) and the username tried, if any. */
+export interface LoginAttempt {
+  address: string;
+  username?: string;
 }
+
+/**
+ * The counting unit of a client address: an IPv4 address (IPv4-mapped IPv6 included) as itself, an IPv6
+ * address by its /64 prefix (one subscriber usually holds a whole /64, so counting single IPv6 addresses
+ * would let one client rotate through 2^64 of them).
+ */
+export function clientAddressKey(address: string): string {
+  if (!ipaddr.isValid(address)) return address;
+  const ip = ipaddr.process(address);
+  if (ip.kind() === 'ipv4') return ip.toString();
+  const prefix = ip.toByteArray().slice(0, 8);
+  return `${ipaddr.fromByteArray([...prefix, 0, 0, 0, 0, 0, 0, 0, 0]).toString()}/64`;
+}
+
+/** The counters of one attempt, each with its limit: the address, and the (address, username) pair when a username was sent. */
+export function loginThrottleCounters(attempt: LoginAttempt, limit: number): { key: string; limit: number }[] {
+  const address = clientAddressKey(attempt.address);
+  const counters = [{ key: `ip:${address}`, limit: limit * ADDRESS_LIMIT_FACTOR }];
+  if (attempt.username) counters.push({ key: `ip-user:${address}:${attempt.username.toLowerCase().slice(0, 255)}`, limit });
+  return counters;
+}
+
+/** What a throttled login came to: refused unchecked (429), checked and wrong (401), or the caller. */
+export type LoginOutcome<T> = { kind: 'throttled'; retryAfterSeconds: number } | { kind: 'failed' } | { kind: 'ok'; value: T };
 
 /** Sliding-window failure counters, per key. */
 interface FailureCounter {
@@ -89,11 +116,19 @@ class RedisFailureCounter implements FailureCounter {
 }
 
 /**
- * Brute-force protection of the registry login (HTTP Basic and the OAuth2 password form): after
- * LOGIN_FAILURES_PER_MINUTE failed logins from one IP or for one username within a minute, further
- * attempts get 429 until the oldest counted failure leaves the window. Counters live in Redis when
- * REDIS_URL is set (shared by all replicas), otherwise in this process. Should Redis be unreachable,
- * the per-process counter takes over rather than locking everyone out.
+ * Brute-force protection of the registry login (HTTP Basic and the OAuth2 password and refresh forms).
+ * Failures are counted in a sliding minute per client address and per (client address, username), never
+ * per username alone, so nobody can lock another client out of an account by failing to log in as it:
+ * - a (client address, username) pair with LOGIN_FAILURES_PER_MINUTE failures is refused (429) for that
+ *   username, from that address only;
+ * - a client address with ADDRESS_LIMIT_FACTOR (5) times as many failures, whatever the usernames, is
+ *   refused for every username (this bounds guessing across many accounts from one address);
+ * - a refused attempt is not checked and not counted, and the refusal ends when the oldest counted
+ *   failure leaves the minute.
+ * The client address is request.ip: the peer, or the X-Forwarded-For client when TRUST_PROXY trusts the
+ * peer; IPv6 clients count per /64. Counters live in Redis when REDIS_URL is set (shared by all replicas),
+ * otherwise in this process. Should Redis be unreachable, the per-process counter takes over rather than
+ * locking everyone out.
  */
 @Injectable()
 export class LoginThrottle implements OnModuleDestroy {
@@ -112,24 +147,41 @@ export class LoginThrottle implements OnModuleDestroy {
     }
   }
 
+  /**
+   * Runs `check` (the credential check of `attempt`) unless the attempt is refused; a null answer counts
+   * as a failure.
+   */
+  async attempt<T>(attempt: LoginAttempt, check: () => Promise<T | null>): Promise<LoginOutcome<T>> {
+    const retryAfterSeconds = await this.retryAfterSeconds(attempt);
+    if (retryAfterSeconds > 0) return { kind: 'throttled', retryAfterSeconds };
+    const value = await check();
+    if (value !== null) return { kind: 'ok', value };
+    await this.recordFailure(attempt);
+    return { kind: 'failed' };
+  }
+
   /** Seconds the caller must wait before trying again (0: go ahead). */
-  async retryAfterSeconds(keys: string[]): Promise<number> {
+  async retryAfterSeconds(attempt: LoginAttempt): Promise<number> {
     const now = Date.now();
     let waitMs = 0;
-    for (const key of keys) {
-      waitMs = Math.max(waitMs, await this.use((c) => c.retryAfterMs(key, this.limits.loginFailuresPerMinute, now)));
+    for (const { key, limit } of this.counters(attempt)) {
+      waitMs = Math.max(waitMs, await this.use((c) => c.retryAfterMs(key, limit, now)));
     }
     return waitMs > 0 ? Math.max(1, Math.ceil(waitMs / 1000)) : 0;
   }
 
-  async recordFailure(keys: string[]): Promise<void> {
+  async recordFailure(attempt: LoginAttempt): Promise<void> {
     const now = Date.now();
-    for (const key of keys) await this.use((c) => c.record(key, this.limits.loginFailuresPerMinute, now));
+    for (const { key, limit } of this.counters(attempt)) await this.use((c) => c.record(key, limit, now));
   }
 
   async onModuleDestroy(): Promise<void> {
     await this.memory.close();
     await this.shared?.close();
+  }
+
+  private counters(attempt: LoginAttempt): { key: string; limit: number }[] {
+    return loginThrottleCounters(attempt, this.limits.loginFailuresPerMinute);
   }
 
   private async use<T>(operation: (counter: FailureCounter) => Promise<T>): Promise<T> {

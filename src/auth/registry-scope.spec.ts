@@ -1,4 +1,4 @@
-import { accessCovers, parseRepositoryScope, pullScope, requestedScopes } from './registry-scope.js';
+import { accessCovers, MAX_SCOPES_PER_REQUEST, parseRepositoryScope, pullScope, requestedScopes } from './registry-scope.js';
 
 describe('registry scopes', () => {
   it('parses a pull scope of a virtual registry, in both spellings', () => {
@@ -42,6 +42,13 @@ describe('registry scopes', () => {
     expect(requestedScopes(undefined)).toEqual([]);
     expect(requestedScopes('a b  a')).toEqual(['a', 'b']);
     expect(requestedScopes(['a', 'c', ''])).toEqual(['a', 'c']);
+  });
+
+  it('keeps the first 64 distinct scopes of a request and drops the rest', () => {
+    const many = Array.from({ length: 20_000 }, (_, i) => `s${i % 10_000}`);
+    expect(requestedScopes(many)).toEqual(Array.from({ length: MAX_SCOPES_PER_REQUEST }, (_, i) => `s${i}`));
+    expect(requestedScopes(['a a', ...many.slice(0, 100).map((s) => `${s} ${s}`)])).toHaveLength(MAX_SCOPES_PER_REQUEST);
+    expect(requestedScopes(many.join(' '))).toHaveLength(64);
   });
 
   it('decides coverage by registry id and exact repository, not by spelling', () => {

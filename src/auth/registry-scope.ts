@@ -66,12 +66,25 @@ export function parseRepositoryScope(scope: string): RepositoryScope | null {
 }
 
 /**
+ * At most this many scopes of one token request are considered; the rest are dropped, as unknown ones
+ * are. Clients ask for one or two; the cap bounds the work of a request and the size of the token.
+ */
+export const MAX_SCOPES_PER_REQUEST = 64;
+
+/**
  * The scopes of a token request: `scope` may be repeated (GET) or space-separated (the OAuth2 form);
- * empty values are ignored and duplicates removed.
+ * empty values are ignored, duplicates removed, and only the first MAX_SCOPES_PER_REQUEST kept.
  */
 export function requestedScopes(values: string | string[] | undefined): string[] {
   const list = values === undefined ? [] : Array.isArray(values) ? values : [values];
-  return [...new Set(list.flatMap((v) => String(v).split(/\s+/)).filter(Boolean))];
+  const scopes = new Set<string>();
+  for (const value of list) {
+    for (const scope of String(value).split(/\s+/)) {
+      if (scope) scopes.add(scope);
+      if (scopes.size === MAX_SCOPES_PER_REQUEST) return [...scopes];
+    }
+  }
+  return [...scopes];
 }
 
 /** Whether a token's `access` claim covers pulling `repository` from registry `registryId` (either spelling). */

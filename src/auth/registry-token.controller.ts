@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Actor } from './actor.js';
 import { parseBasicAuthorization } from './basic-credentials.js';
 import { CredentialService } from './credential.service.js';
-import { LoginThrottle, loginThrottleKeys } from './login-throttle.service.js';
+import { type LoginOutcome, LoginThrottle } from './login-throttle.service.js';
 import { requestedScopes } from './registry-scope.js';
 import { RegistryAuthError, RegistryTokenResponse, RegistryTokenService } from './registry-token.service.js';
 
@@ -18,6 +18,11 @@ function sendToken(reply: FastifyReply, body: RegistryTokenResponse): FastifyRep
   return reply.code(HttpStatus.OK).header('cache-control', 'no-store').header('pragma', 'no-cache').send(body);
 }
 
+const THROTTLED_RESPONSE = {
+  status: 429,
+  description: 'Too many failed logins from this client address, or for this username from this address; see Retry-After',
+};
+
 const first = (value: unknown): string | undefined =>
   typeof value === 'string' ? value : Array.isArray(value) && typeof value[0] === 'string' ? value[0] : undefined;
 
@@ -26,7 +31,8 @@ const first = (value: unknown): string | undefined =>
  * `GET /jwt/auth` with HTTP Basic (what `docker login`, podman and skopeo send) and the OAuth2
  * `POST /jwt/auth` form (containerd, and docker with a refresh token). Requested scopes the caller may
  * not have are silently dropped; a login without scope gets a token granting nothing, proving the
- * credentials. Failed logins are rate limited per IP and per username (429 with Retry-After).
+ * credentials. Failed logins are rate limited per client address and per (client address, username)
+ * (429 with Retry-After; see LoginThrottle).
  */
 @ApiTags('registry auth')
 @Controller('jwt')
@@ -49,7 +55,7 @@ export class RegistryTokenController {
   @ApiQuery({ name: 'client_id', required: false })
   @ApiOkResponse({ description: '`{token, access_token, expires_in, issued_at[, refresh_token]}`' })
   @ApiResponse({ status: 401, description: 'No or wrong credentials: `{"errors":[{"code":"UNAUTHORIZED"}]}`' })
-  @ApiResponse({ status: 429, description: 'Too many failed logins from this IP or for this username; see Retry-After' })
+  @ApiResponse(THROTTLED_RESPONSE)
   async getToken(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<FastifyReply> {
     const query = (request.query ?? {}) as Record<string, unknown>;
     const credentials = parseBasicAuthorization(request.headers.authorization);
@@ -86,7 +92,7 @@ export class RegistryTokenController {
   @ApiOkResponse({ description: '`{token, access_token, expires_in, issued_at, scope[, refresh_token]}`' })
   @ApiResponse({ status: 400, description: 'Unsupported grant_type' })
   @ApiResponse({ status: 401, description: 'Wrong credentials or refresh token' })
-  @ApiResponse({ status: 429, description: 'Too many failed logins from this IP or for this username; see Retry-After' })
+  @ApiResponse(THROTTLED_RESPONSE)
   async postToken(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<FastifyReply> {
     const form = (request.body && typeof request.body === 'object' ? request.body : {}) as Record<string, unknown>;
     const grantType = first(form.grant_type);
@@ -107,37 +113,35 @@ export class RegistryTokenController {
 
   /** Checks a username + secret under the brute-force limits; on failure the reply is already sent. */
   private async login(request: FastifyRequest, reply: FastifyReply, username: string | undefined, secret: string | undefined): Promise<Actor | null> {
-    const keys = loginThrottleKeys(request.ip, username);
-    const retryAfter = await this.throttle.retryAfterSeconds(keys);
-    if (retryAfter > 0) {
-      this.logger.warn({ msg: 'login throttled', ip: request.ip, username });
-      sendError(reply.header('retry-after', String(retryAfter)), 429, 'TOOMANYREQUESTS', 'too many failed login attempts, try again later');
-      return null;
-    }
-    const actor = username && secret ? await this.credentials.authenticateLogin(username, secret) : null;
-    if (!actor) {
-      await this.throttle.recordFailure(keys);
-      this.logger.log({ msg: 'login failed', ip: request.ip, username });
-      sendError(reply, 401, 'UNAUTHORIZED', 'HTTP Basic: access denied, check the username and token');
-    }
-    return actor;
+    const outcome = await this.throttle.attempt({ address: request.ip, username }, async () =>
+      username && secret ? this.credentials.authenticateLogin(username, secret) : null,
+    );
+    return this.settle(request, reply, outcome, username, 'HTTP Basic: access denied, check the username and token');
   }
 
   private async refresh(request: FastifyRequest, reply: FastifyReply, refreshToken: string | undefined): Promise<Actor | null> {
-    const keys = loginThrottleKeys(request.ip, undefined);
-    const retryAfter = await this.throttle.retryAfterSeconds(keys);
-    if (retryAfter > 0) {
-      sendError(reply.header('retry-after', String(retryAfter)), 429, 'TOOMANYREQUESTS', 'too many failed login attempts, try again later');
-      return null;
+    const outcome = await this.throttle.attempt({ address: request.ip }, async () => {
+      try {
+        if (!refreshToken) throw new RegistryAuthError('unauthorized', 'refresh_token is missing');
+        return await this.tokens.actorFromRefreshToken(refreshToken);
+      } catch (err) {
+        if (!(err instanceof RegistryAuthError)) throw err;
+        return null;
+      }
+    });
+    return this.settle(request, reply, outcome, undefined, 'invalid or expired refresh token');
+  }
+
+  /** The actor of a successful login; otherwise sends the 429 or 401 and returns null. */
+  private settle(request: FastifyRequest, reply: FastifyReply, outcome: LoginOutcome<Actor>, username: string | undefined, denied: string): Actor | null {
+    if (outcome.kind === 'ok') return outcome.value;
+    if (outcome.kind === 'throttled') {
+      this.logger.warn({ msg: 'login throttled', ip: request.ip, username });
+      sendError(reply.header('retry-after', String(outcome.retryAfterSeconds)), 429, 'TOOMANYREQUESTS', 'too many failed login attempts, try again later');
+    } else {
+      this.logger.log({ msg: 'login failed', ip: request.ip, username });
+      sendError(reply, 401, 'UNAUTHORIZED', denied);
     }
-    try {
-      if (!refreshToken) throw new RegistryAuthError('unauthorized', 'refresh_token is missing');
-      return await this.tokens.actorFromRefreshToken(refreshToken);
-    } catch (err) {
-      if (!(err instanceof RegistryAuthError)) throw err;
-      await this.throttle.recordFailure(keys);
-      sendError(reply, 401, 'UNAUTHORIZED', 'invalid or expired refresh token');
-      return null;
-    }
+    return null;
   }
 }

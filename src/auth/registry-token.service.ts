@@ -1,14 +1,14 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import type { FastifyRequest } from 'fastify';
-import { Repository } from 'typeorm';
+import { In, Repository } from 'typeorm';
 import { securityConfig } from '../config/config.js';
 import type { SecurityConfig } from '../config/config.js';
 import { Registry } from '../registries/registry.entity.js';
 import { Actor, GroupPermission } from './actor.js';
 import { CredentialReference, CredentialService } from './credential.service.js';
 import { GroupAccessPolicy } from './group-access.policy.js';
-import { AccessEntry, accessCovers, parseRepositoryScope, PULL_ACTION, REGISTRY_SERVICE } from './registry-scope.js';
+import { AccessEntry, accessCovers, parseRepositoryScope, PULL_ACTION, REGISTRY_SERVICE, type RepositoryScope } from './registry-scope.js';
 import { InvalidTokenError, SigningKeyService } from './signing-key.service.js';
 
 /** Refresh tokens (`offline_token=true`, the OAuth2 form's `access_type=offline`) live this long. */
@@ -103,22 +103,28 @@ export class RegistryTokenService {
     @Inject(securityConfig.KEY) private readonly security: SecurityConfig,
   ) {}
 
-  /** The access entries of `requested` that `actor` may pull (unknown registries look like forbidden ones). */
+  /**
+   * The access entries of `requested` that `actor` may pull (unknown registries look like forbidden ones).
+   * One query reads the registries named, then one permission check per distinct group, however many
+   * repositories of those registries are requested.
+   */
   async grant(actor: Actor, requested: string[]): Promise<AccessEntry[]> {
-    const granted = new Map<string, AccessEntry>();
-    const groupOfRegistry = new Map<number, number | null>();
+    const scopes = new Map<string, RepositoryScope>();
     for (const raw of requested) {
       const scope = parseRepositoryScope(raw);
-      if (!scope || !scope.actions.includes(PULL_ACTION) || granted.has(scope.resourceName)) continue;
-      if (!groupOfRegistry.has(scope.registryId)) {
-        const registry = await this.registries.findOne({ select: { id: true, groupId: true }, where: { id: scope.registryId } });
-        groupOfRegistry.set(scope.registryId, registry?.groupId ?? null);
-      }
-      const groupId = groupOfRegistry.get(scope.registryId);
-      if (groupId == null || !(await this.policy.can(actor, groupId, GroupPermission.PULL))) continue;
-      granted.set(scope.resourceName, { type: 'repository', name: scope.resourceName, actions: [PULL_ACTION] });
+      if (scope && scope.actions.includes(PULL_ACTION) && !scopes.has(scope.resourceName)) scopes.set(scope.resourceName, scope);
     }
-    return [...granted.values()];
+    if (scopes.size === 0) return [];
+    const registryIds = [...new Set([...scopes.values()].map((s) => s.registryId))];
+    const registries = await this.registries.find({ select: { id: true, groupId: true }, where: { id: In(registryIds) } });
+    const pullableGroups = new Set<number>();
+    for (const groupId of new Set(registries.map((r) => r.groupId))) {
+      if (await this.policy.can(actor, groupId, GroupPermission.PULL)) pullableGroups.add(groupId);
+    }
+    const pullable = new Set(registries.filter((r) => pullableGroups.has(r.groupId)).map((r) => r.id));
+    return [...scopes.values()]
+      .filter((scope) => pullable.has(scope.registryId))
+      .map((scope) => ({ type: 'repository', name: scope.resourceName, actions: [PULL_ACTION] }));
   }
 
   /**

@@ -25,7 +25,7 @@ export class CacheEntriesController {
   @ApiPaginatedResponse(CacheEntryResponseDto)
   async list(
     @CurrentActor() actor: Actor,
-    @Param('id', new ResourceIdPipe()) upstreamId: number,
+    @Param('id', new ResourceIdPipe('Upstream Not Found')) upstreamId: number,
     @Query() query: CacheEntryListQueryDto,
   ): Promise<Page<CacheEntryResponseDto>> {
     return (await this.cacheEntries.list(actor, upstreamId, Page.request(query), query.search)).map(CacheEntryResponseDto.from);
@@ -53,7 +53,7 @@ export class CacheEntriesController {
   @ApiParam({ name: 'id', description: 'The ID of the upstream.', example: 1 })
   @ApiNoContentResponse({ description: 'Scheduled.' })
   @ApiForbiddenResponse({ description: 'The caller may read but not change the upstream.' })
-  async purgeUpstream(@CurrentActor() actor: Actor, @Param('id', new ResourceIdPipe()) id: number): Promise<void> {
+  async purgeUpstream(@CurrentActor() actor: Actor, @Param('id', new ResourceIdPipe('Upstream Not Found')) id: number): Promise<void> {
     await this.cacheEntries.purgeUpstream(actor, id);
   }
 
@@ -66,7 +66,7 @@ export class CacheEntriesController {
   @ApiParam({ name: 'id', description: 'The ID of the virtual registry.', example: 1 })
   @ApiNoContentResponse({ description: 'Scheduled.' })
   @ApiForbiddenResponse({ description: 'The caller may read but not change the registry.' })
-  async purgeRegistry(@CurrentActor() actor: Actor, @Param('id', new ResourceIdPipe()) id: number): Promise<void> {
+  async purgeRegistry(@CurrentActor() actor: Actor, @Param('id', new ResourceIdPipe('Registry Not Found')) id: number): Promise<void> {
     await this.cacheEntries.purgeRegistry(actor, id);
   }
 }

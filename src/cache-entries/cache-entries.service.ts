@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, NotFoundException, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, Repository } from 'typeorm';
 import type { Actor } from '../auth/actor.js';
@@ -7,6 +7,7 @@ import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalida
 import { DESTROY_PENDING_JOB_ID, errorMessage, JobName, QUEUE_DRIVER } from '../jobs/queue-driver.js';
 import type { QueueDriver, QueuedJob } from '../jobs/queue-driver.js';
 import { Page } from '../accounts/pagination.js';
+import { cacheEntryNotFound } from '../registries/not-found.exceptions.js';
 import type { PageRequest } from '../registries/page-request.js';
 
 import { exclusiveUpstreamIds, RegistriesService } from '../registries/registries.service.js';
@@ -75,13 +76,13 @@ export class CacheEntriesService implements OnModuleInit {
   /** Marks the live entry an API id names as `pending_destruction`. */
   async deleteOne(actor: Actor, id: string): Promise<void> {
     const key = decodeCacheEntryId(id);
-    if (!key) throw new NotFoundException('404 Cache Entry Not Found');
+    if (!key) throw cacheEntryNotFound();
     const upstream = await this.upstreams.findAccessible(actor, key.upstreamId, GroupPermission.WRITE);
     const result = await this.entries.update(
       { upstreamId: upstream.id, relativePath: normalizeRelativePath(key.relativePath), status: CacheEntryStatus.DEFAULT },
       { status: CacheEntryStatus.PENDING_DESTRUCTION },
     );
-    if (!result.affected) throw new NotFoundException('404 Cache Entry Not Found');
+    if (!result.affected) throw cacheEntryNotFound();
   }
 
   /** Schedules every entry of an upstream for destruction. */

@@ -1,9 +1,10 @@
-import { Injectable, NotFoundException } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import type { Actor } from '../auth/actor.js';
 import { GroupPermission } from '../auth/actor.js';
 import { InvalidFieldException } from '../accounts/invalid-field.exception.js';
+import { upstreamNotFound } from '../registries/not-found.exceptions.js';
 import type { PermissionCheckOptions } from '../registries/permission-check-options.js';
 import { UpstreamsService } from '../upstreams/upstreams.service.js';
 import { normalizeRelativePath } from './cache-entry-id.js';
@@ -75,7 +76,7 @@ export class CacheEntryCreateOrUpdateService {
         CacheEntryStatus.DEFAULT,
       ],
     )) as { id: string }[];
-    if (rows.length === 0) throw new NotFoundException('404 Upstream Not Found');
+    if (rows.length === 0) throw upstreamNotFound();
     return this.dataSource.getRepository(CacheEntry).findOneByOrFail({ id: Number(rows[0].id) });
   }
 }

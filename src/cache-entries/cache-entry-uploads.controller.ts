@@ -24,7 +24,7 @@ export class CacheEntryUploadsController {
   @ApiOkResponse({ type: CacheEntryUploadAuthorizationDto })
   authorize(
     @CurrentActor() actor: Actor,
-    @Param('id', new ResourceIdPipe()) upstreamId: number,
+    @Param('id', new ResourceIdPipe('Upstream Not Found')) upstreamId: number,
     @Body() body: CacheEntryAuthorizeUploadDto,
   ): Promise<CacheEntryUploadAuthorizationDto> {
     return this.uploads.authorize(actor, upstreamId, body.relative_path, body.size);
@@ -43,7 +43,7 @@ export class CacheEntryUploadsController {
   @ApiCreatedResponse({ type: CacheEntryResponseDto })
   async upload(
     @CurrentActor() actor: Actor,
-    @Param('id', new ResourceIdPipe()) upstreamId: number,
+    @Param('id', new ResourceIdPipe('Upstream Not Found')) upstreamId: number,
     @Query() query: CacheEntryUploadQueryDto,
     @Req() request: FastifyRequest,
     @Res({ passthrough: true }) reply: FastifyReply,

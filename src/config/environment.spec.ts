@@ -23,6 +23,17 @@ describe('parseEnvironment', () => {
     expect(env.limits.memoryCacheSize).toBe(8 * 1024 ** 2);
   });
 
+  it('reads TRUST_PROXY as off, on, a hop count, or a list of addresses and ranges', () => {
+    expect(parseEnvironment({}).app.trustProxy).toBe(false);
+    expect(parseEnvironment({ TRUST_PROXY: 'false' }).app.trustProxy).toBe(false);
+    expect(parseEnvironment({ TRUST_PROXY: '0' }).app.trustProxy).toBe(false);
+    expect(parseEnvironment({ TRUST_PROXY: 'TRUE' }).app.trustProxy).toBe(true);
+    expect(parseEnvironment({ TRUST_PROXY: '2' }).app.trustProxy).toBe(2);
+    expect(parseEnvironment({ TRUST_PROXY: '10.0.0.0/8, 192.168.1.7,fd00::/8, loopback' }).app.trustProxy).toEqual([
+      '10.0.0.0/8', '192.168.1.7', 'fd00::/8', 'loopback',
+    ]);
+  });
+
   it('picks BullMQ when REDIS_URL is set', () => {
     const env = parseEnvironment({ REDIS_URL: 'redis://127.0.0.1:6379', DATABASE_URL: 'postgres://u@127.0.0.1:5432/db' });
     expect(env.queue.driver).toBe('bullmq');
@@ -62,6 +73,10 @@ describe('parseEnvironment', () => {
     [{ MEMORY_CACHE_TTL_MS: '-1' }, 'MEMORY_CACHE_TTL_MS'],
     [{ MEMORY_CACHE_TTL_MS: '3600000' }, 'MEMORY_CACHE_TTL_MS'],
     [{ MEMORY_CACHE_SIZE: 'lots' }, 'MEMORY_CACHE_SIZE'],
+    [{ TRUST_PROXY: 'yes please' }, 'TRUST_PROXY'],
+    [{ TRUST_PROXY: '10.0.0.0/33' }, 'TRUST_PROXY'],
+    [{ TRUST_PROXY: '10.0.0.1,proxy.local' }, 'TRUST_PROXY'],
+    [{ TRUST_PROXY: '1000' }, 'TRUST_PROXY'],
   ])('refuses %j naming %s in a one-line message', (vars, variable) => {
     let error: unknown;
     try {

@@ -20,6 +20,12 @@ export type StorageDriverName = 'filesystem' | 's3';
 export type QueueDriverName = 'bullmq' | 'inline';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
+/**
+ * Which peers may tell the client address (X-Forwarded-For, -Proto, -Host; TRUST_PROXY): nobody (false),
+ * every peer (true), the nearest `n` hops, or peers in these addresses, CIDRs and named ranges.
+ */
+export type TrustProxy = boolean | number | string[];
+
 export interface Environment {
   app: {
     port: number;
@@ -31,6 +37,7 @@ export interface Environment {
     logLevel: LogLevel;
     shutdownTimeoutMs: number;
     role: 'api' | 'worker';
+    trustProxy: TrustProxy;
   };
   database: {
     url: string | undefined;
@@ -167,24 +174,50 @@ function isEncryptionKey(value: string): boolean {
   return /^[0-9a-f]{64}$/i.test(value) || Buffer.from(value, 'base64').length === 32;
 }
 
+/** `<IPv4 or IPv6 address>/<prefix length>`. */
+function isCidr(value: string): boolean {
+  const [addr, bits, extra] = value.split('/');
+  const family = isIP(addr);
+  return family !== 0 && extra === undefined && /^\d{1,3}$/.test(bits ?? '') && Number(bits) <= (family === 6 ? 128 : 32);
+}
+
 function allowlist(env: Env, name: string): string[] {
   const v = raw(env, name);
   if (v === undefined) return [];
   const items = v.split(',').map((s) => s.trim()).filter(Boolean);
   for (const item of items) {
-    const [addr, bits] = item.split('/');
-    if (bits !== undefined) {
-      const family = isIP(addr);
-      const max = family === 6 ? 128 : 32;
-      if (!family || !/^\d+$/.test(bits) || Number(bits) > max) {
-        throw new ConfigValidationError(name, `has an invalid CIDR "${item}"`);
-      }
+    if (item.includes('/')) {
+      if (!isCidr(item)) throw new ConfigValidationError(name, `has an invalid CIDR "${item}"`);
     } else if (!isIP(item) && !/^[a-z0-9.-]+(:\d+)?$/i.test(item)) {
       throw new ConfigValidationError(name, `has an invalid host "${item}"`);
     }
   }
   return items;
 }
+
+/** proxy-addr's named ranges, accepted in TRUST_PROXY lists as by Fastify. */
+const TRUST_PROXY_RANGES = ['loopback', 'linklocal', 'uniquelocal'];
+
+/** TRUST_PROXY: `true`/`false`, a hop count, or comma-separated IPs, CIDRs and named ranges. */
+function trustProxy(env: Env, name: string): TrustProxy {
+  const v = raw(env, name);
+  if (v === undefined || /^false$/i.test(v)) return false;
+  if (/^true$/i.test(v)) return true;
+  if (/^\d+$/.test(v)) {
+    const hops = Number(v);
+    if (hops > 100) throw new ConfigValidationError(name, `must be a hop count between 0 and 100, got ${hops}`);
+    return hops === 0 ? false : hops;
+  }
+  const items = v.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const item of items) {
+    const valid = TRUST_PROXY_RANGES.includes(item) || (item.includes('/') ? isCidr(item) : isIP(item) !== 0);
+    if (!valid) {
+      throw new ConfigValidationError(name, `must be true, false, a hop count, or IPs/CIDRs separated by commas; "${item}" is none of these`);
+    }
+  }
+  return items;
+}
+
 
 export function parseEnvironment(env: Env = process.env): Environment {
   const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']);
@@ -254,6 +287,7 @@ export function parseEnvironment(env: Env = process.env): Environment {
       logLevel: oneOf<LogLevel>(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
       shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', 25000, 0),
       role,
+      trustProxy: trustProxy(env, 'TRUST_PROXY'),
     },
     database: {
       url: databaseUrl,

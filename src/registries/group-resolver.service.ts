@@ -1,7 +1,8 @@
-import { Injectable, NotFoundException } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
 import { Group } from '../accounts/group.entity.js';
+import { groupNotFound } from '../accounts/groups.service.js';
 
 /**
  * Resolves the `:id` of `/groups/:id/-/...` routes: a numeric group id or the group's full path
@@ -20,7 +21,7 @@ export class GroupResolver {
     } else if (ref.length > 0 && ref.length <= 255) {
       group = await this.groups.createQueryBuilder('g').where('lower(g.path) = lower(:path)', { path: ref }).getOne();
     }
-    if (!group) throw new NotFoundException('404 Group Not Found');
+    if (!group) throw groupNotFound();
     return group;
   }
 }

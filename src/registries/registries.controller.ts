@@ -60,7 +60,7 @@ export class RegistriesController {
   @ApiOperation({ summary: 'Get a virtual registry', description: 'Includes its upstream associations in position order.' })
   @ApiParam({ name: 'id', description: 'The ID of the virtual registry.', example: 1 })
   @ApiOkResponse({ type: RegistryDetailResponseDto })
-  async get(@CurrentActor() actor: Actor, @Param('id', new ResourceIdPipe()) id: number): Promise<RegistryDetailResponseDto> {
+  async get(@CurrentActor() actor: Actor, @Param('id', new ResourceIdPipe('Registry Not Found')) id: number): Promise<RegistryDetailResponseDto> {
     const { registry, links } = await this.registries.detail(actor, id);
     return RegistryDetailResponseDto.fromDetail(registry, links);
   }
@@ -73,7 +73,7 @@ export class RegistriesController {
   @ApiForbiddenResponse({ description: 'The caller may read but not change the registry.' })
   async update(
     @CurrentActor() actor: Actor,
-    @Param('id', new ResourceIdPipe()) id: number,
+    @Param('id', new ResourceIdPipe('Registry Not Found')) id: number,
     @Body() body: RegistryUpdateDto,
   ): Promise<RegistryResponseDto> {
     return RegistryResponseDto.from(await this.registries.createOrUpdate(actor, { id, ...body }));
@@ -88,7 +88,7 @@ export class RegistriesController {
   @ApiParam({ name: 'id', description: 'The ID of the virtual registry.', example: 1 })
   @ApiNoContentResponse({ description: 'Deleted.' })
   @ApiForbiddenResponse({ description: 'The caller may read but not delete the registry.' })
-  async delete(@CurrentActor() actor: Actor, @Param('id', new ResourceIdPipe()) id: number): Promise<void> {
+  async delete(@CurrentActor() actor: Actor, @Param('id', new ResourceIdPipe('Registry Not Found')) id: number): Promise<void> {
     await this.registries.delete(actor, id);
   }
 }

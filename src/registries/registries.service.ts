@@ -1,4 +1,4 @@
-import { BadRequestException, Inject, Injectable, NotFoundException } from '@nestjs/common';
+import { BadRequestException, Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, EntityManager, QueryFailedError, Repository } from 'typeorm';
 import type { Actor } from '../auth/actor.js';
@@ -9,6 +9,7 @@ import type { LimitsConfig } from '../config/config.js';
 import { RegistryUpstream } from '../upstreams/registry-upstream.entity.js';
 import { Upstream } from '../upstreams/upstream.entity.js';
 import { GroupResolver } from './group-resolver.service.js';
+import { registryNotFound } from './not-found.exceptions.js';
 import { InvalidFieldException } from '../accounts/invalid-field.exception.js';
 import { Page } from '../accounts/pagination.js';
 import type { PageRequest } from './page-request.js';
@@ -67,8 +68,8 @@ export class RegistriesService {
   /** The registry, when the actor holds `permission` on its group; 404 when it does not exist or is hidden. */
   async findAccessible(actor: Actor | null, id: number, permission: GroupPermission, options: PermissionCheckOptions = {}): Promise<Registry> {
     const registry = await this.registries.findOneBy({ id });
-    if (!registry) throw new NotFoundException('404 Registry Not Found');
-    if (!options.skipPermissionCheck) await this.policy.assert(requireActor(actor), registry.groupId, permission);
+    if (!registry) throw registryNotFound();
+    if (!options.skipPermissionCheck) await this.policy.assert(requireActor(actor), registry.groupId, permission, registryNotFound);
     return registry;
   }
 
@@ -126,7 +127,7 @@ export class RegistriesService {
     if (params.description !== undefined) changes.description = emptyToNull(params.description);
     try {
       const result = await this.registries.update({ id: registry.id }, changes);
-      if (!result.affected) throw new NotFoundException('404 Registry Not Found');
+      if (!result.affected) throw registryNotFound();
     } catch (err) {
       throw translateRegistryError(err);
     }
@@ -174,7 +175,7 @@ function translateRegistryError(err: unknown): unknown {
  */
 export async function lockRegistry(manager: EntityManager, registryId: number): Promise<void> {
   const rows = (await manager.query('SELECT id FROM registries WHERE id = $1 FOR NO KEY UPDATE', [registryId])) as unknown[];
-  if (rows.length === 0) throw new NotFoundException('404 Registry Not Found');
+  if (rows.length === 0) throw registryNotFound();
 }
 
 /** Upstreams linked to this registry and to no other one. */

@@ -51,7 +51,7 @@ export class RegistryUpstreamsController {
   @ApiForbiddenResponse({ description: 'The caller may read but not change the registry.' })
   async update(
     @CurrentActor() actor: Actor,
-    @Param('id', new ResourceIdPipe()) id: number,
+    @Param('id', new ResourceIdPipe('Registry Upstream Not Found')) id: number,
     @Body() body: RegistryUpstreamUpdateDto,
   ): Promise<RegistryUpstreamResponseDto> {
     return RegistryUpstreamResponseDto.from(await this.registryUpstreams.move(actor, id, body.position));
@@ -63,7 +63,7 @@ export class RegistryUpstreamsController {
   @ApiParam(LINK_ID)
   @ApiNoContentResponse({ description: 'Removed.' })
   @ApiForbiddenResponse({ description: 'The caller may read but not change the registry.' })
-  async delete(@CurrentActor() actor: Actor, @Param('id', new ResourceIdPipe()) id: number): Promise<void> {
+  async delete(@CurrentActor() actor: Actor, @Param('id', new ResourceIdPipe('Registry Upstream Not Found')) id: number): Promise<void> {
     await this.registryUpstreams.unlink(actor, id);
   }
 }

@@ -1,4 +1,4 @@
-import { ConflictException, Inject, Injectable, NotFoundException } from '@nestjs/common';
+import { ConflictException, Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, EntityManager, Repository } from 'typeorm';
 import type { Actor } from '../auth/actor.js';
@@ -7,6 +7,7 @@ import { GroupAccessPolicy } from '../auth/group-access.policy.js';
 import { limitsConfig } from '../config/config.js';
 import type { LimitsConfig } from '../config/config.js';
 import { InvalidFieldException } from '../accounts/invalid-field.exception.js';
+import { registryUpstreamNotFound, upstreamNotFound } from '../registries/not-found.exceptions.js';
 import type { PermissionCheckOptions } from '../registries/permission-check-options.js';
 import { isUniqueViolation, lockRegistry, RegistriesService } from '../registries/registries.service.js';
 import type { Registry } from '../registries/registry.entity.js';
@@ -41,7 +42,7 @@ export class RegistryUpstreamsService {
     const registry = await this.registries.findAccessible(actor, params.registryId, GroupPermission.WRITE, options);
     const upstream = await this.upstreams.findOneBy({ id: params.upstreamId });
     // An upstream of another group is as invisible here as one that does not exist.
-    if (!upstream || upstream.groupId !== registry.groupId) throw new NotFoundException('404 Upstream Not Found');
+    if (!upstream || upstream.groupId !== registry.groupId) throw upstreamNotFound();
     return this.dataSource.transaction(async (manager) => {
       await lockRegistry(manager, registry.id);
       return this.append(manager, registry, upstream.id);
@@ -57,7 +58,7 @@ export class RegistryUpstreamsService {
     return this.dataSource.transaction(async (manager) => {
       await lockRegistry(manager, found.registryId);
       const link = await manager.findOneBy(RegistryUpstream, { id: linkId });
-      if (!link) throw new NotFoundException('404 Registry Upstream Not Found');
+      if (!link) throw registryUpstreamNotFound();
       const count = await manager.countBy(RegistryUpstream, { registryId: link.registryId });
       const target = Math.min(position, count);
       if (target === link.position) return link;
@@ -84,17 +85,17 @@ export class RegistryUpstreamsService {
     await this.dataSource.transaction(async (manager) => {
       await lockRegistry(manager, found.registryId);
       const deleted = await manager.delete(RegistryUpstream, { id: linkId });
-      if (!deleted.affected) throw new NotFoundException('404 Registry Upstream Not Found');
+      if (!deleted.affected) throw registryUpstreamNotFound();
       await this.compact(manager, found.registryId);
     });
   }
 
   async findAccessible(actor: Actor | null, linkId: number, permission: GroupPermission, options: PermissionCheckOptions = {}): Promise<RegistryUpstream> {
     const link = await this.links.findOneBy({ id: linkId });
-    if (!link) throw new NotFoundException('404 Registry Upstream Not Found');
+    if (!link) throw registryUpstreamNotFound();
     if (!options.skipPermissionCheck) {
       if (!actor) throw new Error('an actor is required unless skipPermissionCheck is set');
-      await this.policy.assert(actor, link.groupId, permission);
+      await this.policy.assert(actor, link.groupId, permission, registryUpstreamNotFound);
     }
     return link;
   }

@@ -78,7 +78,7 @@ export class UpstreamsController {
   @ApiOkResponse({ type: [RegistryUpstreamListItemDto] })
   async listForRegistry(
     @CurrentActor() actor: Actor,
-    @Param('id', new ResourceIdPipe()) registryId: number,
+    @Param('id', new ResourceIdPipe('Registry Not Found')) registryId: number,
   ): Promise<RegistryUpstreamListItemDto[]> {
     return (await this.upstreams.listForRegistry(actor, registryId)).map(({ upstream, link }) =>
       RegistryUpstreamListItemDto.fromLinked(upstream, link),
@@ -96,7 +96,7 @@ export class UpstreamsController {
   @ApiForbiddenResponse({ description: 'The caller may read but not change the registry.' })
   async create(
     @CurrentActor() actor: Actor,
-    @Param('id', new ResourceIdPipe()) registryId: number,
+    @Param('id', new ResourceIdPipe('Registry Not Found')) registryId: number,
     @Body() body: UpstreamCreateDto,
   ): Promise<RegistryUpstreamListItemDto> {
     const { upstream, link } = await this.upstreams.createOrUpdate(actor, {
@@ -115,7 +115,7 @@ export class UpstreamsController {
   @ApiOperation({ summary: 'Get an upstream', description: 'With the registries it is associated with.' })
   @ApiParam(UPSTREAM_ID)
   @ApiOkResponse({ type: UpstreamDetailResponseDto })
-  async get(@CurrentActor() actor: Actor, @Param('id', new ResourceIdPipe()) id: number): Promise<UpstreamDetailResponseDto> {
+  async get(@CurrentActor() actor: Actor, @Param('id', new ResourceIdPipe('Upstream Not Found')) id: number): Promise<UpstreamDetailResponseDto> {
     const { upstream, links } = await this.upstreams.detail(actor, id);
     return UpstreamDetailResponseDto.fromDetail(upstream, links);
   }
@@ -131,7 +131,7 @@ export class UpstreamsController {
   @ApiForbiddenResponse({ description: 'The caller may read but not change the upstream.' })
   async update(
     @CurrentActor() actor: Actor,
-    @Param('id', new ResourceIdPipe()) id: number,
+    @Param('id', new ResourceIdPipe('Upstream Not Found')) id: number,
     @Body() body: UpstreamUpdateDto,
   ): Promise<UpstreamResponseDto> {
     const upstream = await this.upstreams.createOrUpdate(actor, {
@@ -152,7 +152,7 @@ export class UpstreamsController {
   @ApiParam(UPSTREAM_ID)
   @ApiNoContentResponse({ description: 'Deleted.' })
   @ApiForbiddenResponse({ description: 'The caller may read but not delete the upstream.' })
-  async delete(@CurrentActor() actor: Actor, @Param('id', new ResourceIdPipe()) id: number): Promise<void> {
+  async delete(@CurrentActor() actor: Actor, @Param('id', new ResourceIdPipe('Upstream Not Found')) id: number): Promise<void> {
     await this.upstreams.delete(actor, id);
   }
 
@@ -170,7 +170,7 @@ export class UpstreamsController {
   @ApiForbiddenResponse({ description: 'The caller may read but not change the upstream.' })
   test(
     @CurrentActor() actor: Actor,
-    @Param('id', new ResourceIdPipe()) id: number,
+    @Param('id', new ResourceIdPipe('Upstream Not Found')) id: number,
     @Body() body: UpstreamTestOverridesDto,
   ): Promise<UpstreamTestResponseDto> {
     return this.upstreams.test(actor, id, body ?? {});

@@ -12,6 +12,7 @@ import { GroupResolver } from '../registries/group-resolver.service.js';
 import { InvalidFieldException } from '../accounts/invalid-field.exception.js';
 import { Page } from '../accounts/pagination.js';
 import type { PageRequest } from '../registries/page-request.js';
+import { upstreamNotFound } from '../registries/not-found.exceptions.js';
 import type { PermissionCheckOptions } from '../registries/permission-check-options.js';
 import { lockRegistry, RegistriesService } from '../registries/registries.service.js';
 import { UpstreamClient, type UpstreamDescriptor } from './client/upstream-client.js';
@@ -149,10 +150,10 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
 
   async findAccessible(actor: Actor | null, id: number, permission: GroupPermission, options: PermissionCheckOptions = {}): Promise<Upstream> {
     const upstream = await this.upstreams.findOneBy({ id });
-    if (!upstream) throw new NotFoundException('404 Upstream Not Found');
+    if (!upstream) throw upstreamNotFound();
     if (!options.skipPermissionCheck) {
       if (!actor) throw new Error('an actor is required unless skipPermissionCheck is set');
-      await this.policy.assert(actor, upstream.groupId, permission);
+      await this.policy.assert(actor, upstream.groupId, permission, upstreamNotFound);
     }
     return upstream;
   }
@@ -248,7 +249,7 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     }
     if (Object.keys(changes).length > 0) {
       const result = await this.upstreams.update({ id: upstream.id }, changes);
-      if (!result.affected) throw new NotFoundException('404 Upstream Not Found');
+      if (!result.affected) throw upstreamNotFound();
       this.client.forget(upstream.id);
     }
     return this.upstreams.findOneByOrFail({ id: upstream.id });
