@@ -69,6 +69,7 @@ export class CacheEntriesService implements OnModuleInit {
       { status: CacheEntryStatus.PENDING_DESTRUCTION },
     );
     if (!result.affected) throw new NotFoundException('404 Cache Entry Not Found');
+    this.bus.changed(`cache entry ${id} deleted`);
   }
 
   /** Schedules every entry of an upstream for destruction. */

@@ -1,11 +1,12 @@
 import { STATUS_CODES } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { BadRequestException, Injectable, Logger, NotFoundException, OnApplicationBootstrap, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { BadRequestException, Inject, Injectable, Logger, NotFoundException, OnApplicationBootstrap, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, IsNull, Repository } from 'typeorm';
 import type { Actor } from '../auth/actor.js';
 import { GroupPermission } from '../auth/actor.js';
 import { GroupAccessPolicy } from '../auth/group-access.policy.js';
+import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import { CacheEntry, CacheEntryStatus } from '../cache-entries/cache-entry.entity.js';
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.js';
 import { GroupResolver } from '../registries/group-resolver.service.js';
@@ -62,6 +63,7 @@ interface Credentials {
  * registry, updated (a new url drops the credentials unless new ones come with it), deleted (closing
  * the gaps it leaves), and tested against the remote registry. Passwords are sealed with
  * CredentialEncryptionService and only ever decrypted into an UpstreamDescriptor for the client.
+ * Every change tells the InvalidationBus once committed.
  */
 @Injectable()
 export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
@@ -79,6 +81,7 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     private readonly policy: GroupAccessPolicy,
     private readonly encryption: CredentialEncryptionService,
     private readonly client: UpstreamClient,
+    @Inject(INVALIDATION_BUS) private readonly bus: InvalidationBus,
   ) {}
 
   onModuleInit(): void {
@@ -184,7 +187,7 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     const url = await this.checkedUrl(params.url);
     await this.assertNoTwin(registry.groupId, url, credentials);
     const sealed = credentials ? this.encryption.encrypt(credentials.password) : undefined;
-    return this.dataSource.transaction(async (manager) => {
+    const created = await this.dataSource.transaction(async (manager) => {
       await lockRegistry(manager, registry.id);
       const upstream = await manager.save(
         manager.create(Upstream, {
@@ -202,6 +205,8 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
       const link = await this.registryUpstreams.append(manager, registry, upstream.id);
       return { upstream, link };
     });
+    this.bus.changed(`upstream ${created.upstream.id} created in registry ${registry.id}`);
+    return created;
   }
 
   private async update(actor: Actor | null, params: UpstreamUpdateParams, options: PermissionCheckOptions): Promise<Upstream> {
@@ -250,6 +255,7 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
       const result = await this.upstreams.update({ id: upstream.id }, changes);
       if (!result.affected) throw new NotFoundException('404 Upstream Not Found');
       this.client.forget(upstream.id);
+      this.bus.changed(`upstream ${upstream.id} updated`);
     }
     return this.upstreams.findOneByOrFail({ id: upstream.id });
   }
@@ -268,6 +274,7 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
       for (const registryId of registryIds) await this.registryUpstreams.compact(manager, registryId);
     });
     this.client.forget(upstream.id);
+    this.bus.changed(`upstream ${upstream.id} deleted`);
   }
 
   /** Tests an existing upstream, optionally with another url and/or other credentials (nothing is saved). */
