@@ -2,7 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { BadRequestException, Inject, Injectable, Logger, NotFoundException, OnApplicationBootstrap, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
-import { DataSource, IsNull, Repository } from 'typeorm';
+import { DataSource, IsNull, Not, Repository } from 'typeorm';
 import type { Actor } from '../auth/actor.js';
 import { GroupPermission } from '../auth/actor.js';
 import { GroupAccessPolicy } from '../auth/group-access.policy.js';
@@ -355,9 +355,10 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
       await this.client.assertUrlAllowed(url);
     } catch (err) {
       if (err instanceof UpstreamError) {
+        this.logger.warn(`upstream url refused: ${err.message}; ${err.detail ?? url}`);
         throw new InvalidFieldException(
           'url',
-          err.kind === 'refused-address' ? `is blocked: ${err.message}` : `is blocked: the host cannot be resolved (${err.message})`,
+          err.kind === 'refused-address' ? `is blocked: ${err.message}` : 'is blocked: the host cannot be resolved',
         );
       }
       throw err;

@@ -305,6 +305,7 @@ export class UpstreamClient implements OnModuleDestroy {
     } catch (err) {
       if (signal?.aborted) throw err;
       const error = classifyUpstreamError(err, upstream.id, `${method} ${url}`);
+      this.logger.warn(`upstream ${upstream.id}: ${error.message}; ${error.detail ?? `${method} ${url}`}`);
       this.emitRequest({ upstreamId: upstream.id, method, target: 'registry', errorKind: error.kind, status: error.status, durationMs: performance.now() - started });
       throw error;
     }
@@ -366,7 +367,7 @@ export class UpstreamClient implements OnModuleDestroy {
     } catch (err) {
       if (signal?.aborted) throw err;
       // a stale remembered endpoint must not block the request: the upstream's challenge tells the new one
-      this.logger.debug(`proactive token fetch for upstream ${upstream.id} failed: ${(err as Error).message}`);
+      this.logger.debug(`proactive token fetch for upstream ${upstream.id} failed: ${(err as UpstreamError).detail ?? (err as Error).message}`);
       return undefined;
     }
   }
@@ -399,27 +400,24 @@ export class UpstreamClient implements OnModuleDestroy {
       status = res.status;
       const receivedAt = Date.now();
       if (res.status !== 200) {
-        const detail = await readText(res.body, 4096).catch(() => '');
-        throw new UpstreamError(
-          'status',
-          `token server ${url.origin}${url.pathname} answered ${res.status}${detail ? `: ${detail.trim().slice(0, 200)}` : ''}`,
-          upstream.id,
-          res.status,
-        );
+        const body = await readText(res.body, 4096).catch(() => '');
+        throw new UpstreamError('status', `token server answered ${res.status}`, upstream.id, res.status, {
+          detail: `GET ${url.origin}${url.pathname} answered ${res.status}${body ? `: ${body.trim().slice(0, 200)}` : ''}`,
+        });
       }
       const text = await readText(res.body, MAX_TOKEN_RESPONSE_BYTES);
       let payload: { token?: unknown; access_token?: unknown; expires_in?: unknown; issued_at?: unknown } | null;
       try {
         payload = JSON.parse(text) as typeof payload;
       } catch {
-        throw new UpstreamError('protocol', `token server ${url.origin} sent no JSON token`, upstream.id);
+        payload = null;
       }
       if (!payload || typeof payload !== 'object') {
-        throw new UpstreamError('protocol', `token server ${url.origin} sent no JSON token`, upstream.id);
+        throw new UpstreamError('protocol', 'token server sent no JSON token', upstream.id, undefined, { detail: `GET ${url.origin}${url.pathname}` });
       }
       const value = typeof payload.token === 'string' && payload.token ? payload.token : payload.access_token;
       if (typeof value !== 'string' || !value) {
-        throw new UpstreamError('protocol', `token server ${url.origin} sent neither token nor access_token`, upstream.id);
+        throw new UpstreamError('protocol', 'token server sent neither token nor access_token', upstream.id, undefined, { detail: `GET ${url.origin}${url.pathname}` });
       }
       this.emitRequest({ upstreamId: upstream.id, method: 'GET', target: 'token', status, durationMs: performance.now() - started });
       return { value, expiresAt: tokenExpiresAt(payload, receivedAt) };
@@ -453,16 +451,16 @@ export class UpstreamClient implements OnModuleDestroy {
       }
       await drain(res.body);
       if (hop >= MAX_UPSTREAM_REDIRECTS) {
-        throw new UpstreamError('protocol', `more than ${MAX_UPSTREAM_REDIRECTS} redirects from ${url}`, upstream.id);
+        throw new UpstreamError('protocol', `more than ${MAX_UPSTREAM_REDIRECTS} redirects`, upstream.id, undefined, { detail: `from ${url}` });
       }
       let next: URL;
       try {
         next = new URL(Array.isArray(location) ? location[0] : location, current);
       } catch {
-        throw new UpstreamError('protocol', `redirect to an invalid location from ${current.origin}`, upstream.id);
+        throw new UpstreamError('protocol', 'redirect to an invalid location', upstream.id, undefined, { detail: `from ${current.href}` });
       }
       if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-        throw new UpstreamError('protocol', `redirect to a non-HTTP location (${next.protocol}) from ${current.origin}`, upstream.id);
+        throw new UpstreamError('protocol', `redirect to a non-HTTP location (${next.protocol})`, upstream.id, undefined, { detail: `from ${current.href}` });
       }
       if (next.origin !== current.origin) authorization = undefined;
       current = next;
