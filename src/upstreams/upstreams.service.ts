@@ -18,7 +18,7 @@ import { lockRegistry, RegistriesService } from '../registries/registries.servic
 import { UpstreamClient, type UpstreamDescriptor } from './client/upstream-client.js';
 import { classifyUpstreamError, UpstreamError } from './client/upstream-error.js';
 import { InvalidUpstreamUrlError, normalizeUpstreamUrl } from './client/upstream-url.js';
-import { CredentialEncryptionService } from './credential-encryption.service.js';
+import { CredentialEncryptionService, UnreadableCredentialsError } from './credential-encryption.service.js';
 import { RegistryUpstream } from './registry-upstream.entity.js';
 import { RegistryUpstreamsService } from './registry-upstreams.service.js';
 import { Upstream } from './upstream.entity.js';
@@ -87,7 +87,7 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
   onModuleInit(): void {
     // The token endpoint an upstream challenges with is remembered, so a restart fetches tokens up front.
     this.removeObserver = this.client.addObserver({
-      onRealmDiscovered: (upstreamId, authUrl) => void this.rememberAuthUrl(upstreamId, authUrl),
+      onRealmDiscovered: (upstreamId, authUrl, upstreamUrl) => void this.rememberAuthUrl(upstreamId, authUrl, upstreamUrl),
     });
   }
 
@@ -95,24 +95,28 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     this.removeObserver?.();
   }
 
-  /** Re-seals credentials sealed with a previous key (ENCRYPTION_PREVIOUS_KEYS) with the current one. */
+  /**
+   * Re-seals credentials sealed with a previous key (ENCRYPTION_PREVIOUS_KEYS), or sealed before
+   * ciphertexts were bound to their row, with the current key for their row. A row changed meanwhile
+   * (its ciphertext is no longer the one read) is left to that change.
+   */
   async onApplicationBootstrap(): Promise<void> {
-    const stale = await this.upstreams
-      .createQueryBuilder('u')
-      .where('u.password_ciphertext IS NOT NULL AND u.credentials_key_id <> :current', { current: this.encryption.currentKeyId })
-      .getMany();
+    const sealedRows = await this.upstreams.findBy({ passwordCiphertext: Not(IsNull()) });
+    const stale = sealedRows.filter((u) => this.encryption.needsResealing({ ciphertext: u.passwordCiphertext!, keyId: u.credentialsKeyId ?? '' }));
+    let resealed = 0;
     for (const upstream of stale) {
       try {
-        const sealed = this.encryption.encrypt(this.passwordOf(upstream) ?? '');
-        await this.upstreams.update(
-          { id: upstream.id, credentialsKeyId: upstream.credentialsKeyId ?? IsNull() },
+        const sealed = this.encryption.encrypt(this.passwordOf(upstream) ?? '', upstream.id);
+        const result = await this.upstreams.update(
+          { id: upstream.id, passwordCiphertext: upstream.passwordCiphertext! },
           { passwordCiphertext: sealed.ciphertext, credentialsKeyId: sealed.keyId },
         );
+        resealed += result.affected ?? 0;
       } catch (err) {
         this.logger.warn(`cannot re-seal the credentials of upstream ${upstream.id}: ${(err as Error).message}`);
       }
     }
-    if (stale.length) this.logger.log(`re-sealed the credentials of ${stale.length} upstream(s) with the current key`);
+    if (resealed) this.logger.log(`re-sealed the credentials of ${resealed} upstream(s) with the current key, bound to their row`);
   }
 
   async listForGroup(
@@ -186,7 +190,6 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     const credentials = credentialsOf(params);
     const url = await this.checkedUrl(params.url);
     await this.assertNoTwin(registry.groupId, url, credentials);
-    const sealed = credentials ? this.encryption.encrypt(credentials.password) : undefined;
     const created = await this.dataSource.transaction(async (manager) => {
       await lockRegistry(manager, registry.id);
       const upstream = await manager.save(
@@ -195,13 +198,20 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
           name,
           description: emptyToNull(params.description),
           url,
-          username: credentials?.username ?? null,
-          passwordCiphertext: sealed?.ciphertext ?? null,
-          credentialsKeyId: sealed?.keyId ?? null,
+          username: null,
+          passwordCiphertext: null,
+          credentialsKeyId: null,
           cacheValidityHours: params.cacheValidityHours ?? 24,
           authUrl: null,
         }),
       );
+      if (credentials) {
+        // sealed for this row (CredentialEncryptionService), so only once it has its id, in the same transaction
+        const sealed = this.encryption.encrypt(credentials.password, upstream.id);
+        const sealedCredentials = { username: credentials.username, passwordCiphertext: sealed.ciphertext, credentialsKeyId: sealed.keyId };
+        await manager.update(Upstream, { id: upstream.id }, sealedCredentials);
+        Object.assign(upstream, sealedCredentials);
+      }
       const link = await this.registryUpstreams.append(manager, registry, upstream.id);
       return { upstream, link };
     });
@@ -242,7 +252,7 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
       credentials = undefined; // a new url without new credentials: never send the old ones elsewhere
     }
     if (credentials !== 'unchanged') {
-      const sealed = credentials ? this.encryption.encrypt(credentials.password) : undefined;
+      const sealed = credentials ? this.encryption.encrypt(credentials.password, upstream.id) : undefined;
       changes.username = credentials?.username ?? null;
       changes.passwordCiphertext = sealed?.ciphertext ?? null;
       changes.credentialsKeyId = sealed?.keyId ?? null;
@@ -283,7 +293,15 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     const credentialsGiven = overrides.username !== undefined || overrides.password !== undefined;
     let credentials: Credentials | undefined;
     if (credentialsGiven) credentials = credentialsOf(overrides);
-    else if (overrides.url === undefined) credentials = this.credentialsOfUpstream(upstream);
+    else if (overrides.url === undefined) {
+      try {
+        credentials = this.credentialsOfUpstream(upstream);
+      } catch (err) {
+        if (!(err instanceof UnreadableCredentialsError)) throw err;
+        this.logger.warn(err.message);
+        return { success: false, result: 'Error: the stored credentials cannot be decrypted; set them again' };
+      }
+    }
     const url = overrides.url !== undefined ? await this.checkedUrl(overrides.url) : upstream.url;
     const cached = await this.cacheEntries.findOne({
       select: { id: true, relativePath: true },
@@ -316,7 +334,17 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
 
   private passwordOf(upstream: Upstream): string | null {
     if (upstream.passwordCiphertext === null || upstream.credentialsKeyId === null) return null;
-    return this.encryption.decrypt({ ciphertext: upstream.passwordCiphertext, keyId: upstream.credentialsKeyId });
+    return this.encryption.decrypt({ ciphertext: upstream.passwordCiphertext, keyId: upstream.credentialsKeyId }, upstream.id);
+  }
+
+  /** The password, or undefined when it cannot be decrypted (then it is the same as no given password). */
+  private readablePasswordOf(upstream: Upstream): string | null | undefined {
+    try {
+      return this.passwordOf(upstream);
+    } catch (err) {
+      if (err instanceof UnreadableCredentialsError) return undefined;
+      throw err;
+    }
   }
 
   private credentialsOfUpstream(upstream: Upstream): Credentials | undefined {
@@ -371,16 +399,20 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     const candidates = await this.upstreams.findBy({ groupId, url, username: credentials?.username ?? IsNull() });
     for (const other of candidates) {
       if (other.id === exceptId) continue;
-      const same = credentials ? this.passwordOf(other) === credentials.password : !other.hasCredentials;
+      const same = credentials ? this.readablePasswordOf(other) === credentials.password : !other.hasCredentials;
       if (same) throw new InvalidFieldException('url', 'already has a remote upstream with the same url and credentials');
     }
   }
 
-  private async rememberAuthUrl(upstreamId: number | string, authUrl: string): Promise<void> {
+  /**
+   * Persists the token endpoint an upstream's challenge named, for the URL that challenge came from
+   * only: when the url changed meanwhile (an update clears auth_url), the learnt realm is dropped.
+   */
+  async rememberAuthUrl(upstreamId: number | string, authUrl: string, learntFromUrl: string): Promise<void> {
     const id = typeof upstreamId === 'number' ? upstreamId : /^\d+$/.test(upstreamId) ? Number(upstreamId) : undefined;
     if (id === undefined || authUrl.length > 2048) return;
     try {
-      await this.dataSource.query('UPDATE upstreams SET auth_url = $2 WHERE id = $1 AND auth_url IS DISTINCT FROM $2', [id, authUrl]);
+      await this.dataSource.query('UPDATE upstreams SET auth_url = $2 WHERE id = $1 AND url = $3 AND auth_url IS DISTINCT FROM $2', [id, authUrl, learntFromUrl]);
     } catch (err) {
       this.logger.warn(`cannot remember the token endpoint of upstream ${id}: ${(err as Error).message}`);
     }

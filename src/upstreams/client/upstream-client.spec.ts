@@ -127,9 +127,9 @@ describe('UpstreamClient bearer token flow', () => {
   it('anonymous: N sequential and N concurrent requests share exactly one token fetch', async () => {
     const tokens = await startTokenServer();
     const registry = await startBearerRegistry(() => `${tokens.server.url}/token`, (t) => tokens.issued.includes(t));
-    const discovered: [number | string, string][] = [];
+    const discovered: [number | string, string, string][] = [];
     const client = newClient();
-    client.addObserver({ onRealmDiscovered: (id, authUrl) => discovered.push([id, authUrl]) });
+    client.addObserver({ onRealmDiscovered: (id, authUrl, upstreamUrl) => discovered.push([id, authUrl, upstreamUrl]) });
     const upstream: UpstreamDescriptor = { id: 7, url: `${registry.url}/v2/` };
 
     for (let i = 0; i < 5; i++) {
@@ -152,7 +152,8 @@ describe('UpstreamClient bearer token flow', () => {
     // only the very first registry request went without a token; the rest sent it up front
     expect(registry.seen.filter((r) => !r.headers.authorization)).toHaveLength(1);
     expect(registry.seen[0].headers.accept).toBe('application/vnd.oci.image.manifest.v1+json');
-    expect(discovered).toEqual([[7, `${tokens.server.url}/token?service=test-registry`]]);
+    // the realm is reported with the (normalised) upstream URL it was learnt from
+    expect(discovered).toEqual([[7, `${tokens.server.url}/token?service=test-registry`, registry.url]]);
   });
 
   it('concurrent cold requests (realm not yet known) make one token fetch', async () => {

@@ -19,6 +19,8 @@ export interface UpstreamDescriptor {
   password?: string | null;
   /** The remembered token endpoint (`auth_url`) reported earlier by onRealmDiscovered, if persisted. */
   authUrl?: string | null;
+  /** The stored credentials could not be decrypted: nothing is sent, every request fails (`credentials`). */
+  credentialsUnreadable?: boolean;
 }
 
 export interface UpstreamRequestOptions {
@@ -65,9 +67,10 @@ export interface UpstreamClientObserver {
   /**
    * A token endpoint was learnt from a challenge and differs from the descriptor's `authUrl`: persist it
    * as the upstream's `auth_url` so tokens are fetched before the first request after a restart.
-   * `authUrl` is the challenge's realm with its `service` folded in as a query parameter.
+   * `authUrl` is the challenge's realm with its `service` folded in as a query parameter; `upstreamUrl`
+   * is the (normalised) upstream URL whose challenge named it: the realm belongs to that URL only.
    */
-  onRealmDiscovered?(upstreamId: number | string, authUrl: string): void;
+  onRealmDiscovered?(upstreamId: number | string, authUrl: string, upstreamUrl: string): void;
 }
 
 /** Optional provider of an UpstreamClientObserver (observability module). */
@@ -256,6 +259,9 @@ export class UpstreamClient implements OnModuleDestroy {
     options: UpstreamRequestOptions = {},
   ): Promise<UpstreamResponse> {
     if (!path.startsWith('/')) throw new TypeError(`upstream path must start with "/", got "${path}"`);
+    if (upstream.credentialsUnreadable) {
+      throw new UpstreamError('credentials', 'the stored credentials of the upstream cannot be decrypted; an administrator must set them again', upstream.id);
+    }
     const base = normalizeUpstreamUrl(upstream.url);
     const url = `${base}/v2${path}`;
     const state = this.stateFor(upstream, base);
@@ -276,7 +282,7 @@ export class UpstreamClient implements OnModuleDestroy {
         let retry: Authorization | undefined;
         if (bearer) {
           state.basic = false;
-          this.rememberTokenEndpoint(upstream, state, tokenEndpointOf(bearer));
+          this.rememberTokenEndpoint(upstream, base, state, tokenEndpointOf(bearer));
           const tokenScope = scope ?? bearer.scope ?? '';
           const rejected = auth?.scheme === 'bearer' ? auth.token : undefined;
           // a valid token for this very scope that is not enough (Docker Hub: a repository that does
@@ -336,14 +342,14 @@ export class UpstreamClient implements OnModuleDestroy {
     return `${upstream.id}\n${state.fingerprint}\n${scope}`;
   }
 
-  private rememberTokenEndpoint(upstream: UpstreamDescriptor, state: UpstreamState, authUrl: string): void {
+  private rememberTokenEndpoint(upstream: UpstreamDescriptor, base: string, state: UpstreamState, authUrl: string): void {
     if (state.authUrl === authUrl) return;
     state.authUrl = authUrl;
     if (upstream.authUrl === authUrl) return;
     this.logger.debug(`upstream ${upstream.id} token endpoint: ${authUrl}`);
     for (const o of this.observers) {
       try {
-        o.onRealmDiscovered?.(upstream.id, authUrl);
+        o.onRealmDiscovered?.(upstream.id, authUrl, base);
       } catch (err) {
         this.logger.warn(`onRealmDiscovered observer failed: ${(err as Error).message}`);
       }

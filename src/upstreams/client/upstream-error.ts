@@ -5,10 +5,14 @@
  * - `refused-address`: the address policy forbids the host (SSRF guard), nothing was sent;
  * - `status`: the upstream (or its token server) answered with an HTTP status that ends the exchange;
  * - `protocol`: the upstream answered something that is not a registry answer (an unreadable token
- *   response, a redirect loop, a redirect to a non-HTTP location).
+ *   response, a redirect loop, a redirect to a non-HTTP location);
+ * - `credentials`: the upstream's stored credentials cannot be decrypted, nothing was sent.
  * Unreachable, timeout, 5xx and 429 mean "the upstream is down": serve stale content when there is some.
+ *
+ * The message may reach a pull client (or an admin's `test` result): it names what went wrong, never a
+ * URL, an address or what a token server said. Those go in `detail`, which is for the logs only.
  */
-export type UpstreamErrorKind = 'unreachable' | 'timeout' | 'refused-address' | 'status' | 'protocol';
+export type UpstreamErrorKind = 'unreachable' | 'timeout' | 'refused-address' | 'status' | 'protocol' | 'credentials';
 
 export class UpstreamError extends Error {
   constructor(
