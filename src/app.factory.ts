@@ -5,8 +5,6 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { AppModule } from './app.module.js';
-import { installAdminChangeHook } from './invalidation/admin-change.hook.js';
-import { INVALIDATION_BUS, type InvalidationBus } from './invalidation/invalidation-bus.js';
 import { loadEnvironment } from './config/config.js';
 import type { TrustProxy } from './config/environment.js';
 import { AppLogger, createRootLogger } from './observability/app-logger.js';
@@ -52,7 +50,6 @@ export async function createApp(logger?: AppLogger): Promise<NestFastifyApplicat
   });
   const fastify = app.getHttpAdapter().getInstance();
   installRequestHooks(fastify, app.get(MetricsService));
-  installAdminChangeHook(fastify, app.get<InvalidationBus>(INVALIDATION_BUS));
   // Cache-entry uploads take raw bytes: the handler gets the request stream itself (never buffered).
   for (const type of ['application/octet-stream', /^application\/vnd\.(oci|docker)\./]) {
     fastify.addContentTypeParser(type, (_request: unknown, payload: unknown, done: (err: null, body: unknown) => void) => done(null, payload));

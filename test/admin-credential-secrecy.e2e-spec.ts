@@ -12,6 +12,7 @@ import { CredentialEncryptionService, encryptionKeyId, parseEncryptionKey } from
 import { GroupPermission } from '../src/auth/actor.js';
 import { UpstreamsService } from '../src/upstreams/upstreams.service.js';
 import { AdminApi } from './support/admin-api.js';
+import { sealedBeforeRowBinding } from './support/legacy-credentials.js';
 import { databaseTargets, startTestApp, TEST_ADMIN_TOKEN, type TestApp } from './support/test-app.js';
 
 const PASSWORDS = ['pw-Zq7!first-upstream-secret', 'pw-Xr9?second-upstream-secret', 'pw-Kt3#updated-upstream-secret'];
@@ -107,7 +108,8 @@ describe.each(databaseTargets())('upstream credentials stay secret (%s database)
     const [row] = await db.query('SELECT * FROM upstreams WHERE id = $1', [created.id]);
     expect(row.username).toBe('robot');
     expect(JSON.stringify(row)).not.toContain(PASSWORDS[0]);
-    const sealed = Buffer.from(row.password_ciphertext, 'base64');
+    expect(row.password_ciphertext).toMatch(/^v2\./); // sealed for this row (AES-GCM associated data)
+    const sealed = Buffer.from(row.password_ciphertext.slice('v2.'.length), 'base64');
     expect(sealed.length).toBe(12 + 16 + Buffer.byteLength(PASSWORDS[0]));
     expect(sealed.includes(Buffer.from(PASSWORDS[0]))).toBe(false);
 
@@ -116,7 +118,7 @@ describe.each(databaseTargets())('upstream credentials stay secret (%s database)
     expect(statSync(keyFile).mode & 0o777).toBe(0o600);
     const key = parseEncryptionKey(readFileSync(keyFile, 'utf8').trim());
     expect(row.credentials_key_id).toBe(encryptionKeyId(key));
-    expect(app.app.get(CredentialEncryptionService).decrypt({ ciphertext: row.password_ciphertext, keyId: row.credentials_key_id })).toBe(PASSWORDS[0]);
+    expect(app.app.get(CredentialEncryptionService).decrypt({ ciphertext: row.password_ciphertext, keyId: row.credentials_key_id }, created.id)).toBe(PASSWORDS[0]);
 
     // the database refuses half credentials
     await expect(db.query('UPDATE upstreams SET password_ciphertext = NULL, credentials_key_id = NULL WHERE id = $1', [created.id])).rejects.toThrow(
@@ -124,7 +126,7 @@ describe.each(databaseTargets())('upstream credentials stay secret (%s database)
     );
   });
 
-  it('re-seals credentials sealed with a key listed in ENCRYPTION_PREVIOUS_KEYS with ENCRYPTION_KEY', async () => {
+  it('re-seals credentials sealed with a key listed in ENCRYPTION_PREVIOUS_KEYS, or before rows were bound, with ENCRYPTION_KEY for their row', async () => {
     const newKey = 'b'.repeat(64);
     const rotated = await startTestApp({ ENCRYPTION_KEY: newKey, ENCRYPTION_PREVIOUS_KEYS: OLD_KEY }, { database });
     try {
@@ -136,14 +138,8 @@ describe.each(databaseTargets())('upstream credentials stay secret (%s database)
       const keyIdOf = async () => (await rotatedDb.query('SELECT credentials_key_id FROM upstreams WHERE id = $1', [created.id]))[0].credentials_key_id;
       expect(await keyIdOf()).toBe(encryptionKeyId(parseEncryptionKey(newKey)));
 
-      // a row sealed before the rotation, with the old key
-      const oldCipher = new CredentialEncryptionService(
-        { encryptionKey: OLD_KEY, encryptionPreviousKeys: [] } as never,
-        { dataDir: rotated.dataDir } as never,
-        { url: undefined } as never,
-      );
-      await oldCipher.onModuleInit();
-      const old = oldCipher.encrypt(PASSWORDS[1]);
+      // a row sealed before the rotation, with the old key, before ciphertexts were bound to their row
+      const old = sealedBeforeRowBinding(OLD_KEY, PASSWORDS[1]);
       await rotatedDb.query('UPDATE upstreams SET password_ciphertext = $2, credentials_key_id = $3 WHERE id = $1', [created.id, old.ciphertext, old.keyId]);
 
       // still readable, and re-sealed with the current key at the next boot
@@ -153,7 +149,7 @@ describe.each(databaseTargets())('upstream credentials stay secret (%s database)
       await upstreams.onApplicationBootstrap();
       expect(await keyIdOf()).toBe(encryptionKeyId(parseEncryptionKey(newKey)));
       const resealed = await upstreams.findAccessible(null, created.id, GroupPermission.READ, { skipPermissionCheck: true });
-      expect(resealed.passwordCiphertext).not.toBe(old.ciphertext);
+      expect(resealed.passwordCiphertext).toMatch(/^v2\./);
       expect(upstreams.descriptorOf(resealed).password).toBe(PASSWORDS[1]);
     } finally {
       await rotated.close();

@@ -3,8 +3,25 @@
  * or resolves to a loopback, private or link-local address, unless UPSTREAM_ALLOW_PRIVATE=true or the
  * host is in UPSTREAM_ALLOWLIST. (startTestApp allows private addresses by default; these apps do not.)
  */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { AdminApi } from './support/admin-api.js';
 import { databaseTargets, startTestApp, type TestApp } from './support/test-app.js';
+
+/** A plain HTTP server on 127.0.0.1 (a stand-in upstream or token server). */
+async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    url,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
 
 const REFUSED = [
   'http://127.0.0.1:5000',
@@ -61,6 +78,15 @@ describe.each(databaseTargets())('admin API: upstream URL policy (%s database)',
       expect(overridden.status).toBe(400);
     });
 
+    it('says "not a public address", never the private address a name resolved to', async () => {
+      const created = await admin.post(`/api/v4/virtual_registries/container/registries/${registryId}/upstreams`, { name: 'x', url: 'http://localhost:5000' });
+      expect(created.status).toBe(400);
+      expect(created.body.message.url).toEqual(['is blocked: the upstream host is not a public address (allow it with UPSTREAM_ALLOW_PRIVATE or UPSTREAM_ALLOWLIST)']);
+      const tested = await admin.post(`/api/v4/groups/${groupId}/-/virtual_registries/container/upstreams/test`, { url: 'http://localhost:5000' });
+      expect(tested.status).toBe(400);
+      for (const res of [created, tested]) expect(res.text).not.toMatch(/127\.0\.0\.1|::1/);
+    });
+
     it('refuses non-http schemes and hosts that do not resolve', async () => {
       for (const url of ['file:///etc/passwd', 'gopher://example.com', 'http://no-such-host.invalid']) {
         const res = await admin.post(`/api/v4/virtual_registries/container/registries/${registryId}/upstreams`, { name: 'x', url });
@@ -98,18 +124,44 @@ describe.each(databaseTargets())('admin API: upstream URL policy (%s database)',
   describe('with UPSTREAM_ALLOW_PRIVATE=true', () => {
     let app: TestApp;
 
+    beforeAll(async () => {
+      app = await startTestApp({ UPSTREAM_ALLOW_PRIVATE: 'true' }, { database });
+    });
+
     afterAll(async () => {
       await app?.close();
     });
 
     it('accepts loopback and private addresses', async () => {
-      app = await startTestApp({ UPSTREAM_ALLOW_PRIVATE: 'true' }, { database });
       const admin = new AdminApi(app.url);
       const groupId = (await admin.createGroup('private')).id;
       const registryId = (await admin.expect(201, 'POST', `/api/v4/groups/${groupId}/-/virtual_registries/container/registries`, { name: 'r' })).body.id;
       for (const [i, url] of ['http://127.0.0.1:5000', 'http://localhost:5000', 'http://192.168.1.10', 'http://[::1]:5000'].entries()) {
         const res = await admin.post(`/api/v4/virtual_registries/container/registries/${registryId}/upstreams`, { name: `p${i}`, url });
         expect({ url, status: res.status }).toEqual({ url, status: 201 });
+      }
+    });
+
+    it('tells an operator testing an upstream what failed, without the addresses or what its token server said', async () => {
+      const admin = new AdminApi(app.url);
+      const groupId = (await admin.createGroup('tested')).id;
+      const tokenServer = await listen((_req, res) => {
+        res.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"robot$ci has no access to secret-project"}');
+      });
+      const registry = await listen((_req, res) => {
+        res.writeHead(401, { 'www-authenticate': `Bearer realm="${tokenServer.url}/token",service="r"` }).end();
+      });
+      const closed = await listen(() => undefined);
+      await closed.close();
+      try {
+        const test = (url: string) => admin.expect(200, 'POST', `/api/v4/groups/${groupId}/-/virtual_registries/container/upstreams/test`, { url, username: 'robot$ci', password: 's3cret' });
+        const refused = await test(registry.url);
+        expect(refused.body).toEqual({ success: false, result: 'Error: 401 - Unauthorized' });
+        const unreachable = await test(closed.url);
+        expect(unreachable.body).toEqual({ success: false, result: 'Error: upstream unreachable (ECONNREFUSED)' });
+        for (const res of [refused, unreachable]) expect(res.text).not.toMatch(/127\.0\.0\.1|secret-project|s3cret/);
+      } finally {
+        await Promise.all([tokenServer.close(), registry.close()]);
       }
     });
   });

@@ -1,11 +1,12 @@
 /**
  * The per-replica memory caches of the pull path (MEMORY_CACHE_TTL_MS): a pull decision and a hot
  * manifest are remembered, and every change that could make them wrong forgets them before the change's
- * response leaves, on this replica at once and on the others through Redis.
+ * response leaves, on this replica at once and on the others through Redis. Requests that change nothing
+ * (anonymous, refused, failed) forget nothing.
  */
 import { DataSource } from 'typeorm';
 import { accessLog } from './support/access-log.js';
-import { eventually } from './support/admin-api.js';
+import { AdminApi, eventually } from './support/admin-api.js';
 import { liveCacheEntryRows, metricValue } from './support/cache-observation.js';
 import { buildDockerImage, pushImage, type ImageManifestFixture } from './support/image-fixtures.js';
 import { realServices } from './support/services.js';
@@ -30,6 +31,12 @@ async function getManifest(app: TestApp, vr: VirtualRegistry, name: string, refe
 
 async function memoryHits(app: TestApp, cache: 'manifest' | 'authorization'): Promise<number> {
   return metricValue(app, 'registry_memory_cache_requests_total', { cache, result: 'hit' });
+}
+
+async function anonymousPost(url: string): Promise<number> {
+  const res = await fetch(url, { method: 'POST', body: '{"name":"x","path":"x"}', headers: { 'content-type': 'application/json' } });
+  await res.arrayBuffer();
+  return res.status;
 }
 
 /** A fresh personal access token of root with read_virtual_registry, and a registry JWT minted from it. */
@@ -118,6 +125,72 @@ suite(`memory caches of the pull path${reason}`, () => {
     await adminApi(app, 'DELETE', `/api/v4/virtual_registries/container/registry_upstreams/${registry.registry_upstreams[0].id}`);
     expect((await getManifest(app, vr, 'team/app', '1.0', token)).status).toBe(404);
   });
+
+  it('keeps serving a hot tag from memory while anonymous and failing requests hammer the admin API', async () => {
+    // a long memory window, so every pull after the first is a hit unless something clears the caches
+    const hot = await startTestApp({ MEMORY_CACHE_TTL_MS: '120000' });
+    try {
+      const vr = await createVirtualRegistry(hot, [{ url: upstream.url }]);
+      const token = await pullToken(hot, vr, 'team/app');
+      const admin = new AdminApi(hot.url);
+      expect((await getManifest(hot, vr, 'team/app', '1.0', token)).status).toBe(200);
+      // the first pull fills the cache; the tag is remembered once a pull has read the committed entry
+      await eventually(async () => {
+        const before = await memoryHits(hot, 'manifest');
+        expect((await getManifest(hot, vr, 'team/app', '1.0', token)).status).toBe(200);
+        return (await memoryHits(hot, 'manifest')) > before;
+      });
+      const hitsBefore = await memoryHits(hot, 'manifest');
+      const authHitsBefore = await memoryHits(hot, 'authorization');
+
+      const junk: Promise<number>[] = [];
+      const statuses = new Map<number, number>();
+      let pulls = 0;
+      for (let round = 0; round < 20; round++) {
+        for (let i = 0; i < 50; i++) junk.push(anonymousPost(`${hot.url}/api/v4/x`));
+        for (let i = 0; i < 5; i++) junk.push(anonymousPost(`${hot.url}/api/v4/groups`));
+        // authenticated, but failing: nothing to change (400), nothing to revoke (404)
+        junk.push(admin.patch(`/api/v4/virtual_registries/container/upstreams/${vr.upstreamIds[0]}`, {}).then((r) => r.status));
+        junk.push(admin.delete('/api/v4/personal_access_tokens/987654321').then((r) => r.status));
+        for (const status of await Promise.all(junk.splice(0))) statuses.set(status, (statuses.get(status) ?? 0) + 1);
+        const again = await getManifest(hot, vr, 'team/app', '1.0', token);
+        expect([again.status, again.digest]).toEqual([200, image.digest]);
+        pulls++;
+      }
+      expect(Object.fromEntries(statuses)).toEqual({ 404: 1000 + 20, 401: 100, 400: 20 });
+      expect(await memoryHits(hot, 'manifest')).toBe(hitsBefore + pulls);
+      expect(await memoryHits(hot, 'authorization')).toBe(authHitsBefore + pulls);
+    } finally {
+      await hot.close();
+    }
+  }, 120_000);
+
+  it('refuses the very next pull once its user is blocked or loses its membership, or its group is deleted', async () => {
+    const vr = await createVirtualRegistry(app, [{ url: upstream.url }]);
+    const admin = new AdminApi(app.url);
+    const pullAs = async (username: string) => {
+      const secret = await admin.createUserToken(username, { groupId: vr.groupId, role: 'guest' }, ['read_virtual_registry']);
+      return pullToken(app, { ...vr, pullUser: { username, token: secret } }, 'team/app');
+    };
+    const userId = async (username: string) => (await admin.get(`/api/v4/users?username=${username}`)).body[0].id as number;
+
+    const blocked = `blocked-${Date.now()}`;
+    const blockedJwt = await pullAs(blocked);
+    for (let i = 0; i < 2; i++) expect((await getManifest(app, vr, 'team/app', '1.0', blockedJwt)).status).toBe(200);
+    await admin.expect(201, 'POST', `/api/v4/users/${await userId(blocked)}/block`);
+    expect((await getManifest(app, vr, 'team/app', '1.0', blockedJwt)).status).toBe(401);
+
+    const removed = `removed-${Date.now()}`;
+    const removedJwt = await pullAs(removed);
+    for (let i = 0; i < 2; i++) expect((await getManifest(app, vr, 'team/app', '1.0', removedJwt)).status).toBe(200);
+    await admin.expect(204, 'DELETE', `/api/v4/groups/${vr.groupId}/members/${await userId(removed)}`);
+    expect((await getManifest(app, vr, 'team/app', '1.0', removedJwt)).status).toBe(404);
+
+    const token = await pullToken(app, vr, 'team/app');
+    for (let i = 0; i < 2; i++) expect((await getManifest(app, vr, 'team/app', '1.0', token)).status).toBe(200);
+    await admin.expect(204, 'DELETE', `/api/v4/groups/${vr.groupId}`);
+    expect((await getManifest(app, vr, 'team/app', '1.0', token)).status).toBe(404);
+  }, 60_000);
 
   it('remembers nothing with MEMORY_CACHE_TTL_MS=0', async () => {
     const off = await startTestApp({ MEMORY_CACHE_TTL_MS: '0' });

@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { DataSource } from 'typeorm';
+import { UpstreamsService } from '../src/upstreams/upstreams.service.js';
+import { AdminApi, eventually } from './support/admin-api.js';
 import { backdateTagCheck } from './support/cache-observation.js';
 import { buildDockerImage, buildImage, pushImage, sha256Digest, type ImageManifestFixture } from './support/image-fixtures.js';
 import { realServices } from './support/services.js';
@@ -93,6 +95,48 @@ suite(`pull through upstreams that require credentials${reason}`, () => {
     const res = await registryFetch(app, vr, 'private/basic', 'manifests/v1');
     expect(res.status).toBe(404);
     expect(((await res.json()) as { errors: { code: string }[] }).errors[0].code).toBe('MANIFEST_UNKNOWN');
+  });
+
+  it('refuses to use a password copied from another upstream\'s row: a clean 503, nothing sent upstream', async () => {
+    const a = await createVirtualRegistry(app, [{ url: basic.url, username: basic.credentials!.username, password: basic.credentials!.password }]);
+    const b = await createVirtualRegistry(app, [{ url: basic.url, username: basic.credentials!.username, password: 'b-has-its-own-password' }]);
+    const db = app.app.get(DataSource);
+    await db.query(
+      `UPDATE upstreams b SET password_ciphertext = a.password_ciphertext, credentials_key_id = a.credentials_key_id FROM upstreams a WHERE a.id = $1 AND b.id = $2`,
+      [a.upstreamIds[0], b.upstreamIds[0]],
+    );
+    const mark = await basic.mark();
+    const res = await registryFetch(app, b, 'private/basic', 'manifests/v1');
+    const text = await res.text();
+    expect(res.status).toBe(503);
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+    expect((JSON.parse(text) as { errors: { code: string }[] }).errors[0].code).toBe('UNAVAILABLE');
+    expect(text).not.toMatch(/\bat .*\.[jt]s:\d+|password_ciphertext/);
+    // B's pull sent nothing upstream: neither A's credentials nor any other request
+    expect(await basic.requests(mark)).toEqual([]);
+    expect((await registryFetch(app, a, 'private/basic', 'manifests/v1')).status).toBe(200);
+  });
+
+  it('keeps a learnt token realm only for the url it was learnt from; a new url clears it', async () => {
+    const vr = await createVirtualRegistry(app, [{ url: bearer.url, username: bearer.credentials!.username, password: bearer.credentials!.password }]);
+    const [id] = vr.upstreamIds;
+    const upstreams = app.app.get(UpstreamsService);
+    const authUrlOf = async () => ((await app.app.get(DataSource).query('SELECT auth_url FROM upstreams WHERE id = $1', [id])) as { auth_url: string | null }[])[0].auth_url;
+    const realm = `${bearer.tokenServer!.realm}?service=${encodeURIComponent(bearer.tokenServer!.service)}`;
+    const admin = new AdminApi(app.url);
+    await admin.expect(200, 'PATCH', `/api/v4/virtual_registries/container/upstreams/${id}`, { url: basic.url });
+
+    // a pull that started before the url changed learns the old url's realm: it is not kept
+    await upstreams.rememberAuthUrl(id, realm, bearer.url);
+    expect(await authUrlOf()).toBeNull();
+    await upstreams.rememberAuthUrl(id, realm, basic.url);
+    expect(await authUrlOf()).toBe(realm);
+    await admin.expect(200, 'PATCH', `/api/v4/virtual_registries/container/upstreams/${id}`, { url: bearer.url, username: bearer.credentials!.username, password: bearer.credentials!.password });
+    expect(await authUrlOf()).toBeNull();
+
+    // and a real pull through the current url learns and keeps its realm
+    expect((await registryFetch(app, vr, 'private/token', 'manifests/v1')).status).toBe(200);
+    await eventually(async () => (await authUrlOf()) === realm);
   });
 
   it('pulls through a token-auth upstream and fetches the token once per scope, not once per request', async () => {

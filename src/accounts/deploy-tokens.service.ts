@@ -1,8 +1,9 @@
-import { Injectable, NotFoundException } from '@nestjs/common';
+import { Inject, Injectable, NotFoundException } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, Repository } from 'typeorm';
 import { Actor, GroupPermission } from '../auth/actor.js';
 import { GroupAccessPolicy } from '../auth/group-access.policy.js';
+import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import { DeployTokenCreateDto } from './deploy-token.dto.js';
 import { DeployToken } from './deploy-token.entity.js';
 import { Group } from './group.entity.js';
@@ -21,7 +22,7 @@ const deployTokenNotFound = () => new NotFoundException({ message: '404 Deploy T
 /**
  * Group deploy tokens (group settings: owner, or an admin). They log in with their username and
  * secret and can only pull from their group's registries. Deleting one revokes it (the row stays, listed
- * as revoked).
+ * as revoked). Every change tells the InvalidationBus once it is stored, so pulls see it at once.
  */
 @Injectable()
 export class DeployTokensService {
@@ -29,6 +30,7 @@ export class DeployTokensService {
     @InjectRepository(DeployToken) private readonly tokens: Repository<DeployToken>,
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly policy: GroupAccessPolicy,
+    @Inject(INVALIDATION_BUS) private readonly bus: InvalidationBus,
   ) {}
 
   async list(actor: Actor, groupId: number, query: PageQueryDto): Promise<Page<DeployToken>> {
@@ -52,6 +54,7 @@ export class DeployTokensService {
       [groupId, dto.name, dto.username ?? null, dto.scopes, expiresAt, tokenDigest(secret)],
     )) as { id: number }[];
     const token = (await this.tokens.findOneBy({ id }))!;
+    this.bus.changed(`deploy token ${id} created`);
     return { token, secret };
   }
 
@@ -64,7 +67,9 @@ export class DeployTokensService {
 
   async revoke(actor: Actor, groupId: number, id: number): Promise<void> {
     const token = await this.find(actor, groupId, id);
-    if (!token.revoked) await this.tokens.update({ id }, { revoked: true });
+    if (token.revoked) return;
+    await this.tokens.update({ id }, { revoked: true });
+    this.bus.changed(`deploy token ${id} revoked`);
   }
 
   private async assertSettings(actor: Actor, groupId: number): Promise<void> {

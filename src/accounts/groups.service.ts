@@ -1,8 +1,9 @@
-import { Injectable, NotFoundException } from '@nestjs/common';
+import { Inject, Injectable, NotFoundException } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, Repository } from 'typeorm';
 import { AccessLevel, Actor, GroupPermission, UserActor } from '../auth/actor.js';
 import { GroupAccessPolicy } from '../auth/group-access.policy.js';
+import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import { GroupCreateDto } from './group.dto.js';
 import { Group } from './group.entity.js';
 import { InvalidFieldException, isUniqueViolation } from './invalid-field.exception.js';
@@ -18,6 +19,7 @@ export class GroupsService {
     @InjectRepository(Group) private readonly groups: Repository<Group>,
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly policy: GroupAccessPolicy,
+    @Inject(INVALIDATION_BUS) private readonly bus: InvalidationBus,
   ) {}
 
   /** Admins see every group, users the groups they are members of. */
@@ -56,6 +58,7 @@ export class GroupsService {
     await this.policy.assert(actor, id, GroupPermission.SETTINGS);
     const result = await this.groups.delete({ id });
     if (!result.affected) throw groupNotFound();
+    this.bus.changed(`group ${id} deleted`);
   }
 
   /** The group, or 404 (for callers that already checked the actor's permission). */

@@ -1,8 +1,9 @@
-import { BadRequestException, ConflictException, Injectable, NotFoundException } from '@nestjs/common';
+import { BadRequestException, ConflictException, Inject, Injectable, NotFoundException } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, EntityManager, Repository } from 'typeorm';
 import { AccessLevel, Actor, GroupPermission } from '../auth/actor.js';
 import { GroupAccessPolicy } from '../auth/group-access.policy.js';
+import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import { Group } from './group.entity.js';
 import { groupNotFound } from './groups.service.js';
 import { isUniqueViolation } from './invalid-field.exception.js';
@@ -17,7 +18,8 @@ const lastOwner = () => new BadRequestException({ message: 'A group must keep at
 
 /**
  * Group memberships. Listing needs reporter+, changes need owner (GitLab: members are group settings).
- * The last owner of a group cannot be removed or demoted.
+ * The last owner of a group cannot be removed or demoted. Every change tells the InvalidationBus once
+ * it is committed, so a pull decision remembered before it is not used after it.
  */
 @Injectable()
 export class MembersService {
@@ -25,6 +27,7 @@ export class MembersService {
     @InjectRepository(Member) private readonly members: Repository<Member>,
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly policy: GroupAccessPolicy,
+    @Inject(INVALIDATION_BUS) private readonly bus: InvalidationBus,
   ) {}
 
   async list(actor: Actor, groupId: number, query: PageQueryDto): Promise<Page<Member>> {
@@ -50,6 +53,7 @@ export class MembersService {
     if (await this.members.existsBy({ groupId, userId: user.id })) throw exists();
     try {
       const member = await this.members.save(this.members.create({ groupId, userId: user.id, accessLevel: dto.access_level }));
+      this.bus.changed(`member ${user.id} added to group ${groupId}`);
       return { ...member, user };
     } catch (err) {
       if (isUniqueViolation(err)) throw exists();
@@ -59,12 +63,14 @@ export class MembersService {
 
   async update(actor: Actor, groupId: number, userId: number, dto: MemberUpdateDto): Promise<Member> {
     await this.policy.assert(actor, groupId, GroupPermission.SETTINGS);
-    return this.dataSource.transaction(async (manager) => {
+    const updated = await this.dataSource.transaction(async (manager) => {
       const member = await this.lockedMember(manager, groupId, userId);
       if (member.accessLevel === AccessLevel.OWNER && dto.access_level < AccessLevel.OWNER) await this.keepAnOwner(manager, groupId);
       await manager.update(Member, { id: member.id }, { accessLevel: dto.access_level });
       return (await manager.findOne(Member, { where: { id: member.id }, relations: { user: true } }))!;
     });
+    this.bus.changed(`member ${userId} of group ${groupId} changed`);
+    return updated;
   }
 
   async remove(actor: Actor, groupId: number, userId: number): Promise<void> {
@@ -74,6 +80,7 @@ export class MembersService {
       if (member.accessLevel === AccessLevel.OWNER) await this.keepAnOwner(manager, groupId);
       await manager.delete(Member, { id: member.id });
     });
+    this.bus.changed(`member ${userId} removed from group ${groupId}`);
   }
 
   /** Locks the group row, so concurrent changes to its owners are serialised. */

@@ -1,8 +1,9 @@
-import { Injectable, NotFoundException, UnauthorizedException } from '@nestjs/common';
+import { Inject, Injectable, NotFoundException, UnauthorizedException } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, EntityManager, Repository } from 'typeorm';
 import { TokenScope, UserActor } from '../auth/actor.js';
 import { assertInstanceAdmin } from '../auth/instance-admin.policy.js';
+import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import { InvalidFieldException } from './invalid-field.exception.js';
 import { Page, PageQueryDto } from './pagination.js';
 import { PersonalAccessTokenCreateDto, PersonalAccessTokenRotateDto } from './personal-access-token.dto.js';
@@ -35,23 +36,25 @@ function futureDate(expiresAt: string | undefined): string | null {
 /**
  * Personal access tokens: a user creates, lists, rotates and revokes its own; an instance admin also
  * creates them for any user and revokes anyone's. Secrets are random (`cvrpat-` + 32 bytes), returned
- * once, stored as SHA-256.
+ * once, stored as SHA-256. Every change tells the InvalidationBus once it is stored (a revoked token
+ * is refused from the next pull on, on every replica).
  */
 @Injectable()
 export class PersonalAccessTokensService {
   constructor(
     @InjectRepository(PersonalAccessToken) private readonly tokens: Repository<PersonalAccessToken>,
     @InjectDataSource() private readonly dataSource: DataSource,
+    @Inject(INVALIDATION_BUS) private readonly bus: InvalidationBus,
   ) {}
 
   async createFor(actor: UserActor, userId: number, dto: PersonalAccessTokenCreateDto): Promise<CreatedPersonalAccessToken> {
     assertInstanceAdmin(actor);
     if (!(await this.dataSource.manager.existsBy(User, { id: userId }))) throw userNotFound();
-    return this.insert(this.dataSource.manager, userId, { name: dto.name, scopes: dto.scopes, expiresAt: futureDate(dto.expires_at) });
+    return this.create(userId, dto);
   }
 
   async createOwn(actor: UserActor, dto: PersonalAccessTokenCreateDto): Promise<CreatedPersonalAccessToken> {
-    return this.insert(this.dataSource.manager, actor.userId, { name: dto.name, scopes: dto.scopes, expiresAt: futureDate(dto.expires_at) });
+    return this.create(actor.userId, dto);
   }
 
   async listOwn(actor: UserActor, query: PageQueryDto): Promise<Page<PersonalAccessToken>> {
@@ -64,7 +67,9 @@ export class PersonalAccessTokensService {
   async revoke(actor: UserActor, id: number): Promise<void> {
     const token = await this.tokens.findOneBy({ id });
     if (!token || (token.userId !== actor.userId && !actor.admin)) throw tokenNotFound();
-    if (!token.revoked) await this.tokens.update({ id }, { revoked: true });
+    if (token.revoked) return;
+    await this.tokens.update({ id }, { revoked: true });
+    this.bus.changed(`personal access token ${id} revoked`);
   }
 
   /**
@@ -74,7 +79,7 @@ export class PersonalAccessTokensService {
    */
   async rotateSelf(actor: UserActor, dto: PersonalAccessTokenRotateDto): Promise<CreatedPersonalAccessToken> {
     const expiresAt = dto.expires_at === undefined ? undefined : futureDate(dto.expires_at);
-    return this.dataSource.transaction(async (manager) => {
+    const rotated = await this.dataSource.transaction(async (manager) => {
       const revoked: [PersonalAccessToken[], number] = await manager.query(
         `UPDATE personal_access_tokens SET revoked = true, updated_at = now()
           WHERE id = $1 AND user_id = $2 AND revoked = false
@@ -85,6 +90,8 @@ export class PersonalAccessTokensService {
       if (!old) throw new UnauthorizedException({ message: '401 Unauthorized' });
       return this.insert(manager, actor.userId, { name: old.name, scopes: old.scopes, expiresAt: expiresAt ?? old.expiresAt });
     });
+    this.bus.changed(`personal access token ${actor.tokenId} rotated`);
+    return rotated;
   }
 
   /** For the bootstrap: a token whose secret is given (INITIAL_ADMIN_TOKEN) instead of generated. */
@@ -93,6 +100,12 @@ export class PersonalAccessTokensService {
     const saved = await manager.save(row);
     delete (saved as Partial<PersonalAccessToken>).tokenDigest;
     return saved;
+  }
+
+  private async create(userId: number, dto: PersonalAccessTokenCreateDto): Promise<CreatedPersonalAccessToken> {
+    const created = await this.insert(this.dataSource.manager, userId, { name: dto.name, scopes: dto.scopes, expiresAt: futureDate(dto.expires_at) });
+    this.bus.changed(`personal access token ${created.token.id} created`);
+    return created;
   }
 
   private async insert(manager: EntityManager, userId: number, token: NewPersonalAccessToken): Promise<CreatedPersonalAccessToken> {

@@ -1,8 +1,9 @@
-import { ConflictException, ForbiddenException, Injectable, NotFoundException } from '@nestjs/common';
+import { ConflictException, ForbiddenException, Inject, Injectable, NotFoundException } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
 import { UserActor } from '../auth/actor.js';
 import { assertInstanceAdmin } from '../auth/instance-admin.policy.js';
+import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import { isUniqueViolation } from './invalid-field.exception.js';
 import { Page } from './pagination.js';
 import { UserCreateDto, UserListQueryDto } from './user.dto.js';
@@ -10,10 +11,16 @@ import { User, UserState } from './user.entity.js';
 
 export const userNotFound = () => new NotFoundException({ message: '404 User Not Found' });
 
-/** Users are managed by instance administrators; everyone may read their own account. */
+/**
+ * Users are managed by instance administrators; everyone may read their own account. Blocking,
+ * unblocking and deleting tell the InvalidationBus once stored, so pulls see the change at once.
+ */
 @Injectable()
 export class UsersService {
-  constructor(@InjectRepository(User) private readonly users: Repository<User>) {}
+  constructor(
+    @InjectRepository(User) private readonly users: Repository<User>,
+    @Inject(INVALIDATION_BUS) private readonly bus: InvalidationBus,
+  ) {}
 
   async list(actor: UserActor, query: UserListQueryDto): Promise<Page<User>> {
     assertInstanceAdmin(actor);
@@ -52,7 +59,10 @@ export class UsersService {
     assertInstanceAdmin(actor);
     if (id === actor.userId && state === UserState.BLOCKED) throw new ForbiddenException({ message: '403 Forbidden - you cannot block yourself' });
     const user = await this.existing(id);
-    if (user.state !== state) await this.users.update({ id }, { state });
+    if (user.state !== state) {
+      await this.users.update({ id }, { state });
+      this.bus.changed(`user ${id} ${state}`);
+    }
     return { ...user, state };
   }
 
@@ -61,6 +71,7 @@ export class UsersService {
     if (id === actor.userId) throw new ForbiddenException({ message: '403 Forbidden - you cannot delete yourself' });
     const result = await this.users.delete({ id });
     if (!result.affected) throw userNotFound();
+    this.bus.changed(`user ${id} deleted`);
   }
 
   async existing(id: number): Promise<User> {

@@ -83,6 +83,7 @@ export class CacheEntriesService implements OnModuleInit {
       { status: CacheEntryStatus.PENDING_DESTRUCTION },
     );
     if (!result.affected) throw cacheEntryNotFound();
+    this.bus.changed(`cache entry ${id} deleted`);
   }
 
   /** Schedules every entry of an upstream for destruction. */

@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { BadRequestException, Inject, Injectable, PayloadTooLargeException } from '@nestjs/common';
 import { GroupPermission, type Actor } from '../auth/actor.js';
 import { limitsConfig, type LimitsConfig } from '../config/config.js';
+import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import {
   Digest,
   OciError,
@@ -33,7 +34,8 @@ export interface UploadInput {
 /**
  * Seeding a cache from a body instead of a pull (the seed merge request's authorize_upload and
  * upload): the background worker and maintainers pre-seeding air-gapped sites. The body streams into
- * the blob store, is verified against its digest, and only then becomes a live cache entry.
+ * the blob store, is verified against its digest, and only then becomes a live cache entry. A manifest
+ * upload tells the InvalidationBus (a replica may remember the manifest it replaces).
  */
 @Injectable()
 export class CacheEntryUploadService {
@@ -42,6 +44,7 @@ export class CacheEntryUploadService {
     private readonly cacheEntries: CacheEntryCreateOrUpdateService,
     @Inject(BLOB_STORE) private readonly blobs: BlobStore,
     @Inject(limitsConfig.KEY) private readonly limits: LimitsConfig,
+    @Inject(INVALIDATION_BUS) private readonly bus: InvalidationBus,
   ) {}
 
   /** Where and how large an upload may be, after the same permission check the upload makes. */
@@ -82,6 +85,7 @@ export class CacheEntryUploadService {
       if (request.reference.kind === 'tag') {
         await this.cacheEntries.execute(actor, { ...record, relativePath: relativePathOf(request.name, 'manifest', digest) }, checked);
       }
+      this.bus.changed(`manifest ${entry.relativePath} uploaded to upstream ${upstream.id}`);
       return entry;
     }
     const digest = request.digest.toString();

@@ -49,7 +49,7 @@ export class MetricsService {
   });
   readonly upstreamErrors = new Counter({
     name: 'registry_upstream_errors_total',
-    help: 'Upstream failures by kind (unreachable, timeout, status, refused-address)',
+    help: 'Upstream failures by kind (unreachable, timeout, status, refused-address, protocol, credentials)',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });

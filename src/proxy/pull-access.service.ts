@@ -30,9 +30,10 @@ const REMEMBERED_DECISIONS = 10_000;
  *
  * A granted pull is remembered for MEMORY_CACHE_TTL_MS (never past the token's expiry), so a client
  * pulling an image's manifests and layers pays for the signature check and the three reads (credential,
- * registry with its upstreams, membership) once. Every admin API change forgets all of it at once
- * (InvalidationBus): a revoked token, a removed member or a re-pointed upstream counts from the next
- * request on. Refusals are never remembered.
+ * registry with its upstreams, membership) once. Every committed change to tokens, users, members,
+ * groups, registries or upstreams forgets all of it at once (the services tell the InvalidationBus): a
+ * revoked token, a removed member or a re-pointed upstream counts from the next request on. Refusals are
+ * never remembered.
  */
 @Injectable()
 export class PullAccessService {

@@ -1,9 +1,9 @@
-import { Injectable, OnModuleInit } from '@nestjs/common';
+import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
 import { MetricsService } from '../observability/metrics.service.js';
 import { Registry } from '../registries/registry.entity.js';
-import { CredentialEncryptionService } from '../upstreams/credential-encryption.service.js';
+import { CredentialEncryptionService, UnknownEncryptionKeyError, UnreadableCredentialsError } from '../upstreams/credential-encryption.service.js';
 import { UpstreamClient } from '../upstreams/client/upstream-client.js';
 import { Upstream } from '../upstreams/upstream.entity.js';
 import type { PullTarget, PullUpstream } from './pull-target.js';
@@ -27,6 +27,8 @@ interface UpstreamRow {
  */
 @Injectable()
 export class PullTargetResolver implements OnModuleInit {
+  private readonly logger = new Logger(PullTargetResolver.name);
+
   constructor(
     @InjectRepository(Registry) private readonly registries: Repository<Registry>,
     @InjectRepository(Upstream) private readonly upstreamRows: Repository<Upstream>,
@@ -82,16 +84,17 @@ export class PullTargetResolver implements OnModuleInit {
   }
 
   private toPullUpstream(row: UpstreamRow): PullUpstream {
-    const password =
-      row.password_ciphertext && row.credentials_key_id
-        ? this.encryption.decrypt({ ciphertext: row.password_ciphertext, keyId: row.credentials_key_id })
-        : null;
-    return {
-      id: row.id,
-      groupId: row.group_id,
-      position: row.position,
-      cacheValidityHours: row.cache_validity_hours,
-      descriptor: { id: row.id, url: row.url, username: row.username, password, authUrl: row.auth_url },
-    };
+    const upstream = { id: row.id, groupId: row.group_id, position: row.position, cacheValidityHours: row.cache_validity_hours };
+    const descriptor = { id: row.id, url: row.url, authUrl: row.auth_url };
+    if (!row.password_ciphertext || !row.credentials_key_id) return { ...upstream, descriptor: { ...descriptor, username: row.username, password: null } };
+    try {
+      const password = this.encryption.decrypt({ ciphertext: row.password_ciphertext, keyId: row.credentials_key_id }, row.id);
+      return { ...upstream, descriptor: { ...descriptor, username: row.username, password } };
+    } catch (err) {
+      if (!(err instanceof UnreadableCredentialsError || err instanceof UnknownEncryptionKeyError)) throw err;
+      // this upstream fails on its own (the others of the registry still answer); no credentials are sent
+      this.logger.warn(err.message);
+      return { ...upstream, descriptor: { ...descriptor, credentialsUnreadable: true } };
+    }
   }
 }

@@ -29,8 +29,8 @@ const LARGEST_SHARE = 16;
 /**
  * The hot manifests of one replica, by registry and path: a cached manifest pulled again within
  * MEMORY_CACHE_TTL_MS is answered from memory, with no database read and no storage read. A tag is never
- * kept past its validity window (the next pull revalidates it as usual); purges, evictions and every admin
- * API change forget everything (InvalidationBus). Bytes are checked against their digest before they
+ * kept past its validity window (the next pull revalidates it as usual); purges, evictions, uploads and
+ * every committed change to access or upstreams forget everything (InvalidationBus). Bytes are checked against their digest before they
  * are kept. Downloads are still counted, per request, by the caller.
  */
 @Injectable()

@@ -5,6 +5,7 @@ import type { Actor } from '../auth/actor.js';
 import { GroupPermission } from '../auth/actor.js';
 import { GroupAccessPolicy } from '../auth/group-access.policy.js';
 import { limitsConfig } from '../config/config.js';
+import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import type { LimitsConfig } from '../config/config.js';
 import { RegistryUpstream } from '../upstreams/registry-upstream.entity.js';
 import { Upstream } from '../upstreams/upstream.entity.js';
@@ -41,7 +42,10 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
   return driverError.code === '23505' && (constraint === undefined || driverError.constraint === constraint);
 }
 
-/** Registries of a group: list, read, create or update (with the per-group limit), delete. */
+/**
+ * Registries of a group: list, read, create or update (with the per-group limit), delete. Updates and
+ * deletes tell the InvalidationBus once committed.
+ */
 @Injectable()
 export class RegistriesService {
   constructor(
@@ -51,6 +55,7 @@ export class RegistriesService {
     private readonly policy: GroupAccessPolicy,
     private readonly groups: GroupResolver,
     @Inject(limitsConfig.KEY) private readonly limits: LimitsConfig,
+    @Inject(INVALIDATION_BUS) private readonly bus: InvalidationBus,
   ) {}
 
   async listForGroup(actor: Actor, groupRef: string | number, page: PageRequest): Promise<Page<Registry>> {
@@ -131,6 +136,7 @@ export class RegistriesService {
     } catch (err) {
       throw translateRegistryError(err);
     }
+    this.bus.changed(`registry ${registry.id} updated`);
     return this.registries.findOneByOrFail({ id: registry.id });
   }
 
@@ -146,6 +152,7 @@ export class RegistriesService {
       await manager.delete(Registry, { id: registry.id });
       if (exclusive.length) await manager.createQueryBuilder().delete().from(Upstream).whereInIds(exclusive).execute();
     });
+    this.bus.changed(`registry ${registry.id} deleted`);
   }
 }
 

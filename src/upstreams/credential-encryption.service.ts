@@ -7,11 +7,21 @@ import { AppConfig, appConfig, DatabaseConfig, databaseConfig, SecurityConfig, s
 const ALGORITHM = 'aes-256-gcm';
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
-/** Binds ciphertexts to their purpose: a sealed upstream password cannot be replayed as anything else. */
-const ASSOCIATED_DATA = Buffer.from('cvr:upstream-credentials:v1');
+/** Ciphertexts sealed for one upstream row start with this; base64 never contains a `.`. */
+const BOUND_PREFIX = 'v2.';
+/** Associated data of the first format (no prefix): bound to the purpose only, not to a row. */
+const LEGACY_ASSOCIATED_DATA = Buffer.from('cvr:upstream-credentials:v1');
+
+/**
+ * Binds a ciphertext to its purpose and to its upstream row: a sealed password copied to another
+ * upstream's row (or replayed as anything else) does not open.
+ */
+function associatedData(upstreamId: number): Buffer {
+  return Buffer.from(`cvr:upstream-credentials:v2:${upstreamId}`);
+}
 
 export interface SealedSecret {
-  /** base64(iv | tag | ciphertext). */
+  /** `v2.` + base64(iv | tag | ciphertext), sealed for one upstream id; legacy rows lack the prefix. */
   ciphertext: string;
   /** Which key sealed it (a fingerprint of the key, never the key). */
   keyId: string;
@@ -24,6 +34,14 @@ export class UnknownEncryptionKeyError extends Error {
         '(set ENCRYPTION_KEY, or list the old key in ENCRYPTION_PREVIOUS_KEYS)',
     );
     this.name = 'UnknownEncryptionKeyError';
+  }
+}
+
+/** The ciphertext does not open for this upstream: sealed for another row, altered, or truncated. */
+export class UnreadableCredentialsError extends Error {
+  constructor(readonly upstreamId: number) {
+    super(`the stored credentials of upstream ${upstreamId} cannot be decrypted (sealed for another upstream, or altered): set them again`);
+    this.name = 'UnreadableCredentialsError';
   }
 }
 
@@ -45,7 +63,9 @@ export function encryptionKeyId(key: Buffer): string {
  * The key is ENCRYPTION_KEY; without it, a key generated once into `<DATA_DIR>/keys/encryption.key`
  * (mode 0600) is used, which suits the embedded single-process default. Several replicas sharing an
  * external database must share ENCRYPTION_KEY. ENCRYPTION_PREVIOUS_KEYS keeps old keys readable during a
- * rotation (UpstreamCredentialsRotation re-seals rows at boot). Plaintexts are never logged.
+ * rotation (UpstreamsService re-seals rows at boot). Each ciphertext is sealed for one upstream id
+ * (AES-GCM associated data), so it only opens in its own row; rows sealed before that binding (no `v2.`
+ * prefix) still open and are re-sealed at boot. Plaintexts are never logged.
  */
 @Injectable()
 export class CredentialEncryptionService implements OnModuleInit {
@@ -67,30 +87,40 @@ export class CredentialEncryptionService implements OnModuleInit {
     return this.currentKey().id;
   }
 
-  encrypt(plaintext: string): SealedSecret {
+  /** Seals `plaintext` with the current key for the upstream row `upstreamId` only. */
+  encrypt(plaintext: string, upstreamId: number): SealedSecret {
     const { id, key } = this.currentKey();
     const iv = randomBytes(IV_BYTES);
     const cipher = createCipheriv(ALGORITHM, key, iv, { authTagLength: TAG_BYTES });
-    cipher.setAAD(ASSOCIATED_DATA);
+    cipher.setAAD(associatedData(upstreamId));
     const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
-    return { ciphertext: Buffer.concat([iv, cipher.getAuthTag(), body]).toString('base64'), keyId: id };
+    return { ciphertext: BOUND_PREFIX + Buffer.concat([iv, cipher.getAuthTag(), body]).toString('base64'), keyId: id };
   }
 
-  decrypt(sealed: SealedSecret): string {
+  /**
+   * Opens what was sealed for `upstreamId` (or, in the legacy format, for any upstream). Throws
+   * UnknownEncryptionKeyError for a key that is not configured, UnreadableCredentialsError otherwise.
+   */
+  decrypt(sealed: SealedSecret, upstreamId: number): string {
     this.currentKey();
     const key = this.keys.get(sealed.keyId);
     if (!key) throw new UnknownEncryptionKeyError(sealed.keyId);
-    const raw = Buffer.from(sealed.ciphertext, 'base64');
-    if (raw.length < IV_BYTES + TAG_BYTES) throw new Error('sealed credentials are truncated');
-    const decipher = createDecipheriv(ALGORITHM, key, raw.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES });
-    decipher.setAAD(ASSOCIATED_DATA);
-    decipher.setAuthTag(raw.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
-    return Buffer.concat([decipher.update(raw.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]).toString('utf8');
+    const bound = sealed.ciphertext.startsWith(BOUND_PREFIX);
+    const raw = Buffer.from(bound ? sealed.ciphertext.slice(BOUND_PREFIX.length) : sealed.ciphertext, 'base64');
+    if (raw.length < IV_BYTES + TAG_BYTES) throw new UnreadableCredentialsError(upstreamId);
+    try {
+      const decipher = createDecipheriv(ALGORITHM, key, raw.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES });
+      decipher.setAAD(bound ? associatedData(upstreamId) : LEGACY_ASSOCIATED_DATA);
+      decipher.setAuthTag(raw.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
+      return Buffer.concat([decipher.update(raw.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]).toString('utf8');
+    } catch {
+      throw new UnreadableCredentialsError(upstreamId);
+    }
   }
 
-  /** True when `keyId` is not the current key (the row should be re-sealed). */
-  isStale(keyId: string): boolean {
-    return keyId !== this.currentKeyId;
+  /** True when a row should be re-sealed: another key sealed it, or it is not bound to its row yet. */
+  needsResealing(sealed: SealedSecret): boolean {
+    return sealed.keyId !== this.currentKeyId || !sealed.ciphertext.startsWith(BOUND_PREFIX);
   }
 
   private currentKey(): { id: string; key: Buffer } {

@@ -5,6 +5,7 @@ import type { Actor } from '../auth/actor.js';
 import { GroupPermission } from '../auth/actor.js';
 import { GroupAccessPolicy } from '../auth/group-access.policy.js';
 import { limitsConfig } from '../config/config.js';
+import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import type { LimitsConfig } from '../config/config.js';
 import { InvalidFieldException } from '../accounts/invalid-field.exception.js';
 import { registryUpstreamNotFound, upstreamNotFound } from '../registries/not-found.exceptions.js';
@@ -20,7 +21,8 @@ const POSITION_CONSTRAINT = 'registry_upstreams_registry_id_position_key';
  * The ordered upstream list of a registry. Every change locks the registry row first
  * (`SELECT ... FOR NO KEY UPDATE`), then shifts positions inside the same transaction with the
  * position uniqueness check deferred to commit, so concurrent requests serialise per registry and
- * positions stay 1..n, unique, without gaps.
+ * positions stay 1..n, unique, without gaps. Every change tells the InvalidationBus once committed
+ * (the next pull uses the new list).
  */
 @Injectable()
 export class RegistryUpstreamsService {
@@ -31,6 +33,7 @@ export class RegistryUpstreamsService {
     private readonly registries: RegistriesService,
     private readonly policy: GroupAccessPolicy,
     @Inject(limitsConfig.KEY) private readonly limits: LimitsConfig,
+    @Inject(INVALIDATION_BUS) private readonly bus: InvalidationBus,
   ) {}
 
   /** Associates an existing upstream with a registry, at the end of its list. */
@@ -43,10 +46,12 @@ export class RegistryUpstreamsService {
     const upstream = await this.upstreams.findOneBy({ id: params.upstreamId });
     // An upstream of another group is as invisible here as one that does not exist.
     if (!upstream || upstream.groupId !== registry.groupId) throw upstreamNotFound();
-    return this.dataSource.transaction(async (manager) => {
+    const link = await this.dataSource.transaction(async (manager) => {
       await lockRegistry(manager, registry.id);
       return this.append(manager, registry, upstream.id);
     });
+    this.bus.changed(`upstream ${upstream.id} linked to registry ${registry.id}`);
+    return link;
   }
 
   /** Moves a link to `position` (clamped to the list's length); the links in between shift by one. */
@@ -55,7 +60,7 @@ export class RegistryUpstreamsService {
     if (!Number.isInteger(position) || position < 1 || position > this.limits.upstreamsPerRegistry) {
       throw new InvalidFieldException('position', `must be between 1 and ${this.limits.upstreamsPerRegistry}`);
     }
-    return this.dataSource.transaction(async (manager) => {
+    const moved = await this.dataSource.transaction(async (manager) => {
       await lockRegistry(manager, found.registryId);
       const link = await manager.findOneBy(RegistryUpstream, { id: linkId });
       if (!link) throw registryUpstreamNotFound();
@@ -77,6 +82,8 @@ export class RegistryUpstreamsService {
       await manager.update(RegistryUpstream, { id: link.id }, { position: target });
       return manager.findOneByOrFail(RegistryUpstream, { id: link.id });
     });
+    this.bus.changed(`registry upstream ${linkId} moved`);
+    return moved;
   }
 
   /** Removes a link; the links after it move up, closing the gap. The upstream itself stays. */
@@ -88,6 +95,7 @@ export class RegistryUpstreamsService {
       if (!deleted.affected) throw registryUpstreamNotFound();
       await this.compact(manager, found.registryId);
     });
+    this.bus.changed(`registry upstream ${linkId} removed`);
   }
 
   async findAccessible(actor: Actor | null, linkId: number, permission: GroupPermission, options: PermissionCheckOptions = {}): Promise<RegistryUpstream> {

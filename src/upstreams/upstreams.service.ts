@@ -1,11 +1,12 @@
 import { STATUS_CODES } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { BadRequestException, Injectable, Logger, NotFoundException, OnApplicationBootstrap, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { BadRequestException, Inject, Injectable, Logger, NotFoundException, OnApplicationBootstrap, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
-import { DataSource, IsNull, Repository } from 'typeorm';
+import { DataSource, IsNull, Not, Repository } from 'typeorm';
 import type { Actor } from '../auth/actor.js';
 import { GroupPermission } from '../auth/actor.js';
 import { GroupAccessPolicy } from '../auth/group-access.policy.js';
+import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import { CacheEntry, CacheEntryStatus } from '../cache-entries/cache-entry.entity.js';
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.js';
 import { GroupResolver } from '../registries/group-resolver.service.js';
@@ -18,7 +19,7 @@ import { lockRegistry, RegistriesService } from '../registries/registries.servic
 import { UpstreamClient, type UpstreamDescriptor } from './client/upstream-client.js';
 import { classifyUpstreamError, UpstreamError } from './client/upstream-error.js';
 import { InvalidUpstreamUrlError, normalizeUpstreamUrl } from './client/upstream-url.js';
-import { CredentialEncryptionService } from './credential-encryption.service.js';
+import { CredentialEncryptionService, UnreadableCredentialsError } from './credential-encryption.service.js';
 import { RegistryUpstream } from './registry-upstream.entity.js';
 import { RegistryUpstreamsService } from './registry-upstreams.service.js';
 import { Upstream } from './upstream.entity.js';
@@ -63,6 +64,7 @@ interface Credentials {
  * registry, updated (a new url drops the credentials unless new ones come with it), deleted (closing
  * the gaps it leaves), and tested against the remote registry. Passwords are sealed with
  * CredentialEncryptionService and only ever decrypted into an UpstreamDescriptor for the client.
+ * Every change tells the InvalidationBus once committed.
  */
 @Injectable()
 export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
@@ -80,12 +82,13 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     private readonly policy: GroupAccessPolicy,
     private readonly encryption: CredentialEncryptionService,
     private readonly client: UpstreamClient,
+    @Inject(INVALIDATION_BUS) private readonly bus: InvalidationBus,
   ) {}
 
   onModuleInit(): void {
     // The token endpoint an upstream challenges with is remembered, so a restart fetches tokens up front.
     this.removeObserver = this.client.addObserver({
-      onRealmDiscovered: (upstreamId, authUrl) => void this.rememberAuthUrl(upstreamId, authUrl),
+      onRealmDiscovered: (upstreamId, authUrl, upstreamUrl) => void this.rememberAuthUrl(upstreamId, authUrl, upstreamUrl),
     });
   }
 
@@ -93,24 +96,28 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     this.removeObserver?.();
   }
 
-  /** Re-seals credentials sealed with a previous key (ENCRYPTION_PREVIOUS_KEYS) with the current one. */
+  /**
+   * Re-seals credentials sealed with a previous key (ENCRYPTION_PREVIOUS_KEYS), or sealed before
+   * ciphertexts were bound to their row, with the current key for their row. A row changed meanwhile
+   * (its ciphertext is no longer the one read) is left to that change.
+   */
   async onApplicationBootstrap(): Promise<void> {
-    const stale = await this.upstreams
-      .createQueryBuilder('u')
-      .where('u.password_ciphertext IS NOT NULL AND u.credentials_key_id <> :current', { current: this.encryption.currentKeyId })
-      .getMany();
+    const sealedRows = await this.upstreams.findBy({ passwordCiphertext: Not(IsNull()) });
+    const stale = sealedRows.filter((u) => this.encryption.needsResealing({ ciphertext: u.passwordCiphertext!, keyId: u.credentialsKeyId ?? '' }));
+    let resealed = 0;
     for (const upstream of stale) {
       try {
-        const sealed = this.encryption.encrypt(this.passwordOf(upstream) ?? '');
-        await this.upstreams.update(
-          { id: upstream.id, credentialsKeyId: upstream.credentialsKeyId ?? IsNull() },
+        const sealed = this.encryption.encrypt(this.passwordOf(upstream) ?? '', upstream.id);
+        const result = await this.upstreams.update(
+          { id: upstream.id, passwordCiphertext: upstream.passwordCiphertext! },
           { passwordCiphertext: sealed.ciphertext, credentialsKeyId: sealed.keyId },
         );
+        resealed += result.affected ?? 0;
       } catch (err) {
         this.logger.warn(`cannot re-seal the credentials of upstream ${upstream.id}: ${(err as Error).message}`);
       }
     }
-    if (stale.length) this.logger.log(`re-sealed the credentials of ${stale.length} upstream(s) with the current key`);
+    if (resealed) this.logger.log(`re-sealed the credentials of ${resealed} upstream(s) with the current key, bound to their row`);
   }
 
   async listForGroup(
@@ -184,8 +191,7 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     const credentials = credentialsOf(params);
     const url = await this.checkedUrl(params.url);
     await this.assertNoTwin(registry.groupId, url, credentials);
-    const sealed = credentials ? this.encryption.encrypt(credentials.password) : undefined;
-    return this.dataSource.transaction(async (manager) => {
+    const created = await this.dataSource.transaction(async (manager) => {
       await lockRegistry(manager, registry.id);
       const upstream = await manager.save(
         manager.create(Upstream, {
@@ -193,16 +199,25 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
           name,
           description: emptyToNull(params.description),
           url,
-          username: credentials?.username ?? null,
-          passwordCiphertext: sealed?.ciphertext ?? null,
-          credentialsKeyId: sealed?.keyId ?? null,
+          username: null,
+          passwordCiphertext: null,
+          credentialsKeyId: null,
           cacheValidityHours: params.cacheValidityHours ?? 24,
           authUrl: null,
         }),
       );
+      if (credentials) {
+        // sealed for this row (CredentialEncryptionService), so only once it has its id, in the same transaction
+        const sealed = this.encryption.encrypt(credentials.password, upstream.id);
+        const sealedCredentials = { username: credentials.username, passwordCiphertext: sealed.ciphertext, credentialsKeyId: sealed.keyId };
+        await manager.update(Upstream, { id: upstream.id }, sealedCredentials);
+        Object.assign(upstream, sealedCredentials);
+      }
       const link = await this.registryUpstreams.append(manager, registry, upstream.id);
       return { upstream, link };
     });
+    this.bus.changed(`upstream ${created.upstream.id} created in registry ${registry.id}`);
+    return created;
   }
 
   private async update(actor: Actor | null, params: UpstreamUpdateParams, options: PermissionCheckOptions): Promise<Upstream> {
@@ -238,7 +253,7 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
       credentials = undefined; // a new url without new credentials: never send the old ones elsewhere
     }
     if (credentials !== 'unchanged') {
-      const sealed = credentials ? this.encryption.encrypt(credentials.password) : undefined;
+      const sealed = credentials ? this.encryption.encrypt(credentials.password, upstream.id) : undefined;
       changes.username = credentials?.username ?? null;
       changes.passwordCiphertext = sealed?.ciphertext ?? null;
       changes.credentialsKeyId = sealed?.keyId ?? null;
@@ -251,6 +266,7 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
       const result = await this.upstreams.update({ id: upstream.id }, changes);
       if (!result.affected) throw upstreamNotFound();
       this.client.forget(upstream.id);
+      this.bus.changed(`upstream ${upstream.id} updated`);
     }
     return this.upstreams.findOneByOrFail({ id: upstream.id });
   }
@@ -269,6 +285,7 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
       for (const registryId of registryIds) await this.registryUpstreams.compact(manager, registryId);
     });
     this.client.forget(upstream.id);
+    this.bus.changed(`upstream ${upstream.id} deleted`);
   }
 
   /** Tests an existing upstream, optionally with another url and/or other credentials (nothing is saved). */
@@ -277,7 +294,15 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     const credentialsGiven = overrides.username !== undefined || overrides.password !== undefined;
     let credentials: Credentials | undefined;
     if (credentialsGiven) credentials = credentialsOf(overrides);
-    else if (overrides.url === undefined) credentials = this.credentialsOfUpstream(upstream);
+    else if (overrides.url === undefined) {
+      try {
+        credentials = this.credentialsOfUpstream(upstream);
+      } catch (err) {
+        if (!(err instanceof UnreadableCredentialsError)) throw err;
+        this.logger.warn(err.message);
+        return { success: false, result: 'Error: the stored credentials cannot be decrypted; set them again' };
+      }
+    }
     const url = overrides.url !== undefined ? await this.checkedUrl(overrides.url) : upstream.url;
     const cached = await this.cacheEntries.findOne({
       select: { id: true, relativePath: true },
@@ -310,7 +335,17 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
 
   private passwordOf(upstream: Upstream): string | null {
     if (upstream.passwordCiphertext === null || upstream.credentialsKeyId === null) return null;
-    return this.encryption.decrypt({ ciphertext: upstream.passwordCiphertext, keyId: upstream.credentialsKeyId });
+    return this.encryption.decrypt({ ciphertext: upstream.passwordCiphertext, keyId: upstream.credentialsKeyId }, upstream.id);
+  }
+
+  /** The password, or undefined when it cannot be decrypted (then it is the same as no given password). */
+  private readablePasswordOf(upstream: Upstream): string | null | undefined {
+    try {
+      return this.passwordOf(upstream);
+    } catch (err) {
+      if (err instanceof UnreadableCredentialsError) return undefined;
+      throw err;
+    }
   }
 
   private credentialsOfUpstream(upstream: Upstream): Credentials | undefined {
@@ -349,9 +384,10 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
       await this.client.assertUrlAllowed(url);
     } catch (err) {
       if (err instanceof UpstreamError) {
+        this.logger.warn(`upstream url refused: ${err.message}; ${err.detail ?? url}`);
         throw new InvalidFieldException(
           'url',
-          err.kind === 'refused-address' ? `is blocked: ${err.message}` : `is blocked: the host cannot be resolved (${err.message})`,
+          err.kind === 'refused-address' ? `is blocked: ${err.message}` : 'is blocked: the host cannot be resolved',
         );
       }
       throw err;
@@ -364,16 +400,20 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     const candidates = await this.upstreams.findBy({ groupId, url, username: credentials?.username ?? IsNull() });
     for (const other of candidates) {
       if (other.id === exceptId) continue;
-      const same = credentials ? this.passwordOf(other) === credentials.password : !other.hasCredentials;
+      const same = credentials ? this.readablePasswordOf(other) === credentials.password : !other.hasCredentials;
       if (same) throw new InvalidFieldException('url', 'already has a remote upstream with the same url and credentials');
     }
   }
 
-  private async rememberAuthUrl(upstreamId: number | string, authUrl: string): Promise<void> {
+  /**
+   * Persists the token endpoint an upstream's challenge named, for the URL that challenge came from
+   * only: when the url changed meanwhile (an update clears auth_url), the learnt realm is dropped.
+   */
+  async rememberAuthUrl(upstreamId: number | string, authUrl: string, learntFromUrl: string): Promise<void> {
     const id = typeof upstreamId === 'number' ? upstreamId : /^\d+$/.test(upstreamId) ? Number(upstreamId) : undefined;
     if (id === undefined || authUrl.length > 2048) return;
     try {
-      await this.dataSource.query('UPDATE upstreams SET auth_url = $2 WHERE id = $1 AND auth_url IS DISTINCT FROM $2', [id, authUrl]);
+      await this.dataSource.query('UPDATE upstreams SET auth_url = $2 WHERE id = $1 AND url = $3 AND auth_url IS DISTINCT FROM $2', [id, authUrl, learntFromUrl]);
     } catch (err) {
       this.logger.warn(`cannot remember the token endpoint of upstream ${id}: ${(err as Error).message}`);
     }

@@ -3,7 +3,7 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import type { AddressInfo } from 'node:net';
 import type { UpstreamConfig } from '../../config/config.js';
 import { UpstreamClient, type UpstreamDescriptor, type UpstreamRequestEvent } from './upstream-client.js';
-import { classifyUpstreamError, UpstreamError } from './upstream-error.js';
+import { classifyUpstreamError, NOT_PUBLIC, UpstreamError } from './upstream-error.js';
 
 /**
  * Integration tests against real HTTP servers on 127.0.0.1 (a registry, a token server, a blob "CDN").
@@ -127,9 +127,9 @@ describe('UpstreamClient bearer token flow', () => {
   it('anonymous: N sequential and N concurrent requests share exactly one token fetch', async () => {
     const tokens = await startTokenServer();
     const registry = await startBearerRegistry(() => `${tokens.server.url}/token`, (t) => tokens.issued.includes(t));
-    const discovered: [number | string, string][] = [];
+    const discovered: [number | string, string, string][] = [];
     const client = newClient();
-    client.addObserver({ onRealmDiscovered: (id, authUrl) => discovered.push([id, authUrl]) });
+    client.addObserver({ onRealmDiscovered: (id, authUrl, upstreamUrl) => discovered.push([id, authUrl, upstreamUrl]) });
     const upstream: UpstreamDescriptor = { id: 7, url: `${registry.url}/v2/` };
 
     for (let i = 0; i < 5; i++) {
@@ -152,7 +152,8 @@ describe('UpstreamClient bearer token flow', () => {
     // only the very first registry request went without a token; the rest sent it up front
     expect(registry.seen.filter((r) => !r.headers.authorization)).toHaveLength(1);
     expect(registry.seen[0].headers.accept).toBe('application/vnd.oci.image.manifest.v1+json');
-    expect(discovered).toEqual([[7, `${tokens.server.url}/token?service=test-registry`]]);
+    // the realm is reported with the (normalised) upstream URL it was learnt from
+    expect(discovered).toEqual([[7, `${tokens.server.url}/token?service=test-registry`, registry.url]]);
   });
 
   it('concurrent cold requests (realm not yet known) make one token fetch', async () => {
@@ -499,5 +500,73 @@ describe('UpstreamClient failures and streaming', () => {
       { target: 'registry', method: 'HEAD', status: 200 },
     ]);
     expect(events.every((e) => e.durationMs >= 0 && e.upstreamId === 4)).toBe(true);
+  });
+});
+
+describe('UpstreamClient error messages (they may reach a pull client)', () => {
+  /** What a message must never carry: where the upstream or its token server is, or what it said. */
+  function expectSafe(err: unknown, ...secrets: string[]): UpstreamError {
+    expect(err).toBeInstanceOf(UpstreamError);
+    const { message } = err as UpstreamError;
+    for (const secret of ['127.0.0.1', 'http://', ...secrets]) expect(message).not.toContain(secret);
+    return err as UpstreamError;
+  }
+
+  it('a token server refusal says its status, not its URL nor its body (those are in detail, for the logs)', async () => {
+    const tokens = await startServer((_req, res) => {
+      res.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"user deploy-bot has no access to internal-project-x"}');
+    });
+    const registry = await startBearerRegistry(() => `${tokens.url}/token`, () => false);
+    const err = await newClient()
+      .head({ id: 1, url: registry.url, username: 'deploy-bot', password: 'hunter2' }, manifest)
+      .catch((e: unknown) => e);
+    const error = expectSafe(err, '/token', 'internal-project-x', 'deploy-bot', 'hunter2');
+    expect([error.kind, error.status, error.message]).toEqual(['status', 401, 'token server answered 401']);
+    expect(error.detail).toContain(`${tokens.url}/token`);
+    expect(error.detail).toContain('internal-project-x');
+  });
+
+  it('a token server that sends no token, a redirect loop and a refused connection name no URL', async () => {
+    const tokens = await startServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' }).end('<html>sso.internal.example login</html>');
+    });
+    const bearer = await startBearerRegistry(() => `${tokens.url}/token`, () => false);
+    const loop = await startServer((req, res) => {
+      res.writeHead(302, { location: `${req.url}x` }).end();
+    });
+    const gone = await startServer(() => undefined);
+    await gone.close();
+    servers.splice(servers.indexOf(gone), 1);
+    const client = newClient();
+
+    const noToken = expectSafe(await client.head({ id: 1, url: bearer.url }, manifest).catch((e: unknown) => e), 'sso.internal');
+    expect(noToken.message).toBe('token server sent no JSON token');
+    const looping = expectSafe(await client.get({ id: 2, url: loop.url }, '/a/blobs/sha256:1').catch((e: unknown) => e), '/v2/a');
+    expect(looping.message).toBe('more than 5 redirects');
+    const refused = expectSafe(await client.get({ id: 3, url: gone.url }, manifest).catch((e: unknown) => e), String(gone.port));
+    expect(refused.message).toBe('upstream unreachable (ECONNREFUSED)');
+    expect(refused.detail).toContain(`${gone.url}/v2${manifest}`);
+  });
+
+  it('a refused address is "not a public address", never the address a name resolved to', async () => {
+    const registry = await startServer((_req, res) => {
+      res.writeHead(200).end('{}');
+    });
+    const client = newClient({ allowPrivate: false });
+    const connecting = expectSafe(await client.get({ id: 1, url: `http://localhost:${registry.port}` }, manifest).catch((e: unknown) => e), 'localhost');
+    const checking = expectSafe(await client.assertUrlAllowed(`http://localhost:${registry.port}`).catch((e: unknown) => e), 'localhost');
+    for (const error of [connecting, checking]) {
+      expect(error.message).toBe(NOT_PUBLIC);
+      expect(error.detail).toMatch(/localhost .*127\.0\.0\.1|127\.0\.0\.1/);
+    }
+  });
+
+  it('a transport error keeps its code, not its text (which names hosts and addresses)', () => {
+    const raw = Object.assign(new Error('connect ECONNREFUSED 10.0.0.8:443'), { code: 'ECONNREFUSED' });
+    const error = classifyUpstreamError(raw, 1, 'GET https://registry.internal/v2/');
+    expect(error.message).toBe('upstream unreachable (ECONNREFUSED)');
+    expect(error.detail).toBe('GET https://registry.internal/v2/: connect ECONNREFUSED 10.0.0.8:443');
+    const timeout = classifyUpstreamError(Object.assign(new Error('Headers Timeout Error'), { code: 'UND_ERR_HEADERS_TIMEOUT' }), 1);
+    expect([timeout.kind, timeout.message]).toEqual(['timeout', 'upstream timed out (UND_ERR_HEADERS_TIMEOUT)']);
   });
 });

@@ -19,6 +19,8 @@ export interface UpstreamDescriptor {
   password?: string | null;
   /** The remembered token endpoint (`auth_url`) reported earlier by onRealmDiscovered, if persisted. */
   authUrl?: string | null;
+  /** The stored credentials could not be decrypted: nothing is sent, every request fails (`credentials`). */
+  credentialsUnreadable?: boolean;
 }
 
 export interface UpstreamRequestOptions {
@@ -65,9 +67,10 @@ export interface UpstreamClientObserver {
   /**
    * A token endpoint was learnt from a challenge and differs from the descriptor's `authUrl`: persist it
    * as the upstream's `auth_url` so tokens are fetched before the first request after a restart.
-   * `authUrl` is the challenge's realm with its `service` folded in as a query parameter.
+   * `authUrl` is the challenge's realm with its `service` folded in as a query parameter; `upstreamUrl`
+   * is the (normalised) upstream URL whose challenge named it: the realm belongs to that URL only.
    */
-  onRealmDiscovered?(upstreamId: number | string, authUrl: string): void;
+  onRealmDiscovered?(upstreamId: number | string, authUrl: string, upstreamUrl: string): void;
 }
 
 /** Optional provider of an UpstreamClientObserver (observability module). */
@@ -256,6 +259,9 @@ export class UpstreamClient implements OnModuleDestroy {
     options: UpstreamRequestOptions = {},
   ): Promise<UpstreamResponse> {
     if (!path.startsWith('/')) throw new TypeError(`upstream path must start with "/", got "${path}"`);
+    if (upstream.credentialsUnreadable) {
+      throw new UpstreamError('credentials', 'the stored credentials of the upstream cannot be decrypted; an administrator must set them again', upstream.id);
+    }
     const base = normalizeUpstreamUrl(upstream.url);
     const url = `${base}/v2${path}`;
     const state = this.stateFor(upstream, base);
@@ -276,7 +282,7 @@ export class UpstreamClient implements OnModuleDestroy {
         let retry: Authorization | undefined;
         if (bearer) {
           state.basic = false;
-          this.rememberTokenEndpoint(upstream, state, tokenEndpointOf(bearer));
+          this.rememberTokenEndpoint(upstream, base, state, tokenEndpointOf(bearer));
           const tokenScope = scope ?? bearer.scope ?? '';
           const rejected = auth?.scheme === 'bearer' ? auth.token : undefined;
           // a valid token for this very scope that is not enough (Docker Hub: a repository that does
@@ -305,6 +311,7 @@ export class UpstreamClient implements OnModuleDestroy {
     } catch (err) {
       if (signal?.aborted) throw err;
       const error = classifyUpstreamError(err, upstream.id, `${method} ${url}`);
+      this.logger.warn(`upstream ${upstream.id}: ${error.message}; ${error.detail ?? `${method} ${url}`}`);
       this.emitRequest({ upstreamId: upstream.id, method, target: 'registry', errorKind: error.kind, status: error.status, durationMs: performance.now() - started });
       throw error;
     }
@@ -335,14 +342,14 @@ export class UpstreamClient implements OnModuleDestroy {
     return `${upstream.id}\n${state.fingerprint}\n${scope}`;
   }
 
-  private rememberTokenEndpoint(upstream: UpstreamDescriptor, state: UpstreamState, authUrl: string): void {
+  private rememberTokenEndpoint(upstream: UpstreamDescriptor, base: string, state: UpstreamState, authUrl: string): void {
     if (state.authUrl === authUrl) return;
     state.authUrl = authUrl;
     if (upstream.authUrl === authUrl) return;
     this.logger.debug(`upstream ${upstream.id} token endpoint: ${authUrl}`);
     for (const o of this.observers) {
       try {
-        o.onRealmDiscovered?.(upstream.id, authUrl);
+        o.onRealmDiscovered?.(upstream.id, authUrl, base);
       } catch (err) {
         this.logger.warn(`onRealmDiscovered observer failed: ${(err as Error).message}`);
       }
@@ -366,7 +373,7 @@ export class UpstreamClient implements OnModuleDestroy {
     } catch (err) {
       if (signal?.aborted) throw err;
       // a stale remembered endpoint must not block the request: the upstream's challenge tells the new one
-      this.logger.debug(`proactive token fetch for upstream ${upstream.id} failed: ${(err as Error).message}`);
+      this.logger.debug(`proactive token fetch for upstream ${upstream.id} failed: ${(err as UpstreamError).detail ?? (err as Error).message}`);
       return undefined;
     }
   }
@@ -399,27 +406,24 @@ export class UpstreamClient implements OnModuleDestroy {
       status = res.status;
       const receivedAt = Date.now();
       if (res.status !== 200) {
-        const detail = await readText(res.body, 4096).catch(() => '');
-        throw new UpstreamError(
-          'status',
-          `token server ${url.origin}${url.pathname} answered ${res.status}${detail ? `: ${detail.trim().slice(0, 200)}` : ''}`,
-          upstream.id,
-          res.status,
-        );
+        const body = await readText(res.body, 4096).catch(() => '');
+        throw new UpstreamError('status', `token server answered ${res.status}`, upstream.id, res.status, {
+          detail: `GET ${url.origin}${url.pathname} answered ${res.status}${body ? `: ${body.trim().slice(0, 200)}` : ''}`,
+        });
       }
       const text = await readText(res.body, MAX_TOKEN_RESPONSE_BYTES);
       let payload: { token?: unknown; access_token?: unknown; expires_in?: unknown; issued_at?: unknown } | null;
       try {
         payload = JSON.parse(text) as typeof payload;
       } catch {
-        throw new UpstreamError('protocol', `token server ${url.origin} sent no JSON token`, upstream.id);
+        payload = null;
       }
       if (!payload || typeof payload !== 'object') {
-        throw new UpstreamError('protocol', `token server ${url.origin} sent no JSON token`, upstream.id);
+        throw new UpstreamError('protocol', 'token server sent no JSON token', upstream.id, undefined, { detail: `GET ${url.origin}${url.pathname}` });
       }
       const value = typeof payload.token === 'string' && payload.token ? payload.token : payload.access_token;
       if (typeof value !== 'string' || !value) {
-        throw new UpstreamError('protocol', `token server ${url.origin} sent neither token nor access_token`, upstream.id);
+        throw new UpstreamError('protocol', 'token server sent neither token nor access_token', upstream.id, undefined, { detail: `GET ${url.origin}${url.pathname}` });
       }
       this.emitRequest({ upstreamId: upstream.id, method: 'GET', target: 'token', status, durationMs: performance.now() - started });
       return { value, expiresAt: tokenExpiresAt(payload, receivedAt) };
@@ -453,16 +457,16 @@ export class UpstreamClient implements OnModuleDestroy {
       }
       await drain(res.body);
       if (hop >= MAX_UPSTREAM_REDIRECTS) {
-        throw new UpstreamError('protocol', `more than ${MAX_UPSTREAM_REDIRECTS} redirects from ${url}`, upstream.id);
+        throw new UpstreamError('protocol', `more than ${MAX_UPSTREAM_REDIRECTS} redirects`, upstream.id, undefined, { detail: `from ${url}` });
       }
       let next: URL;
       try {
         next = new URL(Array.isArray(location) ? location[0] : location, current);
       } catch {
-        throw new UpstreamError('protocol', `redirect to an invalid location from ${current.origin}`, upstream.id);
+        throw new UpstreamError('protocol', 'redirect to an invalid location', upstream.id, undefined, { detail: `from ${current.href}` });
       }
       if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-        throw new UpstreamError('protocol', `redirect to a non-HTTP location (${next.protocol}) from ${current.origin}`, upstream.id);
+        throw new UpstreamError('protocol', `redirect to a non-HTTP location (${next.protocol})`, upstream.id, undefined, { detail: `from ${current.href}` });
       }
       if (next.origin !== current.origin) authorization = undefined;
       current = next;
