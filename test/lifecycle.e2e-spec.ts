@@ -146,10 +146,11 @@ describe.each(databaseTargets())('cache lifecycle (%s database)', (database: Dat
     // A superseded row of the purged upstream (a tag that moved) shares nothing.
     await db.query(`UPDATE cache_entries SET status = 'pending_destruction' WHERE id = $1`, [byDigest.id]);
 
+    // Counted from before the purge: the purge enqueues its destruction itself, which may run at once.
+    const entriesBefore = await metricValue(app, 'registry_lifecycle_entries_total', { job: 'destroy', action: 'deleted' });
     await admin.expect(204, 'DELETE', `/api/v4/virtual_registries/container/upstreams/${purged}/cache`);
     await eventually(async () => (await rowsOf(db, 'upstream_id = $1 AND status = $2', [purged, 'default'])).length === 0);
 
-    const entriesBefore = await metricValue(app, 'registry_lifecycle_entries_total', { job: 'destroy', action: 'deleted' });
     // Through the queue, as the purge's follow-up and the minute repeat run it.
     await app.app.get(LifecycleJobs).enqueueDestroy();
     await eventually(async () => (await rowsOf(db, 'upstream_id = $1', [purged])).length === 0);
