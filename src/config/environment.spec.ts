@@ -60,6 +60,8 @@ describe('parseEnvironment', () => {
     [{ PORT: 'eighty' }, 'PORT'],
     [{ PEER_URL: 'https://api-1:3000' }, 'PEER_URL'],
     [{ PEER_URL: 'api-1:3000' }, 'PEER_URL'],
+    [{ PEER_URL: 'http://api-1:3000/registry' }, 'PEER_URL'],
+    [{ PEER_URL: 'http://user:secret@api-1:3000' }, 'PEER_URL'],
     [{ PORT: '70000' }, 'PORT'],
     [{ UPSTREAM_ALLOW_PRIVATE: 'maybe' }, 'UPSTREAM_ALLOW_PRIVATE'],
     [{ UPSTREAM_ALLOWLIST: '10.0.0.0/99' }, 'UPSTREAM_ALLOWLIST'],

@@ -244,6 +244,9 @@ export function parseEnvironment(env: Env = process.env): Environment {
   const runJobs = runJobsSetting === 'auto' ? queueDriver === 'inline' || role === 'worker' : runJobsSetting === 'true';
   const publicUrl = url(env, 'PUBLIC_URL', ['http:', 'https:']);
   const peerUrl = url(env, 'PEER_URL', ['http:']);
+  if (peerUrl !== undefined && new URL(peerUrl).origin !== peerUrl.replace(/\/+$/, '')) {
+    throw new ConfigValidationError('PEER_URL', 'must be http://host:port, with no path, query or credentials');
+  }
 
   const s3 = {
     endpoint: url(env, 'S3_ENDPOINT', ['http:', 'https:']),

@@ -133,7 +133,7 @@ describe('JobsModule', () => {
       expect((await api.get<QueueDriver>(QUEUE_DRIVER).counts()).waiting).toBe(1);
 
       await expect(bootApp({ ...redisEnv, APP_ROLE: 'worker' }, { handle: [JobName.FILL_CACHE_ENTRY], onRun })).rejects.toThrow(
-        /no handler registered for job "revalidate", "mark-for-destruction", "destroy-pending", "clean-orphans", "run-cleanup-policies"/,
+        /no handler registered for job "mark-for-destruction", "destroy-pending", "clean-orphans", "run-cleanup-policies"/,
       );
       expect(runs).toEqual([]);
 

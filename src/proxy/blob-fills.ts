@@ -71,18 +71,18 @@ export class InflightBlobFills {
 
   /**
    * Opens `key` for the caller to decide; reachable by `token` until it ends. Followers see it at once.
-   * The key closes when the start is not a fill, or when the fill settles.
+   * The key closes when the start is not a fill, or when the fill settles. The caller checks find(key)
+   * first, with no await in between.
    */
   open(key: string, token: string): PendingFillStart {
     let resolve!: (start: FillStart) => void;
     const started = new Promise<FillStart>((r) => (resolve = r));
     this.starts.set(key, started);
     this.tokens.set(token, started);
+    let fill: BlobFill | undefined;
     const close = () => {
-      if (this.starts.get(key) === started) {
-        this.starts.delete(key);
-        this.fills.delete(key);
-      }
+      if (this.starts.get(key) === started) this.starts.delete(key);
+      if (fill && this.fills.get(key) === fill) this.fills.delete(key);
       this.tokens.delete(token);
     };
     return {
@@ -90,30 +90,38 @@ export class InflightBlobFills {
       settle: (start) => {
         resolve(start);
         if (start.kind !== 'fill') return close();
-        this.fills.set(key, start.fill);
-        const settled = start.fill.done.then(close, close);
+        fill = start.fill;
+        this.fills.set(key, fill);
+        const settled = fill.done.then(close, close);
         this.settling.add(settled);
         void settled.then(() => this.settling.delete(settled));
       },
     };
   }
 
-  /** Waits for every fill in progress (graceful shutdown), ignoring their outcome. */
+  /** Waits until no start is being decided and no fill runs (graceful shutdown), ignoring their outcome. */
   async drain(): Promise<void> {
-    await Promise.allSettled([...this.settling]);
+    while (this.starts.size > 0 || this.settling.size > 0) {
+      await Promise.allSettled([...this.starts.values(), ...this.settling]);
+    }
   }
 }
 
-/** Bytes [start, end] of a fill, streamed as they arrive; ends only after the commit verified them. */
+/**
+ * Bytes [start, end] of a fill, streamed as they arrive. The last chunk is held until the commit has
+ * verified the whole blob, for a range too, so no client ever completes a body that turns out wrong.
+ * Destroying the returned stream (a client hanging up) lets go of the growing object.
+ */
 export function readFill(fill: BlobFill, start: number, end: number): Readable {
   const tail = fill.writer.openTailReader(start);
-  if (end >= fill.size - 1) {
-    // The last chunk is released only once the commit has verified the digest.
-    const withheld = new WithheldTail();
-    tail.on('error', (err) => withheld.destroy(err));
-    return tail.pipe(withheld);
-  }
+  const whole = end >= fill.size - 1;
+  // The tail reader itself ends only after the commit verified the blob; a range ends before that.
+  const withheld = new WithheldTail(whole ? undefined : fill.done);
+  tail.on('error', (err) => withheld.destroy(err));
+  withheld.on('close', () => tail.destroy());
+  if (whole) return tail.pipe(withheld);
   const limit = new ByteLimit(end - start + 1, () => tail.destroy());
-  tail.on('error', (err) => limit.destroy(err));
-  return tail.pipe(limit);
+  limit.on('error', (err) => withheld.destroy(err));
+  withheld.on('close', () => limit.destroy());
+  return tail.pipe(limit).pipe(withheld);
 }

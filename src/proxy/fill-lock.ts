@@ -58,6 +58,9 @@ export class LocalFillLock implements FillLock {
 const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 const RENEW = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
 
+/** How long a claim waits for a Redis connection that is not ready yet before it fills without a lease. */
+const CONNECT_WAIT_MS = 1_000;
+
 /** How long a lease outlives a holder that stopped renewing it (a replica killed mid-fill). */
 export const FILL_LEASE_TTL_MS = 10_000;
 
@@ -76,7 +79,8 @@ export class RedisFillLock implements FillLock {
     private readonly prefix: string,
     private readonly ttlMs = FILL_LEASE_TTL_MS,
   ) {
-    this.redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
+    // A Redis that stops answering must not hold up misses: a command that takes longer fails (and the claim fails open).
+    this.redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false, commandTimeout: 2_000 });
     this.redis.on('error', (err: Error) => this.logger.debug(`redis: ${err.message}`));
   }
 
@@ -84,11 +88,12 @@ export class RedisFillLock implements FillLock {
     const redisKey = this.redisKey(key);
     const value = JSON.stringify(holder);
     try {
+      await this.connected();
       // Twice: the holder may let go between our SET and our GET.
       for (let attempt = 0; attempt < 2; attempt++) {
         if ((await this.redis.set(redisKey, value, 'PX', this.ttlMs, 'NX')) === 'OK') return { lease: this.lease(redisKey, value) };
-        const current = parseHolder(await this.redis.get(redisKey));
-        if (current) return { heldBy: current };
+        const current = await this.redis.get(redisKey);
+        if (current !== null) return { heldBy: parseHolder(current) ?? this.unfollowable(redisKey) };
       }
     } catch (err) {
       this.logger.warn(`fill lock unavailable (${(err as Error).message}); filling without it`);
@@ -108,6 +113,17 @@ export class RedisFillLock implements FillLock {
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 
+  /** Right after boot (or a reconnect) commands fail at once (no offline queue): give the connection a moment. */
+  private async connected(): Promise<void> {
+    if (this.redis.status === 'ready') return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise((resolve) => this.redis.once('ready', resolve)),
+      new Promise((resolve) => (timer = setTimeout(resolve, CONNECT_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+  }
+
   private lease(redisKey: string, value: string): FillLease {
     const renew = setInterval(() => {
       this.redis.eval(RENEW, 1, redisKey, value, String(this.ttlMs)).catch(() => undefined);
@@ -121,18 +137,34 @@ export class RedisFillLock implements FillLock {
     };
   }
 
+  /** A holder whose value we cannot read (an older version's lease, or garbage): held, but not to be followed. */
+  private unfollowable(redisKey: string): FillHolder {
+    this.logger.warn(`the fill lease ${redisKey} names no holder this version can follow; streaming around it`);
+    return { token: '' };
+  }
+
   private redisKey(key: string): string {
     return `${this.prefix}:cvr-fill:${key}`;
   }
 }
 
-function parseHolder(value: string | null): FillHolder | undefined {
-  if (!value) return undefined;
+/** The holder a lease names; a peer URL is kept only as a plain `http://host:port` origin. */
+function parseHolder(value: string): FillHolder | undefined {
+  let parsed: Partial<Record<keyof FillHolder, unknown>>;
   try {
-    const parsed = JSON.parse(value) as Partial<FillHolder>;
-    if (typeof parsed.token !== 'string') return undefined;
-    return typeof parsed.peerUrl === 'string' ? { token: parsed.token, peerUrl: parsed.peerUrl } : { token: parsed.token };
+    parsed = JSON.parse(value) as Partial<Record<keyof FillHolder, unknown>>;
   } catch {
     return undefined;
+  }
+  if (typeof parsed?.token !== 'string' || !/^[0-9a-f-]{36}$/.test(parsed.token)) return undefined;
+  return typeof parsed.peerUrl === 'string' && isPeerOrigin(parsed.peerUrl) ? { token: parsed.token, peerUrl: parsed.peerUrl } : { token: parsed.token };
+}
+
+export function isPeerOrigin(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return url.protocol === 'http:' && url.origin === value && !url.username && !url.password;
+  } catch {
+    return false;
   }
 }

@@ -1,6 +1,6 @@
 import { networkInterfaces } from 'node:os';
 import type { AddressInfo } from 'node:net';
-import { Inject, Injectable, OnModuleDestroy, Optional } from '@nestjs/common';
+import { Inject, Injectable, OnApplicationShutdown, Optional } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import { Agent, request, type Dispatcher } from 'undici';
 import { appConfig, upstreamConfig, type AppConfig, type UpstreamConfig } from '../config/config.js';
@@ -15,12 +15,16 @@ export type PeerFillOutcome = 'not-here' | 'failed' | 'uncacheable' | 'gone';
 
 /** A connection to a peer that does not come within this is a dead peer. */
 const PEER_CONNECT_TIMEOUT_MS = 2_000;
+/** Errors that mean nobody is there any more (connection refused, reset before an answer, no route, connect timeout). */
+const DEAD_PEER_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET']);
 
 export type PeerFillAnswer =
   | { kind: 'streaming'; size: number; body: Dispatcher.ResponseData['body'] }
   | { kind: PeerFillOutcome }
   /** Nobody answers at the holder's address (the replica died): its lease may be taken over. */
-  | { kind: 'unreachable'; error: Error };
+  | { kind: 'unreachable'; error: Error }
+  /** The holder did not answer in time: it lives, but cannot be followed now. */
+  | { kind: 'stalled'; error: Error };
 
 /**
  * The replicas' side of cross-replica fills: the URL this process announces in its fill leases, and the
@@ -28,7 +32,7 @@ export type PeerFillAnswer =
  * the lease token in the URL is the only authorisation, and only processes that read Redis know it.
  */
 @Injectable()
-export class FillPeers implements OnModuleDestroy {
+export class FillPeers implements OnApplicationShutdown {
   private readonly agent: Agent;
 
   constructor(
@@ -49,32 +53,35 @@ export class FillPeers implements OnModuleDestroy {
    * non-internal IPv4 address when it listens on every interface). Undefined without an HTTP listener.
    */
   selfUrl(): string | undefined {
-    if (this.app.peerUrl) return this.app.peerUrl;
+    // No listener (the worker): nobody can follow this process's fills, whatever PEER_URL says.
     const address = this.http?.httpAdapter?.getHttpServer?.()?.address?.() as AddressInfo | string | null | undefined;
     if (!address || typeof address === 'string') return undefined;
+    if (this.app.peerUrl) return new URL(this.app.peerUrl).origin;
     const host = isWildcard(address.address) ? (externalAddress() ?? '127.0.0.1') : address.address;
-    return `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+    return new URL(`http://${host.includes(':') ? `[${host}]` : host}:${address.port}`).origin;
   }
 
-  /** Follows `holder`'s fill from its first byte. */
-  async follow(holder: FillHolder & { peerUrl: string }, signal?: AbortSignal): Promise<PeerFillAnswer> {
+  /** Follows `holder`'s fill of `digest` from its first byte. */
+  async follow(holder: FillHolder & { peerUrl: string }, digest: string): Promise<PeerFillAnswer> {
     let res: Dispatcher.ResponseData;
     try {
-      res = await request(`${holder.peerUrl}${FILL_ROUTE_PREFIX}${encodeURIComponent(holder.token)}`, {
-        dispatcher: this.agent,
-        signal,
-      });
+      res = await request(`${holder.peerUrl}${FILL_ROUTE_PREFIX}${encodeURIComponent(holder.token)}`, { dispatcher: this.agent });
     } catch (err) {
-      return { kind: 'unreachable', error: err as Error };
+      // Only a holder nobody answers for is dead; a slow one (its upstream is slow) is alive.
+      return DEAD_PEER_ERRORS.has((err as { code?: string }).code ?? '') ? { kind: 'unreachable', error: err as Error } : { kind: 'stalled', error: err as Error };
     }
+    res.body.on('error', () => undefined); // the caller's stream handlers take over; never unhandled
     const size = Number(res.headers['content-length']);
-    if (res.statusCode === 200 && Number.isSafeInteger(size)) return { kind: 'streaming', size, body: res.body };
-    res.body.resume();
+    if (res.statusCode === 200 && Number.isSafeInteger(size) && res.headers['docker-content-digest'] === digest) {
+      return { kind: 'streaming', size, body: res.body };
+    }
+    res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
     const outcome = res.headers[FILL_OUTCOME_HEADER];
     return { kind: isOutcome(outcome) ? outcome : 'gone' };
   }
 
-  async onModuleDestroy(): Promise<void> {
+  /** After the HTTP listener closed: no follow starts after this. */
+  async onApplicationShutdown(): Promise<void> {
     await this.agent.close();
   }
 }

@@ -236,22 +236,24 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     const claim = await this.fillLock.claim(key, holder);
     if ('heldBy' in claim) return { start: { kind: 'remote', holder: claim.heldBy } };
     const { lease } = claim;
+    // Whoever waits for this start must not wait for Redis as well: releases are not awaited.
     let res: UpstreamResponse;
     try {
       res = await this.upstreams.get(upstream.descriptor, path, { signal });
     } catch (err) {
-      await lease.release();
+      void lease.release();
       return { start: { kind: 'failed', error: this.upstreamFailed(upstream, path, err) } };
     }
+    res.body.on('error', () => undefined); // until a consumer attaches its own handlers
     if (res.status < 200 || res.status >= 300) {
       discard(res);
-      await lease.release();
+      void lease.release();
       if (NOT_HERE.has(res.status)) return { start: { kind: 'not-here' } };
       return { start: { kind: 'failed', error: this.upstreamFailed(upstream, path, statusError(res.status, upstream.id)) } };
     }
     const size = Number(header(res, 'content-length'));
     if (!Number.isSafeInteger(size) || size > this.limits.maxCachedFileSize) {
-      await lease.release();
+      void lease.release();
       return { start: { kind: 'uncacheable' }, response: res };
     }
     return { start: { kind: 'fill', fill: await this.startFill(upstream, path, digest, size, res, lease) } };
@@ -270,7 +272,7 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
       // The holder has no HTTP listener (a worker's fill job): stream from the upstream, without a second cache write.
       return this.passThroughFrom(upstream, path, digest, failures);
     }
-    const answer = await this.peers.follow({ ...holder, peerUrl: holder.peerUrl });
+    const answer = await this.peers.follow({ ...holder, peerUrl: holder.peerUrl }, digest);
     switch (answer.kind) {
       case 'streaming':
         this.count('coalesced');
@@ -282,6 +284,9 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
         failures.push(new UpstreamError('status', 'the replica filling this blob could not get it from the upstream', upstream.id));
         return undefined;
       case 'uncacheable':
+        return this.passThroughFrom(upstream, path, digest, failures);
+      case 'stalled':
+        this.logger.warn(`the replica at ${holder.peerUrl} holding the fill of ${path} did not answer in time (${answer.error.message}); streaming from the upstream`);
         return this.passThroughFrom(upstream, path, digest, failures);
       case 'gone': {
         // The fill ended between the claim and our request: cached by now, unless it failed.
@@ -333,7 +338,7 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
         const res = await this.upstreams.head(upstream.descriptor, path);
         if (res.status >= 200 && res.status < 300) {
           const size = Number(header(res, 'content-length'));
-          await this.enqueueFill(upstream.id, path);
+          await this.enqueueFillSoon(upstream.id, path);
           return blobResponse(digest, Number.isFinite(size) ? size : undefined, undefined, undefined);
         }
         if (!NOT_HERE.has(res.status)) failures.push(this.upstreamFailed(upstream, path, statusError(res.status, upstream.id)));
@@ -364,7 +369,7 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
         if (!NOT_HERE.has(res.status)) failures.push(this.upstreamFailed(upstream, path, statusError(res.status, upstream.id)));
         continue;
       }
-      await this.enqueueFill(upstream.id, path);
+      await this.enqueueFillSoon(upstream.id, path);
       return this.rangeOf(digest, res, rangeHeader);
     }
     throw notFoundOrUnavailable(OciErrorCode.BLOB_UNKNOWN, failures);
@@ -445,6 +450,11 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     await this.queue.add(JobName.FILL_CACHE_ENTRY, data, { jobId: fillJobId(upstreamId, path), attempts: 5, backoffMs: 2000 });
   }
 
+  /** The fill job a HEAD or a range asks for: the answer to the client never depends on the queue. */
+  private async enqueueFillSoon(upstreamId: number, path: string): Promise<void> {
+    await this.enqueueFill(upstreamId, path).catch((err: Error) => this.logger.warn(`could not queue the fill of ${path}: ${err.message}`));
+  }
+
   /** FILL_CACHE_ENTRY: download one blob of one upstream into the cache (no client attached). */
   private async runFillJob(job: QueuedJob<FillJobData>): Promise<void> {
     const { upstreamId, relativePath: path } = job.data;
@@ -452,13 +462,14 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     if (parsed.kind !== 'blob') return;
     if ((await this.lookup.findLive([upstreamId], path)).length > 0) return;
     const key = InflightBlobFills.key(upstreamId, path);
-    const pending = this.fills.find(key);
-    if (pending) {
-      const start = await pending;
+    // A request of this process opened the key (before, or while the upstream was looked up): its fill is ours.
+    const upstream = this.fills.find(key) ? undefined : await this.targets.upstream(upstreamId);
+    const opened = this.fills.find(key);
+    if (opened) {
+      const start = await opened;
       if (start.kind === 'fill') return start.fill.done;
       throw new Error(`the fill of ${path} this process started ended as ${start.kind}; retrying later`);
     }
-    const upstream = await this.targets.upstream(upstreamId);
     if (!upstream) return; // deleted meanwhile
     const { start, response } = await this.lead(upstream, path, parsed.digest.toString(), key, job.signal);
     switch (start.kind) {

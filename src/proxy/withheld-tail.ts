@@ -9,6 +9,11 @@ import { Transform, TransformCallback } from 'node:stream';
 export class WithheldTail extends Transform {
   private pending?: Buffer;
 
+  /** With `until`, the last chunk also waits for it (a range of a fill whose digest is not verified yet). */
+  constructor(private readonly until?: Promise<unknown>) {
+    super();
+  }
+
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     const previous = this.pending;
     this.pending = chunk;
@@ -18,7 +23,11 @@ export class WithheldTail extends Transform {
   override _flush(callback: TransformCallback): void {
     const last = this.pending;
     this.pending = undefined;
-    callback(null, last);
+    if (!this.until) return callback(null, last);
+    this.until.then(
+      () => callback(null, last),
+      (err: Error) => callback(err),
+    );
   }
 }
 

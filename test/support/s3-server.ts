@@ -17,7 +17,7 @@ export interface S3TestServer {
 
 const SERVER_SCRIPT = `
 const S3rver = require(process.argv[1]);
-const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: process.argv[2] });
+const server = new S3rver({ address: '127.0.0.1', port: Number(process.argv[3]), silent: true, directory: process.argv[2] });
 server.run().then(({ port }) => process.stdout.write(JSON.stringify({ port }) + '\\n'), (err) => {
   process.stderr.write(String(err && err.stack || err));
   process.exit(1);
@@ -25,6 +25,9 @@ server.run().then(({ port }) => process.stdout.write(JSON.stringify({ port }) + 
 // Never die of a closed stdout/stderr pipe (the parent stops reading once it has the port).
 process.stdout.on('error', () => {});
 process.stderr.on('error', () => {});
+// A request s3rver trips over must not take the whole test server down: say so and go on.
+process.on('uncaughtException', (err) => process.stderr.write('uncaught: ' + String(err && err.stack || err) + '\\n'));
+process.on('unhandledRejection', (err) => process.stderr.write('unhandled: ' + String(err && err.stack || err) + '\\n'));
 // Stopped by a signal from the parent; and never outlives it (checked every second).
 const parent = process.ppid;
 setInterval(() => {
@@ -36,27 +39,42 @@ setInterval(() => {
 }, 1000);
 `;
 
+/**
+ * Starts the server; should it exit on its own (it stores on disk, so nothing is lost), it is started again
+ * on the same port, and why it exited is written to stderr where the test output shows it.
+ */
 export async function startS3Server(directory: string): Promise<S3TestServer> {
   const s3rverPath = createRequire(import.meta.url).resolve('s3rver');
-  const child = spawn(process.execPath, ['-e', SERVER_SCRIPT, s3rverPath, directory], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const port = await readPort(child, () => stderr);
-  // Keep draining what the server prints, so it never blocks on (or dies of) a full or closed pipe.
-  child.stdout!.on('data', () => undefined).resume();
-  // A suite that forgets stop() must not keep the test runner alive; the server exits when we do.
-  child.unref();
-  for (const pipe of [child.stdout, child.stderr]) (pipe as unknown as { unref(): void }).unref();
+  let stopping = false;
+  let child: ChildProcess;
+  const spawnServer = async (wantedPort: number): Promise<number> => {
+    child = spawn(process.execPath, ['-e', SERVER_SCRIPT, s3rverPath, directory, String(wantedPort)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (stderr.length > 64 * 1024) stderr = stderr.slice(-16 * 1024);
+    });
+    const port = await readPort(child, () => stderr);
+    child.once('exit', (code, signal) => {
+      if (stopping) return;
+      process.stderr.write(`s3rver test server on port ${port} exited on its own (code ${code}, signal ${signal}), starting it again: ${stderr.slice(-4000)}\n`);
+      spawnServer(port).catch((err: Error) => process.stderr.write(`s3rver test server could not start again: ${err.message}\n`));
+    });
+    // Keep draining what the server prints, so it never blocks on (or dies of) a full or closed pipe.
+    child.stdout!.on('data', () => undefined).resume();
+    // A suite that forgets stop() must not keep the test runner alive; the server exits when we do.
+    child.unref();
+    for (const pipe of [child.stdout, child.stderr]) (pipe as unknown as { unref(): void }).unref();
+    return port;
+  };
+  const port = await spawnServer(0);
   return {
     endpoint: `http://127.0.0.1:${port}`,
     accessKeyId: 'S3RVER',
     secretAccessKey: 'S3RVER',
     async stop() {
-      if (child.exitCode !== null) return;
+      stopping = true;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = once(child, 'exit');
       child.kill('SIGTERM');
       await exited;
