@@ -1,4 +1,5 @@
 import { Readable } from 'node:stream';
+import type { CacheEntry } from '../cache-entries/cache-entry.entity.js';
 import type { BlobWriter } from '../storage/blob-store.js';
 import type { UpstreamError } from '../upstreams/client/upstream-error.js';
 import type { FillHolder } from './fill-lock.js';
@@ -19,6 +20,7 @@ export interface BlobFill {
 /**
  * How asking one upstream for one blob turned out, as the requests that wait on it see it:
  * - `fill`: the download runs here; read the growing object;
+ * - `stored`: another fill committed it between our cache lookup and our claim: serve the stored object;
  * - `remote`: another replica holds the fill lease; follow it over its fill route;
  * - `not-here`: the upstream answered 401/403/404: ask the next upstream;
  * - `failed`: the upstream could not answer (down, timeout, 5xx, 429);
@@ -26,6 +28,7 @@ export interface BlobFill {
  */
 export type FillStart =
   | { kind: 'fill'; fill: BlobFill }
+  | { kind: 'stored'; entry: CacheEntry }
   | { kind: 'remote'; holder: FillHolder }
   | { kind: 'not-here' }
   | { kind: 'failed'; error: UpstreamError }

@@ -191,6 +191,11 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
         if (led.response) return this.passThrough(digest, led.response);
       }
       switch (start.kind) {
+        case 'stored': {
+          const served = await this.serveStored(start.entry, 'GET');
+          if (served) return served;
+          continue; // its object vanished (the entry is marked for destruction): ask again
+        }
         case 'not-here':
           return undefined;
         case 'failed':
@@ -237,6 +242,12 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     if ('heldBy' in claim) return { start: { kind: 'remote', holder: claim.heldBy } };
     const { lease } = claim;
     // Whoever waits for this start must not wait for Redis as well: releases are not awaited.
+    // A fill commits its entry before it lets go of its lease: one that ended since our lookup is seen here.
+    const [stored] = await this.lookup.findLive([upstream.id], path);
+    if (stored) {
+      void lease.release();
+      return { start: { kind: 'stored', entry: stored } };
+    }
     let res: UpstreamResponse;
     try {
       res = await this.upstreams.get(upstream.descriptor, path, { signal });
@@ -468,6 +479,7 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     if (opened) {
       const start = await opened;
       if (start.kind === 'fill') return start.fill.done;
+      if (start.kind === 'stored') return;
       throw new Error(`the fill of ${path} this process started ended as ${start.kind}; retrying later`);
     }
     if (!upstream) return; // deleted meanwhile
@@ -475,6 +487,8 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     switch (start.kind) {
       case 'fill':
         return start.fill.done;
+      case 'stored':
+        return; // cached meanwhile
       case 'not-here':
         return; // gone upstream: nothing to cache
       case 'uncacheable':
@@ -516,8 +530,9 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
 }
 
 function outcomeOf(start: Exclude<FillStart, { kind: 'fill' }>): PeerFillOutcome {
-  // A process that does not hold the lease itself never announces its token, so 'remote' cannot be asked for.
-  return start.kind === 'remote' ? 'gone' : start.kind;
+  // A process that does not hold the lease itself never announces its token, so 'remote' cannot be asked for;
+  // 'stored' is cached: the follower finds it with its own lookup.
+  return start.kind === 'remote' || start.kind === 'stored' ? 'gone' : start.kind;
 }
 
 function peerOutcome(outcome: PeerFillOutcome): PullResponse {
