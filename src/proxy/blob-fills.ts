@@ -3,7 +3,6 @@ import type { CacheEntry } from '../cache-entries/cache-entry.entity.js';
 import type { BlobWriter } from '../storage/blob-store.js';
 import type { UpstreamError } from '../upstreams/client/upstream-error.js';
 import type { FillHolder } from './fill-lock.js';
-import { ByteLimit, WithheldTail } from './withheld-tail.js';
 
 /** A blob download from an upstream into the blob store that clients can read while it grows. */
 export interface BlobFill {
@@ -116,15 +115,7 @@ export class InflightBlobFills {
  * Destroying the returned stream (a client hanging up) lets go of the growing object.
  */
 export function readFill(fill: BlobFill, start: number, end: number): Readable {
-  const tail = fill.writer.openTailReader(start);
+  // The whole blob's last chunk waits for the digest check; a range's for the entry (fill.done) too.
   const whole = end >= fill.size - 1;
-  // The tail reader itself ends only after the commit verified the blob; a range ends before that.
-  const withheld = new WithheldTail(whole ? undefined : fill.done);
-  tail.on('error', (err) => withheld.destroy(err));
-  withheld.on('close', () => tail.destroy());
-  if (whole) return tail.pipe(withheld);
-  const limit = new ByteLimit(end - start + 1, () => tail.destroy());
-  limit.on('error', (err) => withheld.destroy(err));
-  withheld.on('close', () => limit.destroy());
-  return tail.pipe(limit).pipe(withheld);
+  return fill.writer.openTailReader(start, { end: Math.min(end, fill.size - 1), withholdUntil: whole ? undefined : fill.done });
 }

@@ -1,9 +1,11 @@
 import { Controller, Delete, Get, Head, Inject, Patch, Post, Put, Req, Res, UseFilters } from '@nestjs/common';
 import { ApiBearerAuth, ApiOperation, ApiParam, ApiResponse, ApiTags } from '@nestjs/swagger';
+import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { requestBaseUrl } from '../auth/registry-token.service.js';
 import { appConfig, type AppConfig } from '../config/config.js';
 import { OciError, OciErrorCode, parseRegistryRoute } from '../oci/index.js';
+import { isSelfWriting, type SelfWritingBody } from '../storage/file-body.js';
 import { OciExceptionFilter } from './oci-exception.filter.js';
 import { PullAccessService } from './pull-access.service.js';
 import type { PullResponse } from './pull-target.js';
@@ -107,8 +109,27 @@ export class RegistryPullController {
   }
 
   private async send(reply: FastifyReply, response: PullResponse): Promise<void> {
+    const { body } = response;
+    if (isSelfWriting(body)) return sendStored(reply, response, body);
     void reply.status(response.status).headers(response.headers);
-    await reply.send(response.body);
+    await reply.send(body);
+  }
+}
+
+/**
+ * A stored blob writes itself to the socket (FileBody: large reads into reused buffers, no stream
+ * stages). Fastify's hooks still see the response end (metrics, access log); a failure after the headers
+ * cuts the connection, so the client sees a short body, never a complete-looking wrong one.
+ */
+async function sendStored(reply: FastifyReply, response: PullResponse, body: SelfWritingBody & Readable): Promise<void> {
+  reply.hijack();
+  const raw = reply.raw;
+  raw.writeHead(response.status, { ...(reply.getHeaders() as Record<string, string>), ...response.headers });
+  try {
+    await body.writeTo(raw);
+  } catch (err) {
+    if (!raw.destroyed) reply.log.warn({ err }, 'serving a stored blob failed');
+    raw.destroy();
   }
 }
 

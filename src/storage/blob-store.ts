@@ -41,6 +41,10 @@ export interface BlobStore {
   check(): Promise<void>;
 }
 
+import type { TailReadOptions } from './blob-spool.js';
+
+export type { TailReadOptions };
+
 export const BLOB_STORE = 'BLOB_STORE';
 
 /**
@@ -74,8 +78,12 @@ export interface BlobWriter {
    * Streams the bytes from offset `from`: those already written, then the rest as they are written.
    * It ends once the commit has verified the bytes, and errors if the write is cancelled or fails
    * verification. Opened after a commit, it reads the committed object.
+   *
+   * With `options.end` it stops after that byte; the chunk that completes the read is held back until
+   * the bytes are verified (or until `options.withholdUntil` settles). Readers of a running write can
+   * also write themselves to a socket (`isSelfWriting`).
    */
-  openTailReader(from?: number): Readable;
+  openTailReader(from?: number, options?: TailReadOptions): Readable;
 }
 
 export interface BlobStat {

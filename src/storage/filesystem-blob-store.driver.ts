@@ -19,6 +19,7 @@ import {
   TemporaryBlob,
 } from './blob-store.js';
 import { BlobSpool } from './blob-spool.js';
+import { FileBody } from './file-body.js';
 import { BlobCommitTarget, SpooledBlobWriter } from './spooled-blob-writer.js';
 
 const UPLOADS = '_uploads';
@@ -58,9 +59,9 @@ export class FilesystemBlobStoreDriver implements BlobStore {
     }
     try {
       const { size } = await handle.stat();
-      if (!range) return handle.createReadStream({ autoClose: true });
+      if (!range) return new FileBody(handle, 0, size - 1);
       const { start, end } = resolveByteRange(range, size);
-      return handle.createReadStream({ start, end, autoClose: true });
+      return new FileBody(handle, start, end);
     } catch (err) {
       await handle.close();
       throw err;

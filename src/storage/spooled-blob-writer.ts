@@ -9,7 +9,10 @@ import {
   DigestMismatchError,
   digestHex,
 } from './blob-store.js';
-import { BlobSpool } from './blob-spool.js';
+import { BlobSpool, type TailReadOptions } from './blob-spool.js';
+
+/** How many bytes `stream` gathers before it stores them. */
+const STREAM_BATCH = 1024 * 1024;
 
 /** What a driver does with a write once its bytes are verified, or when it is abandoned. */
 export interface BlobCommitTarget {
@@ -46,25 +49,52 @@ export class SpooledBlobWriter implements BlobWriter {
     return this.spool.size;
   }
 
+  /**
+   * Chunks piped in are stored in batches of about 1 MiB (one writev each): a 64 KiB network chunk is
+   * not worth a trip to the thread pool of its own. Tail readers see each batch once it is stored.
+   */
   get stream(): Writable {
-    this.writable ??= new Writable({
+    this.writable ??= this.batchingStream();
+    return this.writable;
+  }
+
+  private batchingStream(): Writable {
+    let batch: Buffer[] = [];
+    let batched = 0;
+    const flush = (): Promise<void> => {
+      const chunks = batch;
+      batch = [];
+      batched = 0;
+      return this.appendAll(chunks);
+    };
+    return new Writable({
+      highWaterMark: STREAM_BATCH,
       write: (chunk: Buffer, _encoding, callback) => {
-        this.append(chunk).then(() => callback(), callback);
+        batch.push(chunk);
+        batched += chunk.byteLength;
+        if (batched < STREAM_BATCH) return callback();
+        flush().then(() => callback(), callback);
+      },
+      final: (callback) => {
+        flush().then(() => callback(), callback);
       },
       destroy: (err, callback) => {
         if (err) void this.cancel();
         callback(err);
       },
     });
-    return this.writable;
   }
 
   append(chunk: Uint8Array): Promise<void> {
+    return this.appendAll([chunk]);
+  }
+
+  private appendAll(chunks: Uint8Array[]): Promise<void> {
     if (this.state !== 'open') return Promise.reject(new BlobWriterClosedError(this.state));
     const write = this.writes.then(async () => {
       if (this.writeError) throw this.writeError;
       if (this.state === 'cancelled' || this.state === 'failed') throw new BlobWriterClosedError(this.state);
-      if (chunk.byteLength > 0) await this.spool.append(chunk);
+      await this.spool.appendAll(chunks);
     });
     this.writes = write.catch((err: Error) => {
       this.writeError ??= err;
@@ -93,9 +123,9 @@ export class SpooledBlobWriter implements BlobWriter {
     return this.cancelled;
   }
 
-  openTailReader(from = 0): Readable {
+  openTailReader(from = 0, options: TailReadOptions = {}): Readable {
     if (!Number.isSafeInteger(from) || from < 0) throw new RangeError(`invalid tail reader offset ${from}`);
-    if (this.state === 'committed' && this.result) return this.committedReader(this.result, from);
+    if (this.state === 'committed' && this.result) return this.committedReader(this.result, from, options.end);
     if (this.state === 'cancelled' || this.state === 'failed') {
       const reason = this.abortReason ?? new BlobWriterClosedError(this.state);
       return new Readable({
@@ -104,7 +134,7 @@ export class SpooledBlobWriter implements BlobWriter {
         },
       });
     }
-    return this.spool.openTailReader(from);
+    return this.spool.openTailReader(from, options);
   }
 
   private async verifyAndPersist(expectedDigest: string | undefined, expectedSize: number | undefined): Promise<CommittedBlob> {
@@ -150,12 +180,12 @@ export class SpooledBlobWriter implements BlobWriter {
     await this.spool.release();
   }
 
-  private committedReader(blob: CommittedBlob, from: number): Readable {
-    if (from >= blob.size) return Readable.from([], { objectMode: false });
+  private committedReader(blob: CommittedBlob, from: number, end = blob.size - 1): Readable {
+    if (from >= blob.size || end < from) return Readable.from([], { objectMode: false });
     const store = this.store;
     return Readable.from(
       (async function* () {
-        yield* await store.createReadStream(blob.digest, { start: from });
+        yield* await store.createReadStream(blob.digest, { start: from, end });
       })(),
       { objectMode: false },
     );
