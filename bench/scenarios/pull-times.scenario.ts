@@ -2,11 +2,12 @@
  * Cold and warm pulls with skopeo, every system in the round's rotated order, each pull timed against a
  * direct pull from the upstream in the same phase of the same round. Cold: the system's cache was just
  * emptied (freshCache) and the round's images are new. Warm: the same pulls again once the system has
- * cached them.
+ * cached them. For the big image, also the CPU seconds per GiB the system's processes spent on the pull.
  */
 import type { BenchContext } from '../bench-context.js';
 import { formatSize, type BenchImage, type RoundImages } from '../bench-images.js';
 import { skopeoPull } from '../clients/skopeo-pull.js';
+import { cpuSecondsDuring } from '../cpu-time.js';
 import { rotated } from '../statistics.js';
 
 type Kind = 'big' | 'small' | 'index';
@@ -26,6 +27,14 @@ export function declarePullRows(ctx: BenchContext, images: RoundImages): void {
   for (const phase of ['cold', 'warm'] as const) {
     for (const kind of KINDS) ctx.rows.declare(`${phase}-pull-${kind}`, title(kind, images[kind], phase), 's');
   }
+  for (const phase of ['cold', 'warm'] as const) {
+    ctx.rows.declare(
+      `cpu-${phase}-big`,
+      `CPU seconds per GiB served, ${phase} pull of the ${formatSize(images.big.blobBytes)} image`,
+      'CPU-s/GiB',
+      "user + system time of the system's processes (all threads; nginx workers included; direct = the upstream registry) during the pull, per GiB of the image",
+    );
+  }
 }
 
 export async function measurePullTimes(ctx: BenchContext, images: RoundImages, round: number): Promise<void> {
@@ -36,9 +45,13 @@ export async function measurePullTimes(ctx: BenchContext, images: RoundImages, r
       if (phase === 'cold') await system.freshCache();
       for (const kind of KINDS) {
         const image = images[kind];
-        const seconds = await skopeoPull(system, image.name, image.tag, ctx.workDir, { all: image.all, signal: ctx.signal });
+        const { result: seconds, seconds: cpu } = await cpuSecondsDuring(
+          () => system.processGroups(),
+          () => skopeoPull(system, image.name, image.tag, ctx.workDir, { all: image.all, signal: ctx.signal }),
+        );
         ctx.rows.record(`${phase}-pull-${kind}`, system.id, round, seconds);
-        ctx.progress(`round ${round + 1} ${phase} pull ${kind} ${system.id}: ${seconds.toFixed(2)} s`);
+        if (kind === 'big') ctx.rows.record(`cpu-${phase}-big`, system.id, round, cpu / (image.totalBytes / 2 ** 30));
+        ctx.progress(`round ${round + 1} ${phase} pull ${kind} ${system.id}: ${seconds.toFixed(2)} s, ${cpu.toFixed(2)} CPU-s`);
       }
     }
   };

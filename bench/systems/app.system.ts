@@ -73,6 +73,10 @@ export class AppSystem implements PullSystem {
     }
   }
 
+  processGroups(): number[] {
+    return [this.app.pid];
+  }
+
   async close(): Promise<void> {
     await this.app.stop();
   }

@@ -28,5 +28,10 @@ export class DirectUpstreamSystem implements PullSystem {
   async settle(): Promise<void> {}
 
   /** The upstream outlives the systems in front of it: run.ts closes it last. */
+  processGroups(): number[] {
+    const pid = this.upstream.pid;
+    return pid === undefined ? [] : [pid];
+  }
+
   async close(): Promise<void> {}
 }

@@ -86,6 +86,10 @@ export class DistributionProxySystem implements PullSystem {
 
   async settle(): Promise<void> {}
 
+  processGroups(): number[] {
+    return this.process ? [this.process.pid] : [];
+  }
+
   async close(): Promise<void> {
     await this.stopCurrent();
   }

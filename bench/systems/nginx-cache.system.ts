@@ -63,6 +63,10 @@ export class NginxCacheSystem implements PullSystem {
 
   async settle(): Promise<void> {}
 
+  processGroups(): number[] {
+    return this.process ? [this.process.pid] : [];
+  }
+
   async close(): Promise<void> {
     await this.stopCurrent();
   }

@@ -29,6 +29,11 @@ export interface PullSystem {
    */
   settle(digests: readonly string[], timeoutMs: number): Promise<void>;
   close(): Promise<void>;
+  /**
+   * The process groups doing this system's work (its processes are started as group leaders), for CPU
+   * time per GiB: nginx's workers, Distribution's registry, the app, the upstream registry for `direct`.
+   */
+  processGroups(): number[];
 }
 
 /** `127.0.0.1:<port>/<path>`: the image reference prefix skopeo uses. */

@@ -12,12 +12,12 @@ import { OciError, OciErrorCode, contentRange, parseRange, parseRelativePath, re
 import { BLOB_STORE, BlobNotFoundError, DigestMismatchError, type BlobStore } from '../storage/blob-store.js';
 import { UpstreamClient, type UpstreamResponse } from '../upstreams/client/upstream-client.js';
 import { UpstreamError, classifyUpstreamError } from '../upstreams/client/upstream-error.js';
+import { isCacheableBlob, upstreamAnswer } from './cache-policy.js';
 import { InflightBlobFills, readFill, type BlobFill, type FillStart } from './blob-fills.js';
 import { FILL_LOCK, newFillHolder, type FillHolder, type FillLease, type FillLock } from './fill-lock.js';
 import { FILL_OUTCOME_HEADER, FillPeers, type PeerFillOutcome } from './fill-peers.js';
 import {
   BLOB_CONTENT_TYPE,
-  NOT_HERE,
   blobHeaders,
   blobResponse,
   discard,
@@ -256,14 +256,15 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
       return { start: { kind: 'failed', error: this.upstreamFailed(upstream, path, err) } };
     }
     res.body.on('error', () => undefined); // until a consumer attaches its own handlers
-    if (res.status < 200 || res.status >= 300) {
+    const answer = upstreamAnswer(res.status);
+    if (answer !== 'found') {
       discard(res);
       void lease.release();
-      if (NOT_HERE.has(res.status)) return { start: { kind: 'not-here' } };
+      if (answer === 'not-here') return { start: { kind: 'not-here' } };
       return { start: { kind: 'failed', error: this.upstreamFailed(upstream, path, statusError(res.status, upstream.id)) } };
     }
-    const size = Number(header(res, 'content-length'));
-    if (!Number.isSafeInteger(size) || size > this.limits.maxCachedFileSize) {
+    const size = declaredLength(res);
+    if (!isCacheableBlob(size, this.limits.maxCachedFileSize)) {
       void lease.release();
       return { start: { kind: 'uncacheable' }, response: res };
     }
@@ -321,12 +322,11 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
       failures.push(this.upstreamFailed(upstream, path, err));
       return undefined;
     }
-    if (res.status < 200 || res.status >= 300) {
-      discard(res);
-      if (!NOT_HERE.has(res.status)) failures.push(this.upstreamFailed(upstream, path, statusError(res.status, upstream.id)));
-      return undefined;
-    }
-    return this.passThrough(digest, res);
+    const answer = upstreamAnswer(res.status);
+    if (answer === 'found') return this.passThrough(digest, res);
+    discard(res);
+    if (answer === 'failed') failures.push(this.upstreamFailed(upstream, path, statusError(res.status, upstream.id)));
+    return undefined;
   }
 
   private passThrough(digest: string, res: UpstreamResponse): PullResponse {
@@ -347,12 +347,12 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     for (const upstream of target.upstreams) {
       try {
         const res = await this.upstreams.head(upstream.descriptor, path);
-        if (res.status >= 200 && res.status < 300) {
-          const size = Number(header(res, 'content-length'));
+        const answer = upstreamAnswer(res.status);
+        if (answer === 'found') {
           await this.enqueueFillSoon(upstream.id, path);
-          return blobResponse(digest, Number.isFinite(size) ? size : undefined, undefined, undefined);
+          return blobResponse(digest, declaredLength(res), undefined, undefined);
         }
-        if (!NOT_HERE.has(res.status)) failures.push(this.upstreamFailed(upstream, path, statusError(res.status, upstream.id)));
+        if (answer === 'failed') failures.push(this.upstreamFailed(upstream, path, statusError(res.status, upstream.id)));
       } catch (err) {
         failures.push(this.upstreamFailed(upstream, path, err));
       }
@@ -375,9 +375,10 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
         discard(res);
         return unsatisfiable(totalSizeOf(res) ?? 0);
       }
-      if (res.status < 200 || res.status >= 300) {
+      const answer = upstreamAnswer(res.status);
+      if (answer !== 'found') {
         discard(res);
-        if (!NOT_HERE.has(res.status)) failures.push(this.upstreamFailed(upstream, path, statusError(res.status, upstream.id)));
+        if (answer === 'failed') failures.push(this.upstreamFailed(upstream, path, statusError(res.status, upstream.id)));
         continue;
       }
       await this.enqueueFillSoon(upstream.id, path);
@@ -537,6 +538,12 @@ function outcomeOf(start: Exclude<FillStart, { kind: 'fill' }>): PeerFillOutcome
 
 function peerOutcome(outcome: PeerFillOutcome): PullResponse {
   return { status: 404, headers: { [FILL_OUTCOME_HEADER]: outcome, 'content-length': '0' }, body: Buffer.alloc(0) };
+}
+
+/** The Content-Length an upstream declared, when it is a usable number. */
+function declaredLength(res: UpstreamResponse): number | undefined {
+  const length = Number(header(res, 'content-length'));
+  return Number.isSafeInteger(length) && length >= 0 ? length : undefined;
 }
 
 function fillJobId(upstreamId: number, path: string): string {

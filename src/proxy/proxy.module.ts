@@ -14,7 +14,8 @@ import { ProxyBlobStore } from './proxy-blob-store.js';
 import { PullAccessService } from './pull-access.service.js';
 import { PullRateLimiter } from './pull-rate-limiter.js';
 import { PullTargetResolver } from './pull-target.resolver.js';
-import { PullService } from './pull.service.js';
+import { ProxyManifestStore } from './proxy-manifest-store.js';
+import { UpstreamListings } from './upstream-listings.js';
 import { RecentManifests } from './recent-manifests.js';
 import { RegistryPullController } from './registry-pull.controller.js';
 
@@ -23,7 +24,8 @@ import { RegistryPullController } from './registry-pull.controller.js';
   imports: [TypeOrmModule.forFeature([Registry, Upstream]), AuthModule, CacheEntriesModule, UpstreamsModule, LifecycleModule],
   controllers: [RegistryPullController, FillRouteController],
   providers: [
-    PullService,
+    ProxyManifestStore,
+    UpstreamListings,
     ProxyBlobStore,
     FillPeers,
     PullAccessService,

@@ -3,14 +3,13 @@ import { DigestVerifier, OciError, OciErrorCode, contentRange, unsatisfiedConten
 import type { UpstreamResponse } from '../upstreams/client/upstream-client.js';
 import { UpstreamError } from '../upstreams/client/upstream-error.js';
 import type { PullResponse } from './pull-target.js';
+import { whenExhausted } from './cache-policy.js';
 import { WithheldTail } from './withheld-tail.js';
 
 /** The response shapes of the pull path and the small facts about upstream answers they are built from. */
 
 export const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
 export const BLOB_CONTENT_TYPE = 'application/octet-stream';
-/** Upstream answers that mean "not here, ask the next upstream". */
-export const NOT_HERE = new Set([401, 403, 404]);
 
 export function manifestResponse(digest: string, contentType: string, size: number, body: Readable | Buffer | undefined): PullResponse {
   return {
@@ -104,7 +103,7 @@ export function statusError(status: number, upstreamId?: number): UpstreamError 
  * with the request id where they happened and never sent to the client.
  */
 export function notFoundOrUnavailable(code: OciErrorCode, failures: unknown[]): OciError {
-  if (failures.length === 0) return new OciError(code);
+  if (whenExhausted(failures.length, false) === 'not-found') return new OciError(code);
   const timeouts = failures.every((f) => f instanceof UpstreamError && f.kind === 'timeout');
   return new OciError(OciErrorCode.UNAVAILABLE, 'no upstream could be reached for this content', {
     status: timeouts ? 504 : 503,

@@ -11,7 +11,8 @@ import { PullAccessService } from './pull-access.service.js';
 import type { PullResponse } from './pull-target.js';
 import { PullRateLimiter } from './pull-rate-limiter.js';
 import { ProxyBlobStore, type PullMethod } from './proxy-blob-store.js';
-import { PullService } from './pull.service.js';
+import { ProxyManifestStore } from './proxy-manifest-store.js';
+import { UpstreamListings } from './upstream-listings.js';
 
 const ROUTE = /^\/v2\/virtual_registries\/containers?\/([^?]*)/;
 const PATH_DOC = 'Everything after the spelling: `<registry id>/<name>/manifests/<tag|digest>`, `<id>/<name>/blobs/<digest>`, `<id>/<name>/tags/list` or `<id>/<name>/referrers/<digest>`';
@@ -19,7 +20,7 @@ const PATH_DOC = 'Everything after the spelling: `<registry id>/<name>/manifests
 /**
  * The registry pull API (OCI distribution spec, pull side) of every virtual registry:
  * `/v2/virtual_registries/containers/<id>/<name>/{manifests,blobs,tags,referrers}/...`
- * (the `container` spelling too). Authorisation, then one call into PullService.
+ * (the `container` spelling too). Authorisation, then one call into the manifest store, the blob store or the listings.
  */
 @ApiTags('registry (pull API)')
 @ApiBearerAuth('bearer')
@@ -29,7 +30,8 @@ const PATH_DOC = 'Everything after the spelling: `<registry id>/<name>/manifests
 @UseFilters(OciExceptionFilter)
 export class RegistryPullController {
   constructor(
-    @Inject(PullService) private readonly pull: PullService,
+    @Inject(ProxyManifestStore) private readonly manifests: ProxyManifestStore,
+    @Inject(UpstreamListings) private readonly listings: UpstreamListings,
     @Inject(ProxyBlobStore) private readonly blobs: ProxyBlobStore,
     @Inject(PullAccessService) private readonly access: PullAccessService,
     @Inject(PullRateLimiter) private readonly rateLimiter: PullRateLimiter,
@@ -96,15 +98,15 @@ export class RegistryPullController {
     );
     switch (route.kind) {
       case 'manifest':
-        return this.pull.manifest(target, route, method, acceptOf(request));
+        return this.manifests.manifest(target, route, method, acceptOf(request));
       case 'blob':
         return this.blobs.blob(target, route, method, single(request.headers.range));
       case 'tags': {
         const query = queryOf(url);
-        return this.pull.tags(target, route, { n: pageSize(query.get('n')), last: query.get('last') ?? undefined });
+        return this.listings.tags(target, route, { n: pageSize(query.get('n')), last: query.get('last') ?? undefined });
       }
       case 'referrers':
-        return this.pull.referrers(target, route, queryOf(url).get('artifactType') ?? undefined);
+        return this.listings.referrers(target, route, queryOf(url).get('artifactType') ?? undefined);
     }
   }
 

@@ -16,6 +16,7 @@ import {
   InvalidDigestError,
   InvalidTemporaryIdError,
 } from './blob-store.js';
+import { isSelfWriting, type SelfWritingBody } from './file-body.js';
 
 export interface BlobStoreContractSubject {
   store: BlobStore;
@@ -241,6 +242,75 @@ export function runBlobStoreContract(
       expect(follower.received).toBe(committed.size);
     });
 
+    it('serves a committed object, whole and a range, the same whether it is streamed or writes itself to a socket', async () => {
+      const bytes = randomBytes(2 * MiB + 12345);
+      const digest = await writeBlob(store, bytes);
+      for (const range of [undefined, { start: 0, end: 0 }, { start: 1000, end: MiB + 17 }, { start: bytes.length - 3, end: bytes.length + 100 }]) {
+        const expected = range ? bytes.subarray(range.start, Math.min(range.end, bytes.length - 1) + 1) : bytes;
+        expect(fingerprint(await readBytes(await store.createReadStream(digest, range)))).toEqual(fingerprint(expected));
+        const body = await store.createReadStream(digest, range);
+        const served = isSelfWriting(body) ? await writeToSink(body) : await readBytes(body);
+        expect(fingerprint(served)).toEqual(fingerprint(expected));
+      }
+    });
+
+    it('writes a running write to a socket as it grows, holding back the completing chunk until the commit verified it', async () => {
+      const bytes = randomBytes(3 * MiB + 5);
+      const writer = await store.create();
+      const reader = writer.openTailReader(0, { end: bytes.length - 1 });
+      expect(isSelfWriting(reader)).toBe(true);
+      const sink = new Sink();
+      const served = (reader as unknown as SelfWritingBody).writeTo(sink);
+      await writer.append(bytes.subarray(0, 2 * MiB));
+      await waitUntil(() => sink.received === 2 * MiB);
+      await writer.append(bytes.subarray(2 * MiB));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(sink.received).toBeLessThan(bytes.length); // everything is stored, the last chunk waits for the verdict
+      await writer.commit(digestOf(bytes), bytes.length);
+      await served;
+      expect(fingerprint(sink.bytes())).toEqual(fingerprint(bytes));
+      expect(sink.ended).toBe(true);
+    });
+
+    it('fails a self-writing tail reader when the write fails verification, never completing the body', async () => {
+      const bytes = randomBytes(MiB + 3);
+      const writer = await store.create();
+      const reader = writer.openTailReader(0, { end: bytes.length - 1 }) as unknown as SelfWritingBody;
+      const sink = new Sink();
+      const served = reader.writeTo(sink).then(() => 'completed', (err: unknown) => err);
+      await writer.append(bytes);
+      await expect(writer.commit(digestOf(randomBytes(10)))).rejects.toBeInstanceOf(DigestMismatchError);
+      expect(await served).toBeInstanceOf(DigestMismatchError);
+      expect(sink.received).toBeLessThan(bytes.length);
+      expect(sink.ended).toBe(false);
+    });
+
+    it('stops a range of a running write at its end, after `withholdUntil`', async () => {
+      const bytes = randomBytes(2 * MiB);
+      const writer = await store.create();
+      let release!: () => void;
+      const until = new Promise<void>((resolve) => (release = resolve));
+      const reader = writer.openTailReader(100, { end: 200_099, withholdUntil: until });
+      const read = readBytes(reader);
+      await writer.append(bytes);
+      await writer.commit(digestOf(bytes));
+      release();
+      expect(fingerprint(await read)).toEqual(fingerprint(bytes.subarray(100, 200_100)));
+    });
+
+    it('lets go of a self-writing reader whose client hangs up', async () => {
+      const bytes = randomBytes(4 * MiB);
+      const digest = await writeBlob(store, bytes);
+      const body = await store.createReadStream(digest);
+      if (!isSelfWriting(body)) return expect(fingerprint(await readBytes(body))).toEqual(fingerprint(bytes));
+      const sink = new Sink({ stallAfter: MiB });
+      const served = body.writeTo(sink).then(() => 'completed', (err: unknown) => err);
+      await waitUntil(() => sink.received >= MiB);
+      sink.destroy();
+      expect(await served).toBeInstanceOf(Error);
+      expect(sink.received).toBeLessThan(bytes.length);
+    });
+
     it('feeds a tail reader from an offset, and one opened after commit from the committed object', async () => {
       const bytes = randomBytes(200 * 1024);
       const writer = await store.create();
@@ -445,4 +515,37 @@ function trackRss() {
 
 function toMiB(bytes: number): number {
   return Math.round((bytes / MiB) * 10) / 10;
+}
+
+/** A socket stand-in: collects what is written, acknowledging each write a tick later (or never, after `stallAfter` bytes). */
+class Sink extends Writable {
+  received = 0;
+  ended = false;
+  private readonly chunks: Buffer[] = [];
+
+  constructor(private readonly options: { stallAfter?: number } = {}) {
+    super({ highWaterMark: 16 * 1024 });
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.chunks.push(Buffer.from(chunk)); // the writer reuses its buffers once acknowledged
+    this.received += chunk.length;
+    if (this.options.stallAfter !== undefined && this.received >= this.options.stallAfter) return;
+    setImmediate(callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.ended = true;
+    callback();
+  }
+
+  bytes(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+}
+
+async function writeToSink(body: SelfWritingBody): Promise<Buffer> {
+  const sink = new Sink();
+  await body.writeTo(sink);
+  return sink.bytes();
 }

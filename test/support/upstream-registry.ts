@@ -53,6 +53,8 @@ export interface UpstreamRegistry {
   readonly storageDir: string;
   /** True while the process runs (also while frozen). */
   readonly running: boolean;
+  /** The registry process's id while it runs (the benchmark counts its CPU time). */
+  readonly pid: number | undefined;
   /** Stops the process gracefully (SIGTERM); storage and port are kept for restart(). */
   stop(): Promise<void>;
   /** SIGKILLs the process (an abrupt outage); storage and port are kept for restart(). */
@@ -330,6 +332,9 @@ export async function startUpstreamRegistry(options: UpstreamRegistryOptions = {
   }
 
   const registry: UpstreamRegistry = {
+    get pid() {
+      return child && isRunning() ? child.pid : undefined;
+    },
     get url() {
       return `http://127.0.0.1:${port}`;
     },

@@ -24,7 +24,17 @@ import { UpstreamClient } from '../upstreams/client/upstream-client.js';
 import { UpstreamError, classifyUpstreamError } from '../upstreams/client/upstream-error.js';
 import { readManifestBody } from '../oci/manifest-body.js';
 import type { PullMethod } from './proxy-blob-store.js';
-import { API_VERSION, NOT_HERE, discard, header, manifestResponse, notFoundOrUnavailable, statusError } from './pull-responses.js';
+import {
+  afterRevalidation,
+  decideCached,
+  expectedManifestDigest,
+  freshUntil,
+  revalidationOf,
+  upstreamAnswer,
+  type HeadAnswer,
+  type Revalidation,
+} from './cache-policy.js';
+import { discard, header, manifestResponse, notFoundOrUnavailable, statusError } from './pull-responses.js';
 import type { PullResponse, PullTarget, PullUpstream } from './pull-target.js';
 import { RecentManifests, type RecentManifest, type RememberAs } from './recent-manifests.js';
 
@@ -38,23 +48,16 @@ interface FetchedManifest {
   entryId?: number;
 }
 
-type Revalidation = 'unchanged' | 'changed' | 'unavailable';
-
 /**
- * The pull path, top-down (SPEC section 3, "Cache decision"); blobs are ProxyBlobStore's:
- * 1. digest-addressed content is served from the cache with no upstream contact;
- * 2. a tag is served from the cache within its upstream's validity window, then revalidated by HEAD;
- * 3. a miss walks the registry's upstreams in position order (401/403/404 -> next, first 2xx wins);
- * 4. an upstream that is down, slow, 5xx or 429 while a cached copy exists -> the stale copy is served;
- * 5. concurrent misses for one blob share one upstream download: followers read the growing object;
- * 6. bytes are verified against their digest before an entry becomes live, and a mismatch fails the
- *    client's stream instead of completing it with wrong bytes;
- * 7. storage dedupes bytes, never access: content reaches a registry only through a verified GET from one of
- *    its own upstreams (the commit then reuses an object already stored instead of writing it twice).
+ * Manifests of the pull path (distribution's proxymanifeststore): the cache decision is cache-policy.ts's,
+ * this store does what it asks. A cached manifest by digest, or by tag within its upstream's validity
+ * window, is served from the cache (small ones from memory, RecentManifests); a stale tag is revalidated
+ * by HEAD; a miss walks the registry's upstreams in position order, verifies the manifest, stores it
+ * under the tag and under its digest. Concurrent misses of one manifest in this process share one fetch.
  */
 @Injectable()
-export class PullService {
-  private readonly logger = new Logger(PullService.name);
+export class ProxyManifestStore {
+  private readonly logger = new Logger(ProxyManifestStore.name);
   private readonly manifestFetches = new Map<string, Promise<FetchedManifest>>();
 
   constructor(
@@ -78,23 +81,23 @@ export class PullService {
     const recent = this.recentManifests.get(target.registryId, path);
     if (recent) return this.serveRecentManifest(recent, method);
     const generation = this.recentManifests.generation;
-    const [entry] = await this.lookup.findLive(upstreamIds(target), path);
+    const [entry] = await this.lookup.findLive(target.upstreams.map((u) => u.id), path);
     if (entry) {
       const upstream = target.upstreams.find((u) => u.id === entry.upstreamId)!;
       const remember = { registryId: target.registryId, relativePath: path, generation };
-      if (request.reference.kind === 'digest') {
-        return this.serveCachedManifest(entry, method, 'hit', { ...remember, freshUntil: Infinity });
+      const decision = decideCached(entry, upstream, request.reference.kind, Date.now());
+      if (decision.kind === 'serve') return this.serveCachedManifest(entry, method, 'hit', { ...remember, freshUntil: decision.freshUntil });
+      switch (afterRevalidation(await this.revalidateTag(upstream, path, entry, accept))) {
+        case 'serve-revalidated': {
+          const checkedAt = new Date();
+          await this.lookup.markChecked(entry.id, checkedAt);
+          return this.serveCachedManifest(entry, method, 'revalidated', { ...remember, freshUntil: freshUntil(checkedAt, upstream) });
+        }
+        case 'serve-stale':
+          return this.serveCachedManifest(entry, method, 'stale');
+        case 'fetch':
+          break;
       }
-      if (isFresh(entry, upstream)) {
-        return this.serveCachedManifest(entry, method, 'hit', { ...remember, freshUntil: freshUntil(entry.upstreamCheckedAt, upstream) });
-      }
-      const verdict = await this.revalidateTag(upstream, path, entry, accept);
-      if (verdict === 'unchanged') {
-        const checkedAt = new Date();
-        await this.lookup.markChecked(entry.id, checkedAt);
-        return this.serveCachedManifest(entry, method, 'revalidated', { ...remember, freshUntil: freshUntil(checkedAt, upstream) });
-      }
-      if (verdict === 'unavailable') return this.serveCachedManifest(entry, method, 'stale');
     }
     try {
       const fetched = await this.fetchManifestCoalesced(target, request, path, accept);
@@ -152,24 +155,19 @@ export class PullService {
     return { status: 200, headers, body: method === 'GET' ? recent.bytes : undefined };
   }
 
-  /** HEAD the tag on the upstream the entry came from and compare digests (ETag when no digest is sent). */
+  /** HEAD the tag on the upstream the entry came from; cache-policy.ts reads the answer. */
   private async revalidateTag(upstream: PullUpstream, path: string, entry: CacheEntry, accept?: string): Promise<Revalidation> {
+    let answer: HeadAnswer;
     try {
       const res = await this.upstreams.head(upstream.descriptor, path, { accept: manifestAccept(accept) });
-      if (res.status >= 200 && res.status < 300) {
-        const digest = header(res, 'docker-content-digest');
-        if (digest) return digest === entry.digest ? 'unchanged' : 'changed';
-        const etag = header(res, 'etag');
-        return etag && entry.upstreamEtag && etag === entry.upstreamEtag ? 'unchanged' : 'changed';
-      }
-      if (NOT_HERE.has(res.status)) return 'changed';
-      this.countUpstreamFailure('status');
-      return 'unavailable';
+      answer = { status: res.status, digest: header(res, 'docker-content-digest'), etag: header(res, 'etag') };
     } catch (err) {
       this.countUpstreamFailure(classifyUpstreamError(err, upstream.id).kind);
       this.logger.warn(`revalidating ${path} on upstream ${upstream.id} failed: ${(err as Error).message}`);
-      return 'unavailable';
+      answer = { failed: true };
     }
+    if ('status' in answer && upstreamAnswer(answer.status) === 'failed') this.countUpstreamFailure('status');
+    return revalidationOf(answer, entry);
   }
 
   private fetchManifestCoalesced(target: PullTarget, request: ManifestRequest, path: string, accept?: string): Promise<FetchedManifest> {
@@ -193,16 +191,10 @@ export class PullService {
         failures.push(this.upstreamFailed(upstream, path, err));
         continue;
       }
-      if (NOT_HERE.has(res.status)) {
-        discard(res);
-        continue;
-      }
-      if (res.status < 200 || res.status >= 300) {
-        discard(res);
-        failures.push(this.upstreamFailed(upstream, path, statusError(res.status, upstream.id)));
-        continue;
-      }
-      return this.storeManifest(upstream, request, path, res);
+      const answer = upstreamAnswer(res.status);
+      if (answer === 'found') return this.storeManifest(upstream, request, path, res);
+      discard(res);
+      if (answer === 'failed') failures.push(this.upstreamFailed(upstream, path, statusError(res.status, upstream.id)));
     }
     throw notFoundOrUnavailable(OciErrorCode.MANIFEST_UNKNOWN, failures);
   }
@@ -212,7 +204,8 @@ export class PullService {
     const bytes = await readManifestBody(res.body, this.limits.maxManifestSize, Number.isFinite(declared) ? declared : undefined);
     const digest = Digest.of(bytes).toString();
     const announced = header(res, 'docker-content-digest');
-    const expected = request.reference.kind === 'digest' ? request.reference.digest.toString() : announced?.startsWith('sha256:') ? announced : undefined;
+    const reference = request.reference;
+    const expected = expectedManifestDigest(reference.kind === 'digest' ? { kind: 'digest', digest: reference.digest.toString() } : { kind: 'tag' }, announced);
     if (expected && expected !== digest) {
       this.metrics.digestMismatches.inc();
       this.logger.error(`upstream ${upstream.id} sent ${path} with digest ${digest}, expected ${expected}: not cached`);
@@ -237,72 +230,6 @@ export class PullService {
     }
     this.quota.enforceSoon(upstream.groupId); // never refuses the pull: evicts least-recently-downloaded entries
     return { bytes, digest, contentType, entryId: entry.id };
-  }
-
-  // ---------------------------------------------------------------- tags and referrers (pass-through)
-
-  /** tags/list: each upstream's list (404s skipped), merged in upstream order without duplicates. */
-  async tags(target: PullTarget, request: TagsRequest, query: { n?: number; last?: string }): Promise<PullResponse> {
-    const failures: unknown[] = [];
-    const seen = new Set<string>();
-    const tags: string[] = [];
-    let found = false;
-    for (const upstream of target.upstreams) {
-      try {
-        const res = await this.upstreams.tagsList(upstream.descriptor, request.name.value);
-        if (res.status >= 200 && res.status < 300) {
-          const body = JSON.parse((await readManifestBody(res.body, this.limits.maxManifestSize)).toString('utf8')) as { tags?: unknown };
-          found = true;
-          for (const tag of Array.isArray(body.tags) ? body.tags : []) {
-            if (typeof tag === 'string' && !seen.has(tag)) {
-              seen.add(tag);
-              tags.push(tag);
-            }
-          }
-        } else {
-          discard(res);
-          if (!NOT_HERE.has(res.status)) failures.push(this.upstreamFailed(upstream, request.name.value, statusError(res.status)));
-        }
-      } catch (err) {
-        failures.push(OciError.is(err) ? err : this.upstreamFailed(upstream, request.name.value, err));
-      }
-    }
-    if (!found) throw notFoundOrUnavailable(OciErrorCode.NAME_UNKNOWN, failures);
-    let page = query.last !== undefined ? tags.filter((t) => t > query.last!) : tags;
-    if (query.last !== undefined) page = page.sort();
-    if (query.n !== undefined) page = page.slice(0, query.n);
-    const body = Buffer.from(JSON.stringify({ name: request.name.value, tags: page }));
-    return { status: 200, headers: { ...API_VERSION, 'content-type': 'application/json', 'content-length': String(body.length) }, body };
-  }
-
-  /** referrers: the first upstream that supports the API answers; an empty index otherwise (OCI 1.1). */
-  async referrers(target: PullTarget, request: ReferrersRequest, artifactType?: string): Promise<PullResponse> {
-    const path = relativePathOf(request) + (artifactType ? `?artifactType=${encodeURIComponent(artifactType)}` : '');
-    for (const upstream of target.upstreams) {
-      try {
-        const res = await this.upstreams.get(upstream.descriptor, path, { accept: 'application/vnd.oci.image.index.v1+json' });
-        if (res.status >= 200 && res.status < 300) {
-          const bytes = await readManifestBody(res.body, this.limits.maxManifestSize);
-          const headers: Record<string, string> = {
-            ...API_VERSION,
-            'content-type': 'application/vnd.oci.image.index.v1+json',
-            'content-length': String(bytes.length),
-          };
-          const filtered = header(res, 'oci-filters-applied');
-          if (filtered) headers['oci-filters-applied'] = filtered;
-          return { status: 200, headers, body: bytes };
-        }
-        discard(res);
-      } catch (err) {
-        this.upstreamFailed(upstream, path, err);
-      }
-    }
-    const empty = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] }));
-    return {
-      status: 200,
-      headers: { ...API_VERSION, 'content-type': 'application/vnd.oci.image.index.v1+json', 'content-length': String(empty.length) },
-      body: empty,
-    };
   }
 
   // ---------------------------------------------------------------- bookkeeping
@@ -340,20 +267,6 @@ function manifestAccept(accept: string | undefined): string {
   const types = accept.split(',').map((t) => t.trim()).filter(Boolean);
   for (const t of DEFAULT_MANIFEST_ACCEPT.split(',').map((x) => x.trim())) if (!types.some((x) => x.startsWith(t))) types.push(t);
   return types.join(', ');
-}
-
-function upstreamIds(target: PullTarget): number[] {
-  return target.upstreams.map((u) => u.id);
-}
-
-function isFresh(entry: CacheEntry, upstream: PullUpstream): boolean {
-  return freshUntil(entry.upstreamCheckedAt, upstream) > Date.now();
-}
-
-/** When a tag checked at `checkedAt` needs asking the upstream again (validity 0: never). */
-function freshUntil(checkedAt: Date, upstream: PullUpstream): number {
-  if (upstream.cacheValidityHours === 0) return Infinity;
-  return checkedAt.getTime() + upstream.cacheValidityHours * 3_600_000;
 }
 
 function isUnavailable(err: unknown): boolean {
