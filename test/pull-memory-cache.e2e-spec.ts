@@ -202,7 +202,7 @@ suite(`memory caches of the pull path${reason}`, () => {
     } finally {
       await off.close();
     }
-  });
+  }, 120_000); // boots a second app on the embedded database
 
   const withServices = process.env.DATABASE_URL && process.env.REDIS_URL ? it : it.skip;
   withServices('tells the other replicas through Redis: a token revoked on one is refused on the other at once (skipped without Postgres and Redis)', async () => {

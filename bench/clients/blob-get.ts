@@ -1,11 +1,46 @@
 /**
- * Blob GET throughput: sequential GETs of one blob on a keep-alive connection, bytes counted (not
- * buffered, not hashed: the client should not be the bottleneck). One unmeasured GET first.
+ * Blob GET throughput: sequential GETs of one blob on one keep-alive connection, bytes counted and
+ * discarded. The client is curl when installed (one process, `-o /dev/null` per URL, the connection
+ * reused), so the client costs little CPU on a machine it shares with the systems measured; otherwise an
+ * undici loop in this process. One unmeasured GET first.
  */
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { Client } from 'undici';
+
+const run = promisify(execFile);
+
+export function blobGetTool(): 'curl' | 'undici' {
+  try {
+    execFileSync('curl', ['--version'], { stdio: 'ignore' });
+    return 'curl';
+  } catch {
+    return 'undici';
+  }
+}
 
 /** MB/s (10^6 bytes per second) over `count` sequential GETs of a blob of `size` bytes. */
 export async function blobGetRate(url: string, headers: Record<string, string>, size: number, count: number): Promise<number> {
+  return blobGetTool() === 'curl' ? curlRate(url, headers, size, count) : undiciRate(url, headers, size, count);
+}
+
+async function curlRate(url: string, headers: Record<string, string>, size: number, count: number): Promise<number> {
+  const headerArgs = Object.entries(headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`]);
+  const get = async (times: number) => {
+    const args = ['-s', '--fail', '-w', '%{size_download}\n', ...headerArgs];
+    for (let i = 0; i < times; i++) args.push('-o', '/dev/null', url);
+    const { stdout } = await run('curl', args, { maxBuffer: 1024 * 1024 });
+    const sizes = stdout.trim().split('\n').map(Number);
+    if (sizes.length !== times || sizes.some((n) => n !== size)) throw new Error(`GET ${url}: received ${sizes.join(', ')} bytes, expected ${size} each`);
+  };
+  await get(1);
+  const started = performance.now();
+  await get(count);
+  const seconds = (performance.now() - started) / 1000;
+  return (size * count) / seconds / 1e6;
+}
+
+async function undiciRate(url: string, headers: Record<string, string>, size: number, count: number): Promise<number> {
   const target = new URL(url);
   const client = new Client(target.origin, { bodyTimeout: 120_000, headersTimeout: 120_000 });
   const path = `${target.pathname}${target.search}`;

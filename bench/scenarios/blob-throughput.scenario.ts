@@ -4,15 +4,15 @@
  */
 import type { BenchContext } from '../bench-context.js';
 import { formatSize, type BenchImage } from '../bench-images.js';
-import { blobGetRate } from '../clients/blob-get.js';
+import { blobGetRate, blobGetTool } from '../clients/blob-get.js';
 import { registryUrl } from '../systems/pull-system.js';
 import { rotated } from '../statistics.js';
 
 export async function measureBlobThroughput(ctx: BenchContext, image: BenchImage, round: number): Promise<void> {
   if (image.fixture.kind !== 'manifest') throw new Error('blob throughput needs an image manifest');
   const layer = image.fixture.layers[0];
-  const count = ctx.smoke ? 3 : 5;
-  ctx.rows.declare('blob-get', `warm ${formatSize(layer.size)} blob GET, ${count} sequential`, 'MB/s');
+  const count = ctx.smoke ? 3 : 10;
+  ctx.rows.declare('blob-get', `warm ${formatSize(layer.size)} blob GET, ${count} sequential (${blobGetTool()})`, 'MB/s');
   for (const system of rotated(ctx.systems, round)) {
     const authorization = await system.authorization(image.name);
     const mbPerSecond = await blobGetRate(
