@@ -94,11 +94,22 @@ function installRequestHooks(fastify: FastifyInstance, metrics: MetricsService):
     void reply.header('x-request-id', request.id);
     requestContext.run({ requestId: request.id }, done);
   });
+  // The metric children of each (method, route, status), bound once: no label hashing per request.
+  const children = new Map<string, { requests: { inc(): void }; duration: { observe(seconds: number): void } }>();
   fastify.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
-    const seconds = reply.elapsedTime / 1000;
-    metrics.httpRequests.inc({ method: request.method, route, status: String(reply.statusCode) });
-    metrics.httpDuration.observe({ method: request.method, route }, seconds);
+    const key = `${request.method} ${reply.statusCode} ${route}`;
+    let bound = children.get(key);
+    if (!bound) {
+      bound = {
+        requests: metrics.httpRequests.labels({ method: request.method, route, status: String(reply.statusCode) }),
+        duration: metrics.httpDuration.labels({ method: request.method, route }),
+      };
+      // Routes are templates and statuses few; unmatched URLs all share the 'unmatched' route.
+      if (children.size < 10_000) children.set(key, bound);
+    }
+    bound.requests.inc();
+    bound.duration.observe(reply.elapsedTime / 1000);
     request.log.info(
       { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
       'request',

@@ -59,6 +59,8 @@ interface FetchedManifest {
 export class ProxyManifestStore {
   private readonly logger = new Logger(ProxyManifestStore.name);
   private readonly manifestFetches = new Map<string, Promise<FetchedManifest>>();
+  /** The counters of the hottest path (a remembered manifest), bound once. */
+  private readonly recentCounters: { hit: { inc(): void }; bytes: { inc(value: number): void } };
 
   constructor(
     private readonly lookup: CacheEntryLookupService,
@@ -69,7 +71,12 @@ export class ProxyManifestStore {
     @Inject(limitsConfig.KEY) private readonly limits: LimitsConfig,
     private readonly quota: StorageQuotaService,
     private readonly recentManifests: RecentManifests,
-  ) {}
+  ) {
+    this.recentCounters = {
+      hit: metrics.cacheRequests.labels({ result: 'hit', kind: 'manifest' }),
+      bytes: metrics.bytesServed.labels({ source: 'cache' }),
+    };
+  }
 
   // ---------------------------------------------------------------- manifests
 
@@ -144,9 +151,9 @@ export class ProxyManifestStore {
 
   /** A manifest this replica served moments ago (RecentManifests): no database, no storage. */
   private serveRecentManifest(recent: RecentManifest, method: PullMethod): PullResponse {
-    this.countHit('hit', 'manifest');
+    this.recentCounters.hit.inc();
     this.lookup.recordDownload(recent.entryId);
-    if (method === 'GET') this.metrics.bytesServed.inc({ source: 'cache' }, recent.bytes.length);
+    if (method === 'GET') this.recentCounters.bytes.inc(recent.bytes.length);
     let headers = recentHeaders.get(recent);
     if (!headers) {
       headers = manifestResponse(recent.digest, recent.contentType, recent.bytes.length, undefined).headers;
