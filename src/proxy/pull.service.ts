@@ -95,6 +95,8 @@ export class PullService {
         return this.serveCachedManifest(entry, method, 'revalidated', { ...remember, freshUntil: freshUntil(checkedAt, upstream) });
       }
       if (verdict === 'unavailable') return this.serveCachedManifest(entry, method, 'stale');
+      // changed, but the upstream's rate-limit budget is under the reserve: keep the GETs for misses
+      if (this.upstreams.health.spareManifestGet(upstream.id, path)) return this.serveCachedManifest(entry, method, 'stale');
     }
     try {
       const fetched = await this.fetchManifestCoalesced(target, request, path, accept);
