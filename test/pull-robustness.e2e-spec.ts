@@ -51,7 +51,9 @@ suite(`pull path robustness${reason}`, () => {
     await pushImage(upstream.url, 'library/stale', 'latest', image);
     await pushImage(upstream.url, 'library/moving', 'latest', moving1);
     // a short header timeout so a hanging upstream is given up on quickly
-    app = await startTestApp({ UPSTREAM_HEADERS_TIMEOUT_MS: '1500' });
+    // every failure mode below must reach the upstream, one after the other: no circuit breaker
+    // (it is tested in upstream-economy.e2e-spec.ts)
+    app = await startTestApp({ UPSTREAM_HEADERS_TIMEOUT_MS: '1500', UPSTREAM_BREAKER_FAILURES: '1000' });
     db = app.app.get(DataSource);
     vr = await createVirtualRegistry(app, [{ url: faulty.url }]);
   }, 120_000);

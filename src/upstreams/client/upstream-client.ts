@@ -285,14 +285,8 @@ export class UpstreamClient implements OnModuleDestroy {
     }
     if (options.range) headers.range = options.range;
     const { signal } = options;
-    let admission: Admission;
-    try {
-      admission = this.health.admit(upstream.id, method, path);
-    } catch (err) {
-      const error = err as UpstreamError;
-      this.emitRequest({ upstreamId: upstream.id, method, target: 'registry', errorKind: error.kind, status: error.status, durationMs: 0 });
-      throw error;
-    }
+    // an open breaker or a 429 pause throws here (nothing is sent, no request event); a remembered 404 answers
+    const admission: Admission = this.health.admit(upstream.id, method, path);
     if (admission.remembered404) return rememberedNotFound(url);
     const started = performance.now();
     try {
