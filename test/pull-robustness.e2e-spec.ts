@@ -157,6 +157,8 @@ suite(`pull path robustness${reason}`, () => {
     }, 30_000);
 
     it('a tag that moved upstream but whose new manifest cannot be fetched (GET 500): the old copy is served', async () => {
+      // its own upstream row: the 429 above paused GETs to the suite's upstream for its Retry-After (60 s)
+      const vr = await createVirtualRegistry(app, [{ url: faulty.url }]);
       const first = await registryFetch(app, vr, 'library/moving', 'manifests/latest');
       expect(first.headers.get('docker-content-digest')).toBe(moving1.digest);
       await first.arrayBuffer();
