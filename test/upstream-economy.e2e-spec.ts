@@ -77,13 +77,18 @@ suite(`upstream economy${reason}`, () => {
 
   beforeAll(async () => {
     [upstream, second] = await Promise.all([startUpstreamRegistry(), startUpstreamRegistry()]);
-    app = await startTestApp({
-      UPSTREAM_HEADERS_TIMEOUT_MS: String(HEADERS_TIMEOUT_MS),
-      UPSTREAM_BREAKER_FAILURES: '3',
-      UPSTREAM_BREAKER_COOLDOWN_MS: String(COOLDOWN_MS),
-      UPSTREAM_RATELIMIT_RESERVE: '10',
-      UPSTREAM_NEGATIVE_CACHE_MS: '30000',
-    });
+    // with REDIS_URL and DATABASE_URL (CI), prefetch jobs run on BullMQ and state lives in Postgres
+    app = await startTestApp(
+      {
+        UPSTREAM_HEADERS_TIMEOUT_MS: String(HEADERS_TIMEOUT_MS),
+        UPSTREAM_BREAKER_FAILURES: '3',
+        UPSTREAM_BREAKER_COOLDOWN_MS: String(COOLDOWN_MS),
+        UPSTREAM_RATELIMIT_RESERVE: '10',
+        UPSTREAM_NEGATIVE_CACHE_MS: '30000',
+        ...(realServices.redisUrl ? { REDIS_URL: realServices.redisUrl } : {}),
+      },
+      { database: realServices.postgresUrl ? 'postgres' : 'embedded' },
+    );
   }, 120_000);
 
   afterAll(async () => {
