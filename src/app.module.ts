@@ -9,6 +9,7 @@ import { InvalidationModule } from './invalidation/invalidation.module.js';
 import { JobsModule } from './jobs/jobs.module.js';
 import { LifecycleModule } from './lifecycle/lifecycle.module.js';
 import { ObservabilityModule } from './observability/observability.module.js';
+import { PrefetchModule } from './prefetch/prefetch.module.js';
 import { ProxyModule } from './proxy/proxy.module.js';
 import { RegistriesModule } from './registries/registries.module.js';
 import { StorageModule } from './storage/storage.module.js';
@@ -29,6 +30,7 @@ import { UpstreamsModule } from './upstreams/upstreams.module.js';
     UpstreamsModule,
     CacheEntriesModule,
     ProxyModule,
+    PrefetchModule,
     LifecycleModule,
   ],
 })

@@ -1,6 +1,6 @@
 /**
  * The worker process: the same modules as the API, no HTTP; it runs background jobs only
- * (fill cache entries, purge, destroy, orphan cleanup, cleanup policies).
+ * (fill cache entries, prefetch images, purge, destroy, orphan cleanup, cleanup policies).
  * Start as many as you like next to the API replicas (they share Postgres, Redis and storage).
  */
 import 'reflect-metadata';

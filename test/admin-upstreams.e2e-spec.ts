@@ -63,8 +63,11 @@ describe.each(databaseTargets())('admin API: upstreams (%s database)', (database
     });
 
     const got = await admin.expect(200, 'GET', UPSTREAM(created.body.id));
-    expect(Object.keys(got.body).sort()).toEqual([...UPSTREAM_FIELDS, 'registry_upstreams'].sort());
+    expect(Object.keys(got.body).sort()).toEqual([...UPSTREAM_FIELDS, 'registry_upstreams', 'rate_limit', 'circuit_breaker'].sort());
     expect(got.body.registry_upstreams).toEqual([created.body.registry_upstream]);
+    // extensions: nothing asked of it yet
+    expect(got.body.rate_limit).toEqual({ limit: null, remaining: null, window_seconds: null, source: null, seen_at: null, paused_until: null });
+    expect(got.body.circuit_breaker).toEqual({ state: 'closed', consecutive_failures: 0, opened_at: null, open_until: null, cooldown_ms: 30000 });
 
     const defaults = await admin.expect(201, 'POST', REGISTRY_UPSTREAMS(registryId), { name: 'anon', url: 'https://127.0.0.2/' });
     expect(defaults.body).toMatchObject({ url: 'https://127.0.0.2', username: null, description: null, cache_validity_hours: 24 });

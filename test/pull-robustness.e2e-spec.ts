@@ -51,7 +51,9 @@ suite(`pull path robustness${reason}`, () => {
     await pushImage(upstream.url, 'library/stale', 'latest', image);
     await pushImage(upstream.url, 'library/moving', 'latest', moving1);
     // a short header timeout so a hanging upstream is given up on quickly
-    app = await startTestApp({ UPSTREAM_HEADERS_TIMEOUT_MS: '1500' });
+    // every failure mode below must reach the upstream, one after the other: no circuit breaker
+    // (it is tested in upstream-economy.e2e-spec.ts)
+    app = await startTestApp({ UPSTREAM_HEADERS_TIMEOUT_MS: '1500', UPSTREAM_BREAKER_FAILURES: '1000' });
     db = app.app.get(DataSource);
     vr = await createVirtualRegistry(app, [{ url: faulty.url }]);
   }, 120_000);
@@ -155,6 +157,8 @@ suite(`pull path robustness${reason}`, () => {
     }, 30_000);
 
     it('a tag that moved upstream but whose new manifest cannot be fetched (GET 500): the old copy is served', async () => {
+      // its own upstream row: the 429 above paused GETs to the suite's upstream for its Retry-After (60 s)
+      const vr = await createVirtualRegistry(app, [{ url: faulty.url }]);
       const first = await registryFetch(app, vr, 'library/moving', 'manifests/latest');
       expect(first.headers.get('docker-content-digest')).toBe(moving1.digest);
       await first.arrayBuffer();

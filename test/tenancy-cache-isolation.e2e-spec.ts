@@ -104,7 +104,8 @@ suite(`tenancy: a digest cached for one group never reaches another's registry (
         imageBlobs(image).map(async (b, i) => ({ what: i === 0 ? 'config' : `layer ${i}`, digest: b.digest, path: refPath('blobs', b.digest), bytes: await read(b.digest) })),
       )),
     ];
-    app = await startTestApp({}, { database });
+    // every pull below must reach B's upstream (that is how the tests see where it went): no remembered 404s
+    app = await startTestApp({ UPSTREAM_NEGATIVE_CACHE_MS: '0' }, { database });
 
     vrA = await createVirtualRegistry(app, [
       { url: privateUpstream.url, username: privateUpstream.credentials!.username, password: privateUpstream.credentials!.password },

@@ -84,6 +84,16 @@ export interface Environment {
     connectTimeoutMs: number;
     headersTimeoutMs: number;
     bodyTimeoutMs: number;
+    /** Consecutive failures (connection, timeout, 5xx) that open an upstream's circuit breaker (UPSTREAM_BREAKER_FAILURES). */
+    breakerFailures: number;
+    /** First cool-down of an open breaker (UPSTREAM_BREAKER_COOLDOWN_MS); doubles while the probes fail. */
+    breakerCooldownMs: number;
+    /** Longest cool-down (UPSTREAM_BREAKER_MAX_COOLDOWN_MS). */
+    breakerMaxCooldownMs: number;
+    /** How long an upstream's 404 for a manifest is remembered (UPSTREAM_NEGATIVE_CACHE_MS; 0 = off). */
+    negativeCacheMs: number;
+    /** Rate-limit budget kept for misses: under it, cached tags are served stale instead of re-fetched (UPSTREAM_RATELIMIT_RESERVE). */
+    rateLimitReserve: number;
   };
   limits: {
     registriesPerGroup: number;
@@ -319,6 +329,11 @@ export function parseEnvironment(env: Env = process.env): Environment {
       connectTimeoutMs: int(env, 'UPSTREAM_CONNECT_TIMEOUT_MS', 10000, 1),
       headersTimeoutMs: int(env, 'UPSTREAM_HEADERS_TIMEOUT_MS', 30000, 1),
       bodyTimeoutMs: int(env, 'UPSTREAM_BODY_TIMEOUT_MS', 60000, 1),
+      breakerFailures: int(env, 'UPSTREAM_BREAKER_FAILURES', 3, 1, 1000),
+      breakerCooldownMs: int(env, 'UPSTREAM_BREAKER_COOLDOWN_MS', 30_000, 1),
+      breakerMaxCooldownMs: int(env, 'UPSTREAM_BREAKER_MAX_COOLDOWN_MS', 600_000, 1),
+      negativeCacheMs: int(env, 'UPSTREAM_NEGATIVE_CACHE_MS', 30_000, 0, 3_600_000),
+      rateLimitReserve: int(env, 'UPSTREAM_RATELIMIT_RESERVE', 10, 0),
     },
     limits: {
       registriesPerGroup: int(env, 'REGISTRIES_PER_GROUP', 5, 1, 10000),

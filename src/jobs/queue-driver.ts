@@ -24,6 +24,7 @@ export enum JobName {
   DESTROY_PENDING = 'destroy-pending',
   CLEAN_ORPHANS = 'clean-orphans',
   RUN_CLEANUP_POLICIES = 'run-cleanup-policies',
+  PREFETCH_IMAGE = 'prefetch-image',
 }
 
 /** Job id of DESTROY_PENDING (the repeat and every one-off enqueue share it, so runs do not pile up). */
@@ -36,6 +37,7 @@ export const JOB_QUEUE: Readonly<Record<JobName, QueueName>> = {
   [JobName.DESTROY_PENDING]: QueueName.LIFECYCLE,
   [JobName.CLEAN_ORPHANS]: QueueName.LIFECYCLE,
   [JobName.RUN_CLEANUP_POLICIES]: QueueName.LIFECYCLE,
+  [JobName.PREFETCH_IMAGE]: QueueName.CACHE,
 };
 
 export interface AddJobOptions {

@@ -53,6 +53,48 @@ export class MetricsService {
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });
+  readonly upstreamRateLimitRemaining = new Gauge({
+    name: 'registry_upstream_ratelimit_remaining',
+    help: "An upstream's last known ratelimit-remaining (Docker Hub manifest GETs left in its window), per replica",
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamRateLimitLimit = new Gauge({
+    name: 'registry_upstream_ratelimit_limit',
+    help: "An upstream's last known ratelimit-limit (manifest GETs per window), per replica",
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamRateLimitPaused = new Gauge({
+    name: 'registry_upstream_ratelimit_paused_until_seconds',
+    help: 'Unix time until which GETs to an upstream are paused after a 429 with Retry-After (0: not paused)',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamRateLimitSpared = new Counter({
+    name: 'registry_upstream_ratelimit_spared_total',
+    help: 'Cached tags served stale instead of spending a manifest GET, the upstream budget being under UPSTREAM_RATELIMIT_RESERVE',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamBreakerState = new Gauge({
+    name: 'registry_upstream_circuit_breaker_state',
+    help: "An upstream's circuit breaker on this replica: 0 closed, 1 open, 2 half-open (a probe is running or due)",
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamBreakerOpenings = new Counter({
+    name: 'registry_upstream_circuit_breaker_openings_total',
+    help: "Times an upstream's circuit breaker opened (or reopened after a failed probe)",
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamNegativeHits = new Counter({
+    name: 'registry_upstream_negative_cache_hits_total',
+    help: "Upstream requests answered from a remembered 404 (UPSTREAM_NEGATIVE_CACHE_MS) instead of being sent",
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
   readonly inflightFills = new Gauge({
     name: 'registry_inflight_fills',
     help: 'Cache fills currently downloading from an upstream',

@@ -94,7 +94,10 @@ export class ProxyManifestStore {
       const remember = { registryId: target.registryId, relativePath: path, generation };
       const decision = decideCached(entry, upstream, request.reference.kind, Date.now());
       if (decision.kind === 'serve') return this.serveCachedManifest(entry, method, 'hit', { ...remember, freshUntil: decision.freshUntil });
-      switch (afterRevalidation(await this.revalidateTag(upstream, path, entry, accept))) {
+      const verdict = await this.revalidateTag(upstream, path, entry, accept);
+      // A change while the upstream's rate-limit budget is under its reserve: the GET waits (UpstreamHealth counts it).
+      const conserveBudget = verdict === 'changed' && this.upstreams.health.spareManifestGet(upstream.id, path);
+      switch (afterRevalidation(verdict, { conserveBudget })) {
         case 'serve-revalidated': {
           const checkedAt = new Date();
           await this.lookup.markChecked(entry.id, checkedAt);

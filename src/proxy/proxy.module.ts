@@ -39,6 +39,8 @@ import { RegistryPullController } from './registry-pull.controller.js';
         queue.redisUrl ? new RedisFillLock(queue.redisUrl, queue.prefix) : new LocalFillLock(),
     },
   ],
+  // for pre-warming (PrefetchModule), which drives the pull path through these
+  exports: [ProxyManifestStore, ProxyBlobStore, PullTargetResolver],
 })
 export class ProxyModule implements OnApplicationShutdown {
   constructor(@Inject(FILL_LOCK) private readonly fillLock: FillLock) {}

@@ -3,6 +3,7 @@ import { Transform, Type } from 'class-transformer';
 import { IsInt, IsNotEmpty, IsOptional, IsString, Max, MaxLength, Min, ValidateIf } from 'class-validator';
 import { PageQueryDto } from '../accounts/pagination.js';
 import { MAX_DESCRIPTION_LENGTH } from '../registries/registry.dto.js';
+import type { UpstreamHealthSnapshot } from './client/upstream-health.js';
 import type { RegistryUpstream } from './registry-upstream.entity.js';
 import type { Upstream } from './upstream.entity.js';
 
@@ -282,13 +283,75 @@ export class RegistryUpstreamListItemDto extends UpstreamResponseDto {
   }
 }
 
+/** Extension (not in GitLab's API): the upstream's rate-limit budget as last seen by the replica that answers. */
+export class UpstreamRateLimitDto {
+  @ApiProperty({ type: 'integer', nullable: true, description: 'The last `ratelimit-limit` the upstream sent (requests per window).', example: 100 })
+  limit: number | null;
+
+  @ApiProperty({ type: 'integer', nullable: true, description: 'The last `ratelimit-remaining` the upstream sent.', example: 76 })
+  remaining: number | null;
+
+  @ApiProperty({ type: 'integer', nullable: true, description: 'The window of the limit, in seconds (`;w=`).', example: 21600 })
+  window_seconds: number | null;
+
+  @ApiProperty({ type: String, nullable: true, description: 'The last `docker-ratelimit-source` (the address or account the budget is counted for).', example: '203.0.113.7' })
+  source: string | null;
+
+  @ApiProperty({ type: String, nullable: true, format: 'date-time', description: 'When these values were last seen on an answer of the upstream.', example: '2026-12-03T19:00:00.000Z' })
+  seen_at: string | null;
+
+  @ApiProperty({ type: String, nullable: true, format: 'date-time', description: 'GETs are not sent to the upstream before this moment (it answered 429 with Retry-After).', example: null })
+  paused_until: string | null;
+}
+
+/** Extension: the upstream's circuit breaker on the replica that answers (state is per replica). */
+export class UpstreamCircuitBreakerDto {
+  @ApiProperty({ enum: ['closed', 'open', 'half-open'], description: 'closed: asked normally; open: skipped until `open_until`; half-open: one probe request tests it.', example: 'closed' })
+  state: 'closed' | 'open' | 'half-open';
+
+  @ApiProperty({ type: 'integer', description: 'Connection failures, timeouts or 5xx answers in a row.', example: 0 })
+  consecutive_failures: number;
+
+  @ApiProperty({ type: String, nullable: true, format: 'date-time', description: 'When the breaker last opened.', example: null })
+  opened_at: string | null;
+
+  @ApiProperty({ type: String, nullable: true, format: 'date-time', description: 'When an open breaker lets the next probe through.', example: null })
+  open_until: string | null;
+
+  @ApiProperty({ type: 'integer', description: 'The current cool-down in milliseconds (doubles while probes fail).', example: 30000 })
+  cooldown_ms: number;
+}
+
 export class UpstreamDetailResponseDto extends UpstreamResponseDto {
   @ApiProperty({ type: [UpstreamRegistryLinkDto], description: 'The registries this upstream is associated with.' })
   registry_upstreams: UpstreamRegistryLinkDto[];
 
-  static fromDetail(upstream: Upstream, links: RegistryUpstream[]): UpstreamDetailResponseDto {
+  @ApiProperty({ type: UpstreamRateLimitDto, description: 'Extension: the rate-limit budget the upstream last announced (Docker Hub headers), as seen by this replica.' })
+  rate_limit: UpstreamRateLimitDto;
+
+  @ApiProperty({ type: UpstreamCircuitBreakerDto, description: "Extension: the upstream's circuit breaker on this replica." })
+  circuit_breaker: UpstreamCircuitBreakerDto;
+
+  static fromDetail(upstream: Upstream, links: RegistryUpstream[], health: UpstreamHealthSnapshot): UpstreamDetailResponseDto {
+    const iso = (d: Date | undefined) => (d ? d.toISOString() : null);
+    const { rateLimit, breaker } = health;
     return Object.assign(new UpstreamDetailResponseDto(), UpstreamResponseDto.from(upstream), {
       registry_upstreams: links.map(UpstreamRegistryLinkDto.from),
+      rate_limit: {
+        limit: rateLimit.limit ?? null,
+        remaining: rateLimit.remaining ?? null,
+        window_seconds: rateLimit.windowSeconds ?? null,
+        source: rateLimit.source ?? null,
+        seen_at: iso(rateLimit.seenAt),
+        paused_until: rateLimit.pausedUntil && rateLimit.pausedUntil.getTime() > Date.now() ? rateLimit.pausedUntil.toISOString() : null,
+      },
+      circuit_breaker: {
+        state: breaker.state,
+        consecutive_failures: breaker.consecutiveFailures,
+        opened_at: iso(breaker.openedAt),
+        open_until: iso(breaker.openUntil),
+        cooldown_ms: breaker.cooldownMs,
+      },
     });
   }
 }

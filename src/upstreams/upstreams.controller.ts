@@ -27,6 +27,7 @@ import {
   UpstreamTestResponseDto,
   UpstreamUpdateDto,
 } from './upstream.dto.js';
+import { UpstreamHealth } from './client/upstream-health.js';
 import { UpstreamsService } from './upstreams.service.js';
 
 const REGISTRY_ID = { name: 'id', description: 'The ID of the virtual registry.', example: 1 };
@@ -39,7 +40,10 @@ const GROUP_ID = { name: 'id', description: 'The group ID or full group path.', 
 @ApiNotFoundResponse({ description: 'The group, registry or upstream does not exist, or the caller cannot see it.' })
 @Controller('api/v4')
 export class UpstreamsController {
-  constructor(private readonly upstreams: UpstreamsService) {}
+  constructor(
+    private readonly upstreams: UpstreamsService,
+    private readonly health: UpstreamHealth,
+  ) {}
 
   @Get('groups/:id/-/virtual_registries/container/upstreams')
   @UseInterceptors(PageHeadersInterceptor)
@@ -112,12 +116,17 @@ export class UpstreamsController {
   }
 
   @Get('virtual_registries/container/upstreams/:id')
-  @ApiOperation({ summary: 'Get an upstream', description: 'With the registries it is associated with.' })
+  @ApiOperation({
+    summary: 'Get an upstream',
+    description:
+      'With the registries it is associated with, and (extensions) its last known rate-limit budget and its circuit breaker ' +
+      'as the answering replica sees them.',
+  })
   @ApiParam(UPSTREAM_ID)
   @ApiOkResponse({ type: UpstreamDetailResponseDto })
   async get(@CurrentActor() actor: Actor, @Param('id', new ResourceIdPipe('Upstream Not Found')) id: number): Promise<UpstreamDetailResponseDto> {
     const { upstream, links } = await this.upstreams.detail(actor, id);
-    return UpstreamDetailResponseDto.fromDetail(upstream, links);
+    return UpstreamDetailResponseDto.fromDetail(upstream, links, this.health.snapshot(upstream.id));
   }
 
   @Patch('virtual_registries/container/upstreams/:id')

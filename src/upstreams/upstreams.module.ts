@@ -9,6 +9,7 @@ import { RegistryUpstreamsController } from './registry-upstreams.controller.js'
 import { RegistryUpstreamsService } from './registry-upstreams.service.js';
 import { Upstream } from './upstream.entity.js';
 import { UpstreamsController } from './upstreams.controller.js';
+import { UpstreamHealthMetrics } from './upstream-health-metrics.js';
 import { UpstreamsService } from './upstreams.service.js';
 
 /**
@@ -18,7 +19,7 @@ import { UpstreamsService } from './upstreams.service.js';
 @Module({
   imports: [TypeOrmModule.forFeature([Upstream, RegistryUpstream, CacheEntry]), RegistriesModule, UpstreamClientModule],
   controllers: [UpstreamsController, RegistryUpstreamsController],
-  providers: [UpstreamsService, RegistryUpstreamsService, CredentialEncryptionService],
+  providers: [UpstreamsService, RegistryUpstreamsService, CredentialEncryptionService, UpstreamHealthMetrics],
   exports: [UpstreamsService, RegistryUpstreamsService, CredentialEncryptionService, UpstreamClientModule, RegistriesModule],
 })
 export class UpstreamsModule {}

@@ -10,6 +10,7 @@
  *     faulty.set({ kind: 'throttle', bytesPerSecond: 8 << 20 });          // forward bodies slowly
  *     faulty.set({ kind: 'delay', ms: 500 });                             // forward, half a second late
  *     faulty.forward();                                                   // back to normal
+ *     faulty.addHeaders({ 'ratelimit-remaining': '76;w=21600' });         // on every answer from now on
  *
  * Only requests matching the rule's filter misbehave; the rest are forwarded. Every request is recorded
  * (method, path, what was done with it) so tests can count what reached the "upstream".
@@ -54,6 +55,8 @@ export interface FaultyUpstream {
   set(mode: FaultMode, filter?: FaultFilter): void;
   /** Forward everything again (requests already hanging stay hung). */
   forward(): void;
+  /** Adds these headers to every answer from now on (forwarded or not), replacing the previous ones. */
+  addHeaders(headers: Record<string, string>): void;
   /** Every request seen so far. */
   readonly requests: readonly FaultyRequest[];
   /** Drops all open connections (hung ones included) and stops listening. */
@@ -122,6 +125,7 @@ function matches(filter: FaultFilter | undefined, req: IncomingMessage): boolean
 export async function startFaultyUpstream(targetUrl: string): Promise<FaultyUpstream> {
   const target = new URL(targetUrl);
   let rule: { mode: FaultMode; filter?: FaultFilter } = { mode: { kind: 'forward' } };
+  let extraHeaders: Record<string, string> = {};
   const requests: FaultyRequest[] = [];
   const sockets = new Set<Socket>();
 
@@ -135,7 +139,7 @@ export async function startFaultyUpstream(targetUrl: string): Promise<FaultyUpst
         for (const [name, value] of Object.entries(up.headers)) {
           if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
         }
-        res.writeHead(up.statusCode ?? 502, out);
+        res.writeHead(up.statusCode ?? 502, { ...out, ...extraHeaders });
         const ok = (up.statusCode ?? 0) >= 200 && (up.statusCode ?? 0) < 300 && req.method === 'GET';
         let body: NodeJS.ReadableStream = up;
         if (mode.kind === 'corrupt' && ok) {
@@ -172,7 +176,7 @@ export async function startFaultyUpstream(targetUrl: string): Promise<FaultyUpst
         const headers: Record<string, string> = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) };
         if (mode.status === 429) headers['retry-after'] = String(mode.retryAfterSeconds ?? 30);
         record.status = mode.status;
-        res.writeHead(mode.status, headers);
+        res.writeHead(mode.status, { ...extraHeaders, ...headers });
         res.end(req.method === 'HEAD' ? undefined : body);
         req.resume();
         return;
@@ -205,6 +209,9 @@ export async function startFaultyUpstream(targetUrl: string): Promise<FaultyUpst
     },
     forward() {
       rule = { mode: { kind: 'forward' } };
+    },
+    addHeaders(headers) {
+      extraHeaders = { ...headers };
     },
     requests,
     async close() {

@@ -1,12 +1,27 @@
 import { Module } from '@nestjs/common';
+import { upstreamConfig, type UpstreamConfig } from '../../config/config.js';
+import { INVALIDATION_BUS, type InvalidationBus } from '../../invalidation/invalidation-bus.js';
 import { UpstreamClient } from './upstream-client.js';
+import { UpstreamHealth } from './upstream-health.js';
 
 /**
  * The upstream registry HTTP client. Needs the global ConfigModule (upstreamConfig); an optional
- * UPSTREAM_CLIENT_OBSERVER provider (global) receives request and token-endpoint events.
+ * UPSTREAM_CLIENT_OBSERVER provider (global) receives request and token-endpoint events. UpstreamHealth
+ * (breakers, budgets, remembered 404s) forgets its 404s on every change the InvalidationBus announces.
  */
 @Module({
-  providers: [UpstreamClient],
-  exports: [UpstreamClient],
+  providers: [
+    {
+      provide: UpstreamHealth,
+      inject: [upstreamConfig.KEY, { token: INVALIDATION_BUS, optional: true }],
+      useFactory: (config: UpstreamConfig, bus?: InvalidationBus): UpstreamHealth => {
+        const health = new UpstreamHealth(config);
+        bus?.onChange(() => health.forgetAnswers());
+        return health;
+      },
+    },
+    UpstreamClient,
+  ],
+  exports: [UpstreamClient, UpstreamHealth],
 })
 export class UpstreamClientModule {}

@@ -63,6 +63,11 @@ function newClient(overrides: Partial<UpstreamConfig> = {}): UpstreamClient {
     connectTimeoutMs: 2000,
     headersTimeoutMs: 2000,
     bodyTimeoutMs: 2000,
+    breakerFailures: 3,
+    breakerCooldownMs: 30_000,
+    breakerMaxCooldownMs: 600_000,
+    negativeCacheMs: 30_000,
+    rateLimitReserve: 10,
     ...overrides,
   });
   clients.push(client);

@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { Inject, Injectable, Logger, OnModuleDestroy, Optional } from '@nestjs/common';
+import { Readable } from 'node:stream';
 import { Agent, type Dispatcher } from 'undici';
 import { upstreamConfig } from '../../config/config.js';
 import type { UpstreamConfig } from '../../config/config.js';
 import { UpstreamAddressPolicy } from './upstream-address-policy.js';
 import { findBearerChallenge, offersBasic, parseWwwAuthenticate, type BearerChallenge } from './upstream-challenge.js';
 import { classifyUpstreamError, UpstreamError, type UpstreamErrorKind } from './upstream-error.js';
+import { UpstreamHealth, type Admission } from './upstream-health.js';
 import { tokenExpiresAt, UpstreamTokenCache, type UpstreamToken } from './upstream-token-cache.js';
 import { normalizeUpstreamUrl, repositoryNameOfPath } from './upstream-url.js';
 
@@ -162,6 +164,12 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Pro
   });
 }
 
+/** The answer to a request whose 404 is remembered (UpstreamHealth): an empty 404, nothing was sent. */
+function rememberedNotFound(url: string): UpstreamResponse {
+  const body = Object.assign(Readable.from([]), { dump: async () => undefined }) as unknown as UpstreamResponseBody;
+  return { status: 404, headers: { 'content-length': '0' }, body, url };
+}
+
 /**
  * HTTP client for upstream registries (SPEC section 3, "Upstream client"): pooled keep-alive
  * connections per origin, streamed bodies, the docker bearer-token flow (anonymous or with the
@@ -176,11 +184,15 @@ export class UpstreamClient implements OnModuleDestroy {
   private readonly tokens = new UpstreamTokenCache();
   private readonly states = new Map<string, UpstreamState>();
   private readonly observers: UpstreamClientObserver[] = [];
+  /** Circuit breakers, rate-limit budgets and remembered 404s of this process (UpstreamHealth). */
+  readonly health: UpstreamHealth;
 
   constructor(
     @Inject(upstreamConfig.KEY) config: UpstreamConfig,
     @Optional() @Inject(UPSTREAM_CLIENT_OBSERVER) observer?: UpstreamClientObserver,
+    @Optional() health?: UpstreamHealth,
   ) {
+    this.health = health ?? new UpstreamHealth(config);
     this.addressPolicy = new UpstreamAddressPolicy({ allowPrivate: config.allowPrivate, allowlist: config.allowlist });
     this.agent = new Agent({
       connect: this.addressPolicy.guardedConnector({ timeout: config.connectTimeoutMs }),
@@ -238,6 +250,7 @@ export class UpstreamClient implements OnModuleDestroy {
 
   /** Forget what is known about an upstream (tokens, realm, scheme): call after it is updated or deleted. */
   forget(upstreamId: number | string): void {
+    this.health.forget(upstreamId);
     this.states.delete(String(upstreamId));
     this.tokens.deleteByPrefix(`${upstreamId}\n`);
   }
@@ -272,6 +285,9 @@ export class UpstreamClient implements OnModuleDestroy {
     }
     if (options.range) headers.range = options.range;
     const { signal } = options;
+    // an open breaker or a 429 pause throws here (nothing is sent, no request event); a remembered 404 answers
+    const admission: Admission = this.health.admit(upstream.id, method, path);
+    if (admission.remembered404) return rememberedNotFound(url);
     const started = performance.now();
     try {
       let auth = await this.authorizationUpFront(upstream, state, scope, signal);
@@ -306,11 +322,16 @@ export class UpstreamClient implements OnModuleDestroy {
         }
       }
       if (method === 'HEAD') await drain(res.body);
+      this.health.answered(admission, method, path, res.status, res.headers);
       this.emitRequest({ upstreamId: upstream.id, method, target: 'registry', status: res.status, durationMs: performance.now() - started });
       return { ...res, authUrl: state.authUrl };
     } catch (err) {
-      if (signal?.aborted) throw err;
+      if (signal?.aborted) {
+        this.health.released(admission);
+        throw err;
+      }
       const error = classifyUpstreamError(err, upstream.id, `${method} ${url}`);
+      this.health.failed(admission, error);
       this.logger.warn(`upstream ${upstream.id}: ${error.message}; ${error.detail ?? `${method} ${url}`}`);
       this.emitRequest({ upstreamId: upstream.id, method, target: 'registry', errorKind: error.kind, status: error.status, durationMs: performance.now() - started });
       throw error;
