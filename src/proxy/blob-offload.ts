@@ -54,10 +54,12 @@ export class BlobOffload {
     const target = await this.blobs.offloadTarget(entry.storageKey, { expiresInSeconds: this.storage.blobRedirectTtlSeconds });
     let response: PullResponse;
     if (this.mode === 'x-accel' && target.kind === 'file') {
-      // nginx answers 200 or 206 from the file and the client's Range; it ignores this status and length.
+      // nginx answers 200 or 206 from the file and the client's Range, with its own Content-Length and
+      // Accept-Ranges; the internal location adds the digest, the ETag and the API version from these headers.
+      const { 'accept-ranges': _nginxSetsIt, ...headers } = blobHeaders(entry.digest);
       response = {
         status: 200,
-        headers: { ...blobHeaders(entry.digest), 'x-accel-redirect': `${X_ACCEL_LOCATION}${target.path}`, 'content-length': '0' },
+        headers: { ...headers, 'x-accel-redirect': `${X_ACCEL_LOCATION}${target.path}`, 'content-length': '0' },
         body: Buffer.alloc(0),
       };
     } else if (this.mode === 'presigned' && target.kind === 'url') {
