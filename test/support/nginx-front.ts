@@ -36,33 +36,41 @@ export interface NginxFront {
   stop(): Promise<void>;
 }
 
+export interface FrontPrefix {
+  /** nginx's arguments: prefix, configuration, error log, in the foreground. */
+  args: string[];
+  errorLog: string;
+  accessLog: string;
+}
+
 /**
- * Debian's nginx (/usr/sbin/nginx) in front of an app, with the shipped configuration: its own prefix,
- * pid file, logs and temp directories in a temporary directory, in the foreground (`daemon off`), on a
- * free loopback port. `stop()` ends it and removes the directory.
+ * Writes a main nginx.conf into `prefix` (its own pid file, logs and temp directories) that includes the
+ * shipped front configuration for an app at `apiUrl` and a store at `blobRoot`, listening on 127.0.0.1:`port`.
  */
-export async function startNginxFront(options: { apiUrl: string; blobRoot: string; binary?: string }): Promise<NginxFront> {
-  const prefix = mkdtempSync(join(tmpdir(), 'cvr-nginx-'));
-  for (const dir of ['logs', 'temp']) mkdirSync(join(prefix, dir));
-  const port = await findFreePort();
+export function writeFrontPrefix(
+  prefix: string,
+  options: { port: number; apiUrl: string; blobRoot: string; workers?: number | 'auto'; accessLog?: boolean },
+): FrontPrefix {
+  for (const dir of ['logs', 'temp']) mkdirSync(join(prefix, dir), { recursive: true });
   writeFileSync(
     join(prefix, 'registry.conf'),
-    renderFrontConfig({ REGISTRY_LISTEN: `127.0.0.1:${port}`, REGISTRY_API: new URL(options.apiUrl).host, REGISTRY_BLOB_ROOT: options.blobRoot }),
+    renderFrontConfig({ REGISTRY_LISTEN: `127.0.0.1:${options.port}`, REGISTRY_API: new URL(options.apiUrl).host, REGISTRY_BLOB_ROOT: options.blobRoot }),
   );
   const errorLog = join(prefix, 'logs', 'error.log');
   const accessLog = join(prefix, 'logs', 'access.log');
-  // Workers of a root master run as `nobody` unless told otherwise: they must read the test's store.
+  // Workers of a root master run as `nobody` unless told otherwise: they must read the app's store.
   const user = process.getuid?.() === 0 ? 'user root;' : '';
   writeFileSync(
     join(prefix, 'nginx.conf'),
     `${user}
-worker_processes 1;
+worker_processes ${options.workers ?? 1};
 pid ${join(prefix, 'nginx.pid')};
-error_log ${errorLog} info;
-events { worker_connections 1024; }
+error_log ${errorLog} warn;
+events { worker_connections 4096; }
 http {
   log_format front '$status $body_bytes_sent $request_method $request_uri upstream=$upstream_status';
-  access_log ${accessLog} front;
+  access_log ${options.accessLog === false ? 'off' : `${accessLog} front`};
+  keepalive_requests 1000000;
   client_body_temp_path ${join(prefix, 'temp', 'client')};
   proxy_temp_path ${join(prefix, 'temp', 'proxy')};
   fastcgi_temp_path ${join(prefix, 'temp', 'fastcgi')};
@@ -72,7 +80,19 @@ http {
 }
 `,
   );
-  const child: ChildProcess = spawn(options.binary ?? '/usr/sbin/nginx', ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-e', errorLog, '-g', 'daemon off;'], {
+  return { args: ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-e', errorLog, '-g', 'daemon off;'], errorLog, accessLog };
+}
+
+/**
+ * Debian's nginx (/usr/sbin/nginx) in front of an app, with the shipped configuration: its own prefix,
+ * pid file, logs and temp directories in a temporary directory, in the foreground (`daemon off`), on a
+ * free loopback port. `stop()` ends it and removes the directory.
+ */
+export async function startNginxFront(options: { apiUrl: string; blobRoot: string; binary?: string }): Promise<NginxFront> {
+  const prefix = mkdtempSync(join(tmpdir(), 'cvr-nginx-'));
+  const port = await findFreePort();
+  const { args, errorLog, accessLog } = writeFrontPrefix(prefix, { port, apiUrl: options.apiUrl, blobRoot: options.blobRoot });
+  const child: ChildProcess = spawn(options.binary ?? '/usr/sbin/nginx', args, {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
