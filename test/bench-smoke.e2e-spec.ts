@@ -63,7 +63,8 @@ suite(`benchmark smoke mode${reason}`, () => {
     if (!hasNginx) process.stdout.write('bench smoke: nginx is not installed, the nginx peer is skipped (apt-get install nginx-light)\n');
     resultsDir = mkdtempSync(join(tmpdir(), 'cvr-bench-smoke-'));
     run = await runBench(['--smoke', '--results-dir', resultsDir]);
-  }, 170_000);
+    // Four deployments of the app boot (the app, the replicas', the two offload systems'): minutes on a busy machine.
+  }, 400_000);
 
   afterAll(() => rmSync(resultsDir, { recursive: true, force: true }));
 
