@@ -243,6 +243,21 @@ suite(`blob offload through nginx (BLOB_OFFLOAD=x-accel)${reason}`, () => {
     expect((await rawRequest(front.url, 'GET', `/v2/../_offload/blobs/${blobContentPath(layer.digest)}`)).status).toBe(404);
   });
 
+  it('a file gone between the app\'s check and nginx\'s open is a retryable 503, never a 404', async () => {
+    // A second front reading another (empty) directory: the app finds the file, nginx does not.
+    const elsewhere = mkdtempSync(join(tmpdir(), 'cvr-offload-empty-'));
+    dirs.push(elsewhere);
+    const blind = await startNginxFront({ apiUrl: app.url, blobRoot: elsewhere, binary: NGINX });
+    try {
+      const layer = image.layers[1];
+      const token = await pullToken(app, vr, 'library/offload');
+      const res = await rawRequest(blind.url, 'GET', blobPath(vr, 'library/offload', layer.digest), { authorization: `Bearer ${token}` });
+      expect([res.status, res.headers['retry-after'], (JSON.parse(res.body) as { errors: { code: string }[] }).errors[0].code]).toEqual([503, '1', 'UNAVAILABLE']);
+    } finally {
+      await blind.stop();
+    }
+  });
+
   it('a hit whose file was deleted by hand becomes a miss that refills (never a 404 from nginx)', async () => {
     const layer = image.layers[0];
     const path = blobPath(vr, 'library/offload', layer.digest);
