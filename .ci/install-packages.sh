@@ -4,6 +4,7 @@
 #   skopeo, podman   real registry clients pulling through the app
 #   apache2-utils    htpasswd -B, the bcrypt htpasswd file of the basic-auth upstream
 #   openssl          the token server's signing certificate (test/support/token-server.ts)
+#   nginx-light      the nginx front with BLOB_OFFLOAD=x-accel (test/blob-offload-nginx.e2e-spec.ts)
 #   chromium         headless browser loading Swagger UI (test/openapi.e2e-spec.ts, via playwright-core)
 set -euo pipefail
 
@@ -14,6 +15,7 @@ declare -A package_of=(
   [htpasswd]=apache2-utils
   [openssl]=openssl
   [chromium]=chromium
+  [nginx]=nginx-light
 )
 
 missing=()
@@ -22,7 +24,7 @@ for binary in "${!package_of[@]}"; do
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install-packages: docker-registry skopeo podman htpasswd openssl chromium already installed"
+  echo "install-packages: docker-registry skopeo podman htpasswd openssl chromium nginx already installed"
   exit 0
 fi
 

@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const SCENARIOS = ['pulls', 'blob', 'manifests', 'concurrent', 'replicas', 'memory', 'rows'] as const;
+export const SCENARIOS = ['pulls', 'blob', 'manifests', 'concurrent', 'replicas', 'memory', 'rows', 'offload'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface BenchOptions {
@@ -30,7 +30,9 @@ export const USAGE = `Usage: npm run bench -- [options]
 The app runs in its production configuration when DATABASE_URL (Postgres; a scratch database is created
 and dropped) and REDIS_URL (BullMQ, RUN_JOBS=true) are set, otherwise on its embedded defaults. The
 replicas scenario (8 concurrent cold pulls split across 2 app replicas and a worker sharing a scratch
-database, a queue prefix and storage) needs both; without them its rows say so.
+database, a queue prefix and storage) needs both; without them its rows say so. The offload scenario runs
+two more deployments of the app: behind nginx with BLOB_OFFLOAD=x-accel, and on S3 (s3rver) with
+BLOB_REDIRECT=presigned.
 Needs Debian's docker-registry and skopeo; nginx and wrk are used when installed.`;
 
 /** bench/results of the repository (this file runs from dist/bench/). */

@@ -41,6 +41,8 @@ import { AppSystem } from './systems/app.system.js';
 import { DirectUpstreamSystem } from './systems/direct-upstream.system.js';
 import { DistributionProxySystem } from './systems/distribution-proxy.system.js';
 import { NginxCacheSystem } from './systems/nginx-cache.system.js';
+import { OffloadAppSystem } from './systems/offload.system.js';
+import { measureOffload } from './scenarios/offload.scenario.js';
 import type { PullSystem, SystemId } from './systems/pull-system.js';
 
 const APP_MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
@@ -90,6 +92,8 @@ async function runBenchmark(options: BenchOptions, argv: readonly string[], prof
   const processes = new StartedProcesses((p) => progress(`started ${p.name} (pid ${p.pid})`));
   const workDir = await mkdtemp(join(tmpdir(), 'cvr-bench-'));
   const systems: PullSystem[] = [];
+  /** The offload systems (issue 13): measured by their own scenario, not by every scenario. */
+  const offloadSystems: OffloadAppSystem[] = [];
   let upstream: UpstreamRegistry | undefined;
   let app: AppProcess | undefined;
   let replicas: AppReplicas | undefined;
@@ -99,7 +103,7 @@ async function runBenchmark(options: BenchOptions, argv: readonly string[], prof
   const cleanup = () =>
     (cleaning ??= (async () => {
       clients.abort();
-      for (const system of [...systems].reverse()) await system.close().catch((err: unknown) => progress(`cleanup: ${String(err)}`));
+      for (const system of [...offloadSystems, ...systems].reverse()) await system.close().catch((err: unknown) => progress(`cleanup: ${String(err)}`));
       await replicas?.stop().catch((err: unknown) => progress(`cleanup: ${String(err)}`));
       await app?.stop().catch((err: unknown) => progress(`cleanup: ${String(err)}`));
       await upstream?.close().catch((err: unknown) => progress(`cleanup: ${String(err)}`));
@@ -147,12 +151,18 @@ async function runBenchmark(options: BenchOptions, argv: readonly string[], prof
     systems.push(new DistributionProxySystem(upstream.url, workDir, processes));
     if (hasBinary('nginx')) systems.push(new NginxCacheSystem(upstream.url, workDir, processes));
     else skippedSystems.nginx = 'nginx is not installed (Debian: apt-get install nginx-light)';
+    if (only.has('offload')) {
+      const offloadOptions = { upstreamUrl: upstream.url, workDir, processes };
+      if (hasBinary('nginx')) offloadSystems.push(await OffloadAppSystem.startXAccel(offloadOptions));
+      else skippedSystems['app-x-accel'] = 'nginx is not installed (Debian: apt-get install nginx-light)';
+      offloadSystems.push(await OffloadAppSystem.startPresigned(offloadOptions));
+    }
 
     const rows = new RowBook();
     const ctx: BenchContext = { upstream, systems, app: appSystem, workDir, smoke: options.smoke, rows, progress, signal: clients.signal };
     const sizes = options.smoke ? SMOKE_SIZES : FULL_SIZES;
 
-    const perRound = (['pulls', 'blob', 'manifests', 'concurrent', 'replicas'] as const).filter((s) => only.has(s));
+    const perRound = (['pulls', 'blob', 'manifests', 'concurrent', 'replicas', 'offload'] as const).filter((s) => only.has(s));
     for (let round = 0; perRound.length && round < options.rounds; round++) {
       progress(`round ${round + 1}/${options.rounds}: pushing this round's images`);
       const images = await pushRoundImages(upstream, round, sizes);
@@ -164,6 +174,7 @@ async function runBenchmark(options: BenchOptions, argv: readonly string[], prof
       if (only.has('concurrent')) await measureConcurrentPulls(ctx, images.concurrent, round);
       if (only.has('replicas') && replicas) await measureReplicaPulls(ctx, replicas, await pushBigImages(upstream, round, sizes, 'replicas', 2), round);
       else if (only.has('replicas')) skipReplicaRows(ctx, images.concurrent, replicasUnavailable!);
+      if (only.has('offload')) await measureOffload(ctx, offloadSystems, images.big, round);
     }
     if (only.has('memory')) await measureMemory(ctx);
     if (only.has('rows')) await measureCacheRowsLatency(ctx);

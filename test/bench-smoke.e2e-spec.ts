@@ -18,6 +18,9 @@ const hasNginx = realServices.hasBinary('nginx');
 /** The replica rows run on Postgres and Redis (two replicas and a worker share them). */
 const hasReplicaServices = Boolean(realServices.postgresUrl && realServices.redisUrl);
 const REPLICA_ROWS = ['replicas-wall-one', 'replicas-wall-two', 'replicas-wall', 'replicas-upstream-bytes'];
+/** Rows of the offload systems only (issue 13): the app behind nginx with x-accel, the app with S3 presigned redirects. */
+const OFFLOAD_ROWS = ['offload-warm-pull-cpu'];
+const OFFLOAD_SYSTEMS = [...(hasNginx ? ['app-x-accel'] : []), 'app-presigned'];
 
 interface SmokeRun {
   code: number | null;
@@ -60,7 +63,8 @@ suite(`benchmark smoke mode${reason}`, () => {
     if (!hasNginx) process.stdout.write('bench smoke: nginx is not installed, the nginx peer is skipped (apt-get install nginx-light)\n');
     resultsDir = mkdtempSync(join(tmpdir(), 'cvr-bench-smoke-'));
     run = await runBench(['--smoke', '--results-dir', resultsDir]);
-  }, 170_000);
+    // Four deployments of the app boot (the app, the replicas', the two offload systems'): minutes on a busy machine.
+  }, 400_000);
 
   afterAll(() => rmSync(resultsDir, { recursive: true, force: true }));
 
@@ -86,8 +90,8 @@ suite(`benchmark smoke mode${reason}`, () => {
     expect(report.mode).toBe('smoke');
     expect(report.rounds).toBe(1);
     const systems = ['direct', 'app', 'distribution', ...(hasNginx ? ['nginx'] : [])];
-    if (!hasNginx) expect(Object.keys(report.skippedSystems)).toEqual(['nginx']);
-    const measured = report.rows.filter((r) => !r.skipped && !REPLICA_ROWS.includes(r.id));
+    if (!hasNginx) expect(Object.keys(report.skippedSystems)).toEqual(['nginx', 'app-x-accel']);
+    const measured = report.rows.filter((r) => !r.skipped && !REPLICA_ROWS.includes(r.id) && !OFFLOAD_ROWS.includes(r.id));
     expect(measured.map((r) => r.id)).toEqual(
       expect.arrayContaining(['cold-pull-big', 'warm-pull-big', 'blob-get', 'manifest-rate-tag', 'concurrent-wall', 'concurrent-upstream-bytes']),
     );
@@ -103,6 +107,21 @@ suite(`benchmark smoke mode${reason}`, () => {
     expect(perBlob.series.app[0]).toBe(1);
     expect(perBlob.series.direct[0]).toBe(8);
     expect(report.rows.filter((r) => r.skipped && !REPLICA_ROWS.includes(r.id)).map((r) => r.skipped)).toEqual(Array(4).fill('smoke mode'));
+  });
+
+  it('measures the offload systems: warm blob GET beside the others, and CPU per GiB of a warm pull', () => {
+    const report = JSON.parse(readFileSync(join(resultsDir, 'smoke-latest.json'), 'utf8')) as {
+      rows: { id: string; series: Record<string, number[]>; skipped?: string; note?: string }[];
+    };
+    for (const id of ['blob-get', ...OFFLOAD_ROWS]) {
+      const row = report.rows.find((r) => r.id === id)!;
+      for (const system of OFFLOAD_SYSTEMS) {
+        expect({ row: id, system, value: row.series[system]?.[0] }).toEqual({ row: id, system, value: expect.any(Number) });
+        expect(row.series[system][0]).toBeGreaterThan(0);
+      }
+    }
+    expect(report.rows.find((r) => r.id === 'offload-warm-pull-cpu')!.note).toMatch(/app-presigned: app \+ s3rver/);
+    expect(run.stdout).toContain('app, S3 presigned');
   });
 
   it('measures 8 concurrent cold pulls split across 2 app replicas against 1 replica, or says what it needs', () => {
@@ -135,7 +154,7 @@ suite(`benchmark smoke mode${reason}`, () => {
     expect(existsSync(workDir!)).toBe(false);
     const pids = [...run.stderr.matchAll(/started (.+?) \(pid (\d+)\)/g)].map((m) => ({ name: m[1], pid: Number(m[2]) }));
     expect(pids.map((p) => p.name)).toEqual(
-      expect.arrayContaining(['app', 'distribution proxy', ...(hasNginx ? ['nginx'] : []), ...(hasReplicaServices ? ['app replica 1', 'app replica 2', 'app worker'] : [])]),
+      expect.arrayContaining(['app', 'distribution proxy', ...(hasNginx ? ['nginx', 'nginx (x-accel front)'] : []), ...(hasReplicaServices ? ['app replica 1', 'app replica 2', 'app worker'] : [])]),
     );
     expect(pids.filter((p) => existsSync(`/proc/${p.pid}`))).toEqual([]);
     expect(processesMentioning(workDir!)).toEqual([]);

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { parse } from 'yaml';
-import { environmentVariableNames } from '../src/config/environment.js';
+import { environmentVariableNames, parseEnvironment } from '../src/config/environment.js';
 
 const root = process.cwd();
 const read = (file: string) => readFileSync(join(root, file), 'utf8');
@@ -15,6 +15,9 @@ const known = new Set(environmentVariableNames());
 
 interface ComposeService {
   image?: string;
+  ports?: (string | number | { target?: number; published?: string | number })[];
+  volumes?: (string | { source?: string; target?: string; read_only?: boolean })[];
+  depends_on?: string[] | Record<string, { condition?: string }>;
   build?: unknown;
   command?: string | string[];
   entrypoint?: string | string[];
@@ -64,6 +67,13 @@ function environmentNames(service: ComposeService): string[] {
   return Array.isArray(env) ? env.map((e) => e.split('=')[0]) : Object.keys(env);
 }
 
+/** A service's environment as the validator would see it (compose `${VAR:-default}` and `${VAR:?msg}` left as text). */
+function environmentOf(service: ComposeService): Record<string, string> {
+  const env = service.environment ?? {};
+  if (Array.isArray(env)) return Object.fromEntries(env.map((e) => [e.split('=')[0], e.slice(e.indexOf('=') + 1)]));
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)]));
+}
+
 function envExampleNames(file: string): string[] {
   return read(file)
     .split('\n')
@@ -107,6 +117,28 @@ describe('docker-compose.yml, Dockerfile, .env.example and README against the bu
       const servesHttp = commandOf(service)[1] === finalStage().cmd[1];
       expect([name, servesHttp || service.healthcheck?.disable === true || service.healthcheck?.test !== undefined]).toEqual([name, true]);
     }
+  });
+
+  it('puts the shipped nginx front (deploy/nginx/registry.conf.template) before the API replicas, which publish no port of their own', () => {
+    const nginx = compose.services.nginx;
+    expect(nginx?.image).toMatch(/^nginx:/);
+    // The official image renders /etc/nginx/templates/*.template with envsubst into conf.d/.
+    const mounts = (nginx.volumes ?? []).map((v) => (typeof v === 'string' ? v : `${v.source}:${v.target}${v.read_only ? ':ro' : ''}`));
+    const template = mounts.map((m) => m.split(':')).find(([source]) => source === './deploy/nginx/registry.conf.template');
+    expect(template?.[1]).toMatch(/^\/etc\/nginx\/templates\/[^/]+\.conf\.template$/);
+    expect(existsSync(join(root, 'deploy/nginx/registry.conf.template'))).toBe(true);
+    // It sets exactly the variables the template uses, and points at the API service on the app's port.
+    const used = [...new Set([...read('deploy/nginx/registry.conf.template').matchAll(/\$\{([A-Z_]+)\}/g)].map((m) => m[1]))].sort();
+    expect(environmentNames(nginx).sort()).toEqual(used);
+    const env = nginx.environment as Record<string, string>;
+    const appPort = environmentOf(compose.services.api).PORT ?? String(parseEnvironment({}).app.port);
+    expect(env.REGISTRY_API).toBe(`api:${appPort}`);
+    expect(String(env.REGISTRY_LISTEN)).toMatch(/^\d+$/);
+    expect((nginx.ports ?? []).map(String)).toEqual([`3000:${env.REGISTRY_LISTEN}`]);
+    const dependsOn = Array.isArray(nginx.depends_on) ? nginx.depends_on : Object.keys(nginx.depends_on ?? {});
+    expect(dependsOn).toContain('api');
+    // Clients reach the replicas through nginx only (BLOB_OFFLOAD=x-accel answers are empty without it).
+    expect(compose.services.api.ports ?? []).toEqual([]);
   });
 
   it('.env.example lists every variable the validator knows, and only those', () => {

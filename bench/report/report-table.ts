@@ -6,13 +6,15 @@ import { median } from '../statistics.js';
 import { SYSTEM_LABELS, type SystemId } from '../systems/pull-system.js';
 import { medianRatio, type BenchReport, type BenchRow } from './bench-report.js';
 
-const SYSTEMS: SystemId[] = ['direct', 'app', 'distribution', 'nginx'];
+const SYSTEMS: SystemId[] = ['direct', 'app', 'distribution', 'nginx', 'app-x-accel', 'app-presigned'];
 const RATIOS: [SystemId, SystemId, string][] = [
   ['app', 'direct', 'app/direct'],
   ['distribution', 'direct', 'dist/direct'],
   ['nginx', 'direct', 'nginx/direct'],
   ['app', 'distribution', 'app/dist'],
   ['app', 'nginx', 'app/nginx'],
+  ['app-x-accel', 'nginx', 'x-accel/nginx'],
+  ['app-presigned', 'nginx', 'presigned/nginx'],
 ];
 
 /** Three significant digits, no exponent. */

@@ -34,6 +34,10 @@ export interface AppDeploymentOptions {
    * letting the app generate its keys into DATA_DIR.
    */
   sharedKeys?: boolean;
+  /** Set last, over the deployment's own settings (the offload systems: BLOB_OFFLOAD, or S3 with BLOB_REDIRECT). */
+  extraEnv?: Record<string, string>;
+  /** How long an API process may take to become ready (default 60 s). */
+  readyTimeoutMs?: number;
 }
 
 export interface AppProcessOptions extends AppDeploymentOptions {
@@ -65,6 +69,7 @@ export class AppDeployment {
     readonly dir: string,
     private readonly env: Record<string, string>,
     private readonly processes: StartedProcesses,
+    private readonly readyTimeoutMs = 60_000,
   ) {}
 
   /** Postgres URL of the scratch database; undefined with the embedded database. */
@@ -95,6 +100,7 @@ export class AppDeployment {
         JWT_TTL_SECONDS: '86400',
       },
       options.processes,
+      options.readyTimeoutMs,
     );
     try {
       await deployment.prepare(options);
@@ -159,6 +165,10 @@ export class AppDeployment {
       env.JWT_PRIVATE_KEY = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
       parts.push('generated ENCRYPTION_KEY and JWT_PRIVATE_KEY');
     }
+    if (options.extraEnv) {
+      Object.assign(env, options.extraEnv);
+      parts.push(Object.keys(options.extraEnv).filter((k) => k.startsWith('BLOB_')).map((k) => `${k}=${options.extraEnv![k]}`).join(', '));
+    }
   }
 
   /**
@@ -177,7 +187,7 @@ export class AppDeployment {
       nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`);
     }
     const { started, logPath } = await this.spawn(name, [...nodeArgs, MAIN], env);
-    await waitForHttp(`${url}/-/ready`, [200], started, () => logTail(logPath));
+    await waitForHttp(`${url}/-/ready`, [200], started, () => logTail(logPath), this.readyTimeoutMs);
     // `Postgres (scratch database), BullMQ on Redis, RUN_JOBS=true, filesystem storage`
     const jobs = this.usesRedis ? [`RUN_JOBS=${String(options.runJobs)}`] : [];
     const [database, queue, ...rest] = this.parts;

@@ -2,13 +2,15 @@
  * One system the benchmark pulls from: the upstream itself (the baseline every ratio is taken against),
  * the app, and the two reference peers in front of the same upstream.
  */
-export type SystemId = 'direct' | 'app' | 'distribution' | 'nginx';
+export type SystemId = 'direct' | 'app' | 'distribution' | 'nginx' | 'app-x-accel' | 'app-presigned';
 
 export const SYSTEM_LABELS: Readonly<Record<SystemId, string>> = {
   direct: 'direct (upstream)',
   app: 'app',
   distribution: 'Distribution proxy',
   nginx: 'nginx proxy_cache',
+  'app-x-accel': 'app + nginx x-accel',
+  'app-presigned': 'app, S3 presigned',
 };
 
 export interface PullSystem {

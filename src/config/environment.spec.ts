@@ -17,6 +17,24 @@ describe('parseEnvironment', () => {
     expect(env.limits.memoryCacheSize).toBe(64 * 1024 ** 2);
   });
 
+  it('offloads blob hits only when asked, each mode on the storage it needs (BLOB_OFFLOAD, BLOB_REDIRECT)', () => {
+    const defaults = parseEnvironment({});
+    expect([defaults.storage.blobOffload, defaults.storage.blobRedirect, defaults.storage.blobRedirectTtlSeconds]).toEqual(['off', 'off', 300]);
+    expect(parseEnvironment({ BLOB_OFFLOAD: 'x-accel' }).storage.blobOffload).toBe('x-accel');
+    const s3 = { STORAGE_DRIVER: 's3', S3_BUCKET: 'b', S3_ENDPOINT: 'http://minio:9000' };
+    const presigned = parseEnvironment({ ...s3, BLOB_REDIRECT: 'presigned', BLOB_REDIRECT_TTL_SECONDS: '60', S3_PUBLIC_ENDPOINT: 'https://s3.example.com/' });
+    expect([presigned.storage.blobRedirect, presigned.storage.blobRedirectTtlSeconds, presigned.storage.s3.publicEndpoint]).toEqual([
+      'presigned',
+      60,
+      'https://s3.example.com',
+    ]);
+    expect(() => parseEnvironment({ ...s3, BLOB_OFFLOAD: 'x-accel' })).toThrow(/BLOB_OFFLOAD.*STORAGE_DRIVER=filesystem/);
+    expect(() => parseEnvironment({ BLOB_REDIRECT: 'presigned' })).toThrow(/BLOB_REDIRECT.*STORAGE_DRIVER=s3/);
+    expect(() => parseEnvironment({ BLOB_OFFLOAD: 'sendfile' })).toThrow(ConfigValidationError);
+    expect(() => parseEnvironment({ ...s3, BLOB_REDIRECT_TTL_SECONDS: '0' })).toThrow(/BLOB_REDIRECT_TTL_SECONDS/);
+    expect(() => parseEnvironment({ ...s3, S3_PUBLIC_ENDPOINT: 'ftp://s3' })).toThrow(/S3_PUBLIC_ENDPOINT/);
+  });
+
   it('turns the memory caches off with MEMORY_CACHE_TTL_MS=0', () => {
     const env = parseEnvironment({ MEMORY_CACHE_TTL_MS: '0', MEMORY_CACHE_SIZE: '8MiB' });
     expect(env.limits.memoryCacheTtlMs).toBe(0);

@@ -62,7 +62,18 @@ export interface Environment {
       accessKeyId: string | undefined;
       secretAccessKey: string | undefined;
       forcePathStyle: boolean;
+      /** The endpoint clients reach the store at, for presigned URLs (S3_PUBLIC_ENDPOINT; default S3_ENDPOINT). */
+      publicEndpoint: string | undefined;
     };
+    /**
+     * Cache hits whose bytes the app does not move itself (issue 13). `x-accel` (BLOB_OFFLOAD, filesystem
+     * storage): the app answers with `X-Accel-Redirect` and the nginx in front sends the file.
+     */
+    blobOffload: 'off' | 'x-accel';
+    /** `presigned` (BLOB_REDIRECT, S3 storage): a blob hit answers 307 to a presigned GET URL of its object. */
+    blobRedirect: 'off' | 'presigned';
+    /** How long a presigned blob URL is valid (BLOB_REDIRECT_TTL_SECONDS). */
+    blobRedirectTtlSeconds: number;
     /**
      * How old an unreferenced object or a temporary object must be before the orphan cleanup deletes it
      * (ORPHAN_GRACE_PERIOD_MS): younger ones may belong to a fill between its commit and its row.
@@ -265,6 +276,7 @@ export function parseEnvironment(env: Env = process.env): Environment {
     accessKeyId: raw(env, 'S3_ACCESS_KEY_ID'),
     secretAccessKey: raw(env, 'S3_SECRET_ACCESS_KEY'),
     forcePathStyle: bool(env, 'S3_FORCE_PATH_STYLE', false),
+    publicEndpoint: url(env, 'S3_PUBLIC_ENDPOINT', ['http:', 'https:'])?.replace(/\/+$/, ''),
   };
   if (storageDriver === 's3' && !s3.bucket) {
     throw new ConfigValidationError('S3_BUCKET', 'is required when STORAGE_DRIVER=s3');
@@ -272,6 +284,16 @@ export function parseEnvironment(env: Env = process.env): Environment {
   if (storageDriver === 's3' && Boolean(s3.accessKeyId) !== Boolean(s3.secretAccessKey)) {
     throw new ConfigValidationError('S3_SECRET_ACCESS_KEY', 'and S3_ACCESS_KEY_ID must be set together');
   }
+  const blobOffload = oneOf(env, 'BLOB_OFFLOAD', ['off', 'x-accel'] as const, 'off');
+  if (blobOffload === 'x-accel' && storageDriver !== 'filesystem') {
+    throw new ConfigValidationError('BLOB_OFFLOAD', 'x-accel needs STORAGE_DRIVER=filesystem (nginx sends the files of the storage directory); use BLOB_REDIRECT=presigned with S3');
+  }
+  const blobRedirect = oneOf(env, 'BLOB_REDIRECT', ['off', 'presigned'] as const, 'off');
+  if (blobRedirect === 'presigned' && storageDriver !== 's3') {
+    throw new ConfigValidationError('BLOB_REDIRECT', 'presigned needs STORAGE_DRIVER=s3');
+  }
+  // SigV4 presigned URLs are valid for at most 7 days.
+  const blobRedirectTtlSeconds = int(env, 'BLOB_REDIRECT_TTL_SECONDS', 300, 1, 604_800);
 
   const encryptionKey = raw(env, 'ENCRYPTION_KEY');
   if (encryptionKey !== undefined && !isEncryptionKey(encryptionKey)) {
@@ -314,7 +336,14 @@ export function parseEnvironment(env: Env = process.env): Environment {
       runJobs,
       prefix: queuePrefix,
     },
-    storage: { driver: storageDriver, s3, orphanGracePeriodMs: int(env, 'ORPHAN_GRACE_PERIOD_MS', 3_600_000, 0) },
+    storage: {
+      driver: storageDriver,
+      s3,
+      blobOffload,
+      blobRedirect,
+      blobRedirectTtlSeconds,
+      orphanGracePeriodMs: int(env, 'ORPHAN_GRACE_PERIOD_MS', 3_600_000, 0),
+    },
     security: {
       encryptionKey,
       encryptionPreviousKeys,

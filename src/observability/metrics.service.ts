@@ -36,7 +36,7 @@ export class MetricsService {
   });
   readonly bytesServed = new Counter({
     name: 'registry_bytes_served_total',
-    help: 'Body bytes sent to clients by source (cache, upstream)',
+    help: 'Body bytes sent to clients by source (cache, upstream; x-accel and presigned: cache hits whose bytes nginx or the object store sent)',
     labelNames: ['source'] as const,
     registers: [this.registry],
   });

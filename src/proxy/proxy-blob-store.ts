@@ -14,6 +14,7 @@ import { UpstreamClient, type UpstreamResponse } from '../upstreams/client/upstr
 import { UpstreamError, classifyUpstreamError } from '../upstreams/client/upstream-error.js';
 import { isCacheableBlob, upstreamAnswer } from './cache-policy.js';
 import { InflightBlobFills, readFill, type BlobFill, type FillStart } from './blob-fills.js';
+import { BlobOffload } from './blob-offload.js';
 import { FILL_LOCK, newFillHolder, type FillHolder, type FillLease, type FillLock } from './fill-lock.js';
 import { FILL_OUTCOME_HEADER, FillPeers, type PeerFillOutcome } from './fill-peers.js';
 import {
@@ -76,6 +77,7 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     @Inject(FILL_LOCK) private readonly fillLock: FillLock,
     private readonly quota: StorageQuotaService,
     private readonly peers: FillPeers,
+    private readonly offload: BlobOffload,
   ) {}
 
   onModuleInit(): void {
@@ -123,6 +125,12 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     let body: Readable | undefined;
     if (method === 'GET') {
       try {
+        const offloaded = await this.offload.answer(entry, range); // nginx or the object store sends the bytes
+        if (offloaded) {
+          this.count('hit');
+          this.lookup.recordDownload(entry.id);
+          return offloaded;
+        }
         body = await this.blobs.createReadStream(entry.storageKey, range);
       } catch (err) {
         if (err instanceof BlobNotFoundError) {

@@ -7,6 +7,7 @@ import { Registry } from '../registries/registry.entity.js';
 import { Upstream } from '../upstreams/upstream.entity.js';
 import { UpstreamsModule } from '../upstreams/upstreams.module.js';
 import { queueConfig, type QueueConfig } from '../config/config.js';
+import { BlobOffload } from './blob-offload.js';
 import { FILL_LOCK, LocalFillLock, RedisFillLock, type FillLock } from './fill-lock.js';
 import { FillPeers } from './fill-peers.js';
 import { FillRouteController } from './fill-route.controller.js';
@@ -27,6 +28,7 @@ import { RegistryPullController } from './registry-pull.controller.js';
     ProxyManifestStore,
     UpstreamListings,
     ProxyBlobStore,
+    BlobOffload,
     FillPeers,
     PullAccessService,
     PullTargetResolver,

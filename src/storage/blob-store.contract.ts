@@ -15,6 +15,8 @@ import {
   DigestMismatchError,
   InvalidDigestError,
   InvalidTemporaryIdError,
+  blobContentPath,
+  type OffloadTarget,
 } from './blob-store.js';
 import { isSelfWriting, type SelfWritingBody } from './file-body.js';
 
@@ -22,6 +24,11 @@ export interface BlobStoreContractSubject {
   store: BlobStore;
   /** Leaves a temporary object behind, as a crashed write would, and returns its id. */
   plantOrphanTemporary(): Promise<string>;
+  /**
+   * Reads an offload target the way its reader does, with no credential of the store: the front proxy
+   * reads a file below the store's root, a client GETs a URL. Throws with the status when it is refused.
+   */
+  readOffloaded(target: OffloadTarget): Promise<Buffer>;
   dispose(): Promise<void>;
 }
 
@@ -359,6 +366,25 @@ export function runBlobStoreContract(
       expect(listed.sort((x, y) => x.digest.localeCompare(y.digest))).toEqual(
         [blobs[0], blobs[2]].map((bytes) => ({ digest: digestOf(bytes), size: bytes.length })).sort((x, y) => x.digest.localeCompare(y.digest)),
       );
+    });
+
+    it('names where a committed object can be read without the app (offload target), after checking it is there', async () => {
+      const bytes = randomBytes(200 * 1024 + 3);
+      const digest = await writeBlob(store, bytes);
+      const target = await store.offloadTarget(digest, { expiresInSeconds: 60 });
+      expect(target.size).toBe(bytes.length);
+      expect(fingerprint(await subject.readOffloaded(target))).toEqual(fingerprint(bytes));
+      if (target.kind === 'file') {
+        expect(target.path).toBe(blobContentPath(digest));
+      } else {
+        expect(Math.abs(target.expiresAt.getTime() - (Date.now() + 60_000))).toBeLessThan(5_000);
+        expect(new URL(target.url).searchParams.get('X-Amz-Expires')).toBe('60');
+      }
+
+      await store.delete(digest);
+      await expect(store.offloadTarget(digest, { expiresInSeconds: 60 })).rejects.toBeInstanceOf(BlobNotFoundError);
+      await expect(store.offloadTarget(digestOf(randomBytes(8)), { expiresInSeconds: 60 })).rejects.toBeInstanceOf(BlobNotFoundError);
+      await expect(store.offloadTarget('sha256:../../etc/passwd', { expiresInSeconds: 60 })).rejects.toBeInstanceOf(InvalidDigestError);
     });
 
     it('lists and deletes orphaned temporary objects', async () => {

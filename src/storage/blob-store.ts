@@ -19,6 +19,14 @@ export interface BlobStore {
    */
   createReadStream(digest: string, range?: ByteRange): Promise<Readable>;
 
+  /**
+   * Where the committed object can be read without this process moving its bytes (data-plane offload):
+   * a file below the store's root for a front proxy (filesystem), or a presigned GET URL valid for
+   * `expiresInSeconds` on the store's public endpoint (S3). The object's existence is checked first:
+   * throws BlobNotFoundError when it is absent, so nobody is sent to content that is not there.
+   */
+  offloadTarget(digest: string, options: OffloadOptions): Promise<OffloadTarget>;
+
   /** Starts a new write to a temporary object. */
   create(): Promise<BlobWriter>;
 
@@ -85,6 +93,17 @@ export interface BlobWriter {
    */
   openTailReader(from?: number, options?: TailReadOptions): Readable;
 }
+
+export interface OffloadOptions {
+  /** Validity of a URL target (presigned URLs). */
+  expiresInSeconds: number;
+}
+
+export type OffloadTarget =
+  /** `path` is relative to the store's root directory, in the `sha256/ab/<hex>` layout (blobContentPath). */
+  | { kind: 'file'; path: string; size: number }
+  /** A GET URL that needs no other credential than what it carries itself, until `expiresAt`. */
+  | { kind: 'url'; url: string; size: number; expiresAt: Date };
 
 export interface BlobStat {
   size: number;

@@ -19,6 +19,10 @@ runBlobStoreContract(
         await writeFile(join(root, '_uploads', id), 'the first bytes of a write that never finished');
         return id;
       },
+      readOffloaded: (target) => {
+        if (target.kind !== 'file') throw new Error(`the filesystem driver offloads to files, not ${target.kind}`);
+        return readFile(join(root, target.path));
+      },
       dispose: () => rm(dir, { recursive: true, force: true }),
     };
   },

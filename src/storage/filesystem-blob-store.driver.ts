@@ -14,6 +14,7 @@ import {
   ByteRange,
   digestOfContentPath,
   isTemporaryId,
+  OffloadTarget,
   resolveByteRange,
   StoredBlob,
   TemporaryBlob,
@@ -66,6 +67,13 @@ export class FilesystemBlobStoreDriver implements BlobStore {
       await handle.close();
       throw err;
     }
+  }
+
+  async offloadTarget(digest: string): Promise<OffloadTarget> {
+    const path = blobContentPath(digest);
+    const info = await statIfPresent(join(this.root, path));
+    if (!info?.isFile()) throw new BlobNotFoundError(digest);
+    return { kind: 'file', path, size: info.size };
   }
 
   async create(): Promise<BlobWriter> {

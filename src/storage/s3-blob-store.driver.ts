@@ -13,6 +13,7 @@ import {
   UploadPartCopyCommand,
   type _Object,
 } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { Logger, OnModuleDestroy } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
@@ -31,6 +32,8 @@ import {
   ByteRange,
   digestOfContentPath,
   isTemporaryId,
+  OffloadOptions,
+  OffloadTarget,
   StoredBlob,
   TemporaryBlob,
 } from './blob-store.js';
@@ -58,6 +61,8 @@ export interface S3BlobStoreOptions {
   partSize?: number;
   /** Parts in flight per write (default 2). */
   queueSize?: number;
+  /** The endpoint clients reach the store at, for presigned URLs (default: `endpoint`). */
+  publicEndpoint?: string;
 }
 
 /**
@@ -80,14 +85,16 @@ export class S3BlobStoreDriver implements BlobStore, OnModuleDestroy {
   private readonly spoolDirectory: string;
   private readonly partSize: number;
   private readonly queueSize: number;
+  /** Signs URLs for clients: same credentials, the public endpoint (the host is part of the signature). */
+  private readonly presignClient: S3Client;
 
   constructor(options: S3BlobStoreOptions) {
     this.bucket = options.bucket;
     this.spoolDirectory = options.spoolDirectory;
     this.partSize = options.partSize ?? 8 * 1024 ** 2;
     this.queueSize = options.queueSize ?? 2;
-    this.client = new S3Client({
-      endpoint: options.endpoint,
+    const clientOptions = (endpoint: string | undefined) => ({
+      endpoint,
       region: options.region,
       forcePathStyle: options.forcePathStyle,
       credentials:
@@ -95,13 +102,16 @@ export class S3BlobStoreDriver implements BlobStore, OnModuleDestroy {
           ? { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey }
           : undefined,
       // Without these the SDK sends aws-chunked bodies that some S3-compatible servers store verbatim.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
+      requestChecksumCalculation: 'WHEN_REQUIRED' as const,
+      responseChecksumValidation: 'WHEN_REQUIRED' as const,
     });
+    this.client = new S3Client(clientOptions(options.endpoint));
+    this.presignClient = options.publicEndpoint ? new S3Client(clientOptions(options.publicEndpoint)) : this.client;
   }
 
   onModuleDestroy(): void {
     this.client.destroy();
+    if (this.presignClient !== this.client) this.presignClient.destroy();
   }
 
   /** Creates the bucket when it does not exist (tests and first-run setups; production provisions it). */
@@ -138,6 +148,17 @@ export class S3BlobStoreDriver implements BlobStore, OnModuleDestroy {
       }
       throw err;
     }
+  }
+
+  async offloadTarget(digest: string, options: OffloadOptions): Promise<OffloadTarget> {
+    const key = contentKey(digest);
+    const head = await this.headObject(key);
+    if (!head) throw new BlobNotFoundError(digest);
+    const expiresAt = new Date(Date.now() + options.expiresInSeconds * 1000);
+    const url = await getSignedUrl(this.presignClient, new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
+      expiresIn: options.expiresInSeconds,
+    });
+    return { kind: 'url', url, size: head.size, expiresAt };
   }
 
   async create(): Promise<BlobWriter> {

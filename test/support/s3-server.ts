@@ -12,6 +12,8 @@ export interface S3TestServer {
   endpoint: string;
   accessKeyId: string;
   secretAccessKey: string;
+  /** The server process (a new one if it had to be started again), for CPU accounting. */
+  readonly pid: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -72,6 +74,9 @@ export async function startS3Server(directory: string): Promise<S3TestServer> {
     endpoint: `http://127.0.0.1:${port}`,
     accessKeyId: 'S3RVER',
     secretAccessKey: 'S3RVER',
+    get pid() {
+      return child.pid;
+    },
     async stop() {
       stopping = true;
       if (child.exitCode !== null || child.signalCode !== null) return;

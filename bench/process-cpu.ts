@@ -1,0 +1,40 @@
+/**
+ * CPU time of the processes that serve a system, from /proc: user + system time of every live process in
+ * the given process groups (a StartedProcess is a group of its own: nginx's master and its workers, the
+ * app) and of single processes (an s3rver child of the benchmark, which shares the benchmark's group).
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+
+let ticksPerSecond: number | undefined;
+
+function clockTicks(): number {
+  if (ticksPerSecond === undefined) {
+    const value = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+    ticksPerSecond = Number.isFinite(value) && value > 0 ? value : 100;
+  }
+  return ticksPerSecond;
+}
+
+/** utime + stime (fields 14 and 15) and the process group (field 5) of one /proc/<pid>/stat. */
+function statOf(pid: string): { pgrp: number; ticks: number } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may contain spaces: fields are counted after its closing parenthesis.
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return { pgrp: Number(fields[2]), ticks: Number(fields[11]) + Number(fields[12]) };
+  } catch {
+    return undefined; // exited meanwhile
+  }
+}
+
+/** CPU seconds used so far by the processes in `groups` (process group ids) and the processes `pids`. */
+export function cpuSecondsOf(groups: readonly number[], pids: readonly number[] = []): number {
+  let ticks = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const stat = statOf(pid);
+    if (stat && (groups.includes(stat.pgrp) || pids.includes(Number(pid)))) ticks += stat.ticks;
+  }
+  return ticks / clockTicks();
+}
