@@ -38,3 +38,17 @@ export function cpuSecondsOf(groups: readonly number[], pids: readonly number[] 
   }
   return ticks / clockTicks();
 }
+
+/**
+ * Runs `work` and returns the CPU seconds spent meanwhile by the processes `ids` names, each taken as a
+ * process and as a process group (so nginx's workers count with their master), read before and after.
+ */
+export async function cpuSecondsDuring<T>(ids: () => readonly number[], work: () => Promise<T>): Promise<{ result: T; seconds: number }> {
+  const cpu = () => {
+    const current = ids();
+    return cpuSecondsOf(current, current);
+  };
+  const before = cpu();
+  const result = await work();
+  return { result, seconds: cpu() - before };
+}

@@ -7,7 +7,7 @@
 import type { BenchContext } from '../bench-context.js';
 import { formatSize, type BenchImage, type RoundImages } from '../bench-images.js';
 import { skopeoPull } from '../clients/skopeo-pull.js';
-import { cpuSecondsDuring } from '../cpu-time.js';
+import { cpuSecondsDuring } from '../process-cpu.js';
 import { rotated } from '../statistics.js';
 
 type Kind = 'big' | 'small' | 'index';

@@ -129,6 +129,10 @@ export class OffloadAppSystem implements PullSystem {
     }
   }
 
+  processGroups(): number[] {
+    return [...this.cpuGroups(), ...this.cpuPids()];
+  }
+
   /** CPU seconds used so far by the processes this system's CPU row counts (`cpuCounted`). */
   cpuSeconds(): number {
     return cpuSecondsOf(this.cpuGroups(), this.cpuPids());
