@@ -6,5 +6,6 @@ import { Initial1764270000000 } from './1764270000000-initial.js';
 import { Accounts1764270001000 } from './1764270001000-accounts.js';
 import { VirtualRegistries1764270002000 } from './1764270002000-virtual-registries.js';
 import { CleanupPolicies1764270003000 } from './1764270003000-cleanup-policies.js';
+import { MirrorMode1764270004000 } from './1764270004000-mirror-mode.js';
 
-export const migrations = [Initial1764270000000, Accounts1764270001000, VirtualRegistries1764270002000, CleanupPolicies1764270003000];
+export const migrations = [Initial1764270000000, Accounts1764270001000, VirtualRegistries1764270002000, CleanupPolicies1764270003000, MirrorMode1764270004000];
