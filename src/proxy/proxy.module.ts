@@ -16,12 +16,12 @@ import { PullRateLimiter } from './pull-rate-limiter.js';
 import { PullTargetResolver } from './pull-target.resolver.js';
 import { PullService } from './pull.service.js';
 import { RecentManifests } from './recent-manifests.js';
-import { RegistryPullController } from './registry-pull.controller.js';
+import { RegistryPullController, RegistryRootPullController } from './registry-pull.controller.js';
 
 /** The /v2 pull API: hit / stale / miss decisions, pass-through streaming and cache fills. */
 @Module({
   imports: [TypeOrmModule.forFeature([Registry, Upstream]), AuthModule, CacheEntriesModule, UpstreamsModule, LifecycleModule],
-  controllers: [RegistryPullController, FillRouteController],
+  controllers: [RegistryPullController, RegistryRootPullController, FillRouteController],
   providers: [
     PullService,
     ProxyBlobStore,
