@@ -327,9 +327,14 @@ suite(`mirror mode${reason}`, () => {
       const foreignBody = (await foreign.json()) as { scope: string; token: string };
       expect(foreignBody.scope).toBe(`repository:virtual_registries/containers/${other.registryId}/bench/small:pull`);
       expect((await get(dockerFormOf(vr, 'bench/small/manifests/1'), bearer(foreignBody.token))).status).toBe(403);
-      // a malformed registry hint is ignored (no Host default for 127.0.0.1 would be registry 1: it names one explicitly)
-      const junk = await tokenFor('registry=abc&scope=repository:bench/small:pull', { authorization: basic({ username: 'mirror-outsider', token }) });
+      // a malformed registry hint names no registry (it does not fall back to the Host's): the bare scope is dropped
+      const junk = await tokenFor('registry=abc&scope=repository:bench/small:pull', { authorization: basic(vr.pullUser) });
       expect(junk.status).toBe(200);
+      expect(JSON.parse(Buffer.from(junk.body.token!.split('.')[1], 'base64url').toString()).access).toEqual([]);
+      const viaHost = await tokenFor('scope=repository:bench/small:pull', { authorization: basic(vr.pullUser) });
+      expect(JSON.parse(Buffer.from(viaHost.body.token!.split('.')[1], 'base64url').toString()).access).toEqual([
+        { type: 'repository', name: `virtual_registries/containers/${vr.registryId}/bench/small`, actions: ['pull'] },
+      ]);
     });
   });
 });
