@@ -2,6 +2,8 @@
 # Installs the Debian packages the e2e suites use, idempotently (nothing happens when every binary exists):
 #   docker-registry  CNCF Distribution 2.8, the real upstream registry (test/support/upstream-registry.ts)
 #   skopeo, podman   real registry clients pulling through the app
+#   containerd       containerd and ctr, a real mirror client (test/mirror-clients.e2e-spec.ts starts its own daemon)
+#   curl             plain HTTP requests of the mirror-clients suite
 #   apache2-utils    htpasswd -B, the bcrypt htpasswd file of the basic-auth upstream
 #   openssl          the token server's signing certificate (test/support/token-server.ts)
 #   nginx-light      the nginx front with BLOB_OFFLOAD=x-accel (test/blob-offload-nginx.e2e-spec.ts)
@@ -12,6 +14,9 @@ declare -A package_of=(
   [docker-registry]=docker-registry
   [skopeo]=skopeo
   [podman]=podman
+  [containerd]=containerd
+  [ctr]=containerd
+  [curl]=curl
   [htpasswd]=apache2-utils
   [openssl]=openssl
   [chromium]=chromium
@@ -24,7 +29,7 @@ for binary in "${!package_of[@]}"; do
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install-packages: docker-registry skopeo podman htpasswd openssl chromium nginx already installed"
+  echo "install-packages: docker-registry skopeo podman containerd curl htpasswd openssl chromium nginx already installed"
   exit 0
 fi
 

@@ -42,6 +42,7 @@ describe.each(databaseTargets())('admin API: registries (%s database)', (databas
       group_id: group.id,
       name: 'docker-hub',
       description: 'Docker Hub cache',
+      anonymous_pull: false,
       created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
       updated_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
     });

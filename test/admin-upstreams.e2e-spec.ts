@@ -16,7 +16,8 @@ const GROUP_UPSTREAMS = (group: number | string) => `/api/v4/groups/${group}/-/v
 const REGISTRY_UPSTREAMS = (registry: number) => `/api/v4/virtual_registries/container/registries/${registry}/upstreams`;
 const UPSTREAM = (id: number | string) => `/api/v4/virtual_registries/container/upstreams/${id}`;
 
-const UPSTREAM_FIELDS = ['id', 'group_id', 'name', 'description', 'url', 'username', 'cache_validity_hours', 'created_at', 'updated_at'];
+// GitLab's fields, plus the mirror_hosts extension (mirror mode)
+const UPSTREAM_FIELDS = ['id', 'group_id', 'name', 'description', 'url', 'username', 'cache_validity_hours', 'mirror_hosts', 'created_at', 'updated_at'];
 
 describe.each(databaseTargets())('admin API: upstreams (%s database)', (database) => {
   let app: TestApp;
@@ -57,6 +58,7 @@ describe.each(databaseTargets())('admin API: upstreams (%s database)', (database
       url: 'http://127.0.0.1:5000',
       username: 'robot',
       cache_validity_hours: 48,
+      mirror_hosts: [],
       created_at: expect.any(String),
       updated_at: expect.any(String),
       registry_upstream: { id: expect.any(Number), registry_id: registryId, position: 1 },

@@ -11,6 +11,7 @@ import { GroupAccessPolicy } from './group-access.policy.js';
 import { LoginThrottle } from './login-throttle.service.js';
 import { RegistryBaseController } from './registry-base.controller.js';
 import { RegistryTokenController } from './registry-token.controller.js';
+import { RegistryPingService } from './registry-ping.service.js';
 import { RegistryTokenService } from './registry-token.service.js';
 import { SigningKeyService } from './signing-key.service.js';
 
@@ -24,7 +25,7 @@ import { SigningKeyService } from './signing-key.service.js';
 @Module({
   imports: [TypeOrmModule.forFeature([User, Member, PersonalAccessToken, DeployToken, Registry])],
   controllers: [RegistryBaseController, RegistryTokenController],
-  providers: [CredentialService, GroupAccessPolicy, AdminAuthGuard, SigningKeyService, RegistryTokenService, LoginThrottle],
-  exports: [CredentialService, GroupAccessPolicy, AdminAuthGuard, SigningKeyService, RegistryTokenService],
+  providers: [CredentialService, GroupAccessPolicy, AdminAuthGuard, SigningKeyService, RegistryTokenService, LoginThrottle, RegistryPingService],
+  exports: [CredentialService, GroupAccessPolicy, AdminAuthGuard, SigningKeyService, RegistryTokenService, RegistryPingService],
 })
 export class AuthModule {}

@@ -8,6 +8,12 @@ describe('registry challenge', () => {
     );
   });
 
+  it('names the registry in the realm on a mirror route', () => {
+    expect(challengeHeader('http://h', 'repository:virtual_registries/containers/3/a:pull', undefined, 3)).toBe(
+      'Bearer realm="http://h/jwt/auth?registry=3",service="virtual_registry",scope="repository:virtual_registries/containers/3/a:pull"',
+    );
+  });
+
   it('escapes quotes so a value cannot break out of its parameter', () => {
     expect(challengeHeader('http://a"b\\c')).toBe('Bearer realm="http://a\\"b\\\\c/jwt/auth",service="virtual_registry"');
   });

@@ -3,8 +3,12 @@
  *
  *     repository:virtual_registries/containers/<registry id>/<image name>:pull
  *
- * (the `container` spelling is accepted too, as on the pull routes). Anything else (other resource
- * types, other names, push) is never granted: a token request silently drops it.
+ * (the `container` spelling is accepted too, as on the pull routes). Mirror clients also ask for the
+ * image's own name, `repository:<image name>:pull` (containerd adds it to the challenge's scope; Docker
+ * and podman only send it on a mirror without a path): such a "bare" scope is read as the registry the
+ * token request names (`?registry=<id>`, which the mirror routes' challenges put in the realm) or the
+ * root `/v2` registry of the request's Host. Anything else (other resource types, push) is never
+ * granted: a token request silently drops it.
  */
 import { REGISTRY_ID_MAX } from '../oci/registry-path.js';
 import { RepositoryName } from '../oci/repository-name.js';
@@ -63,6 +67,37 @@ export function parseRepositoryScope(scope: string): RepositoryScope | null {
   const parsed = parseResourceName(resourceName);
   if (!parsed) return null;
   return { ...parsed, resourceName, actions: [...new Set(actions)] };
+}
+
+/** `repository:<image name>:<actions>` of a mirror client (no virtual registry prefix), or null. */
+export function parseBareRepositoryScope(scope: string): { repository: string; actions: string[] } | null {
+  if (scope.length > SCOPE_MAX_LENGTH) return null;
+  const firstColon = scope.indexOf(':');
+  const lastColon = scope.lastIndexOf(':');
+  if (firstColon < 0 || lastColon <= firstColon) return null;
+  if (scope.slice(0, firstColon) !== 'repository') return null;
+  const repository = scope.slice(firstColon + 1, lastColon);
+  const actions = scope.slice(lastColon + 1).split(',');
+  if (actions.some((a) => !ACTION.test(a)) || !RepositoryName.isValid(repository)) return null;
+  return { repository, actions: [...new Set(actions)] };
+}
+
+/**
+ * A requested scope as the registry scope it stands for: a prefixed one as it is; a bare one of a mirror
+ * client for `mirrorRegistryId` (its resource name made the prefixed one), or null without it.
+ */
+export function resolveRequestedScope(scope: string, mirrorRegistryId: number | undefined): RepositoryScope | null {
+  const prefixed = parseRepositoryScope(scope);
+  if (prefixed) return prefixed;
+  if (mirrorRegistryId === undefined) return null;
+  const bare = parseBareRepositoryScope(scope);
+  if (!bare) return null;
+  return {
+    registryId: mirrorRegistryId,
+    repository: bare.repository,
+    resourceName: `virtual_registries/containers/${mirrorRegistryId}/${bare.repository}`,
+    actions: bare.actions,
+  };
 }
 
 /**

@@ -1,12 +1,15 @@
-import { Controller, Get, HttpStatus, Logger, Post, Req, Res } from '@nestjs/common';
+import { Controller, Get, HttpStatus, Inject, Logger, Post, Req, Res } from '@nestjs/common';
 import { ApiBasicAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiOperation, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { appConfig, type AppConfig } from '../config/config.js';
+import { REGISTRY_ID_MAX } from '../oci/registry-path.js';
 import { Actor } from './actor.js';
 import { parseBasicAuthorization } from './basic-credentials.js';
 import { CredentialService } from './credential.service.js';
 import { type LoginOutcome, LoginThrottle } from './login-throttle.service.js';
 import { requestedScopes } from './registry-scope.js';
 import { RegistryAuthError, RegistryTokenResponse, RegistryTokenService } from './registry-token.service.js';
+import { rootRegistryFor } from './root-registry.js';
 
 type ErrorCode = 'UNAUTHORIZED' | 'TOOMANYREQUESTS' | 'UNSUPPORTED';
 
@@ -31,7 +34,11 @@ const first = (value: unknown): string | undefined =>
  * `GET /jwt/auth` with HTTP Basic (what `docker login`, podman and skopeo send) and the OAuth2
  * `POST /jwt/auth` form (containerd, and docker with a refresh token). Requested scopes the caller may
  * not have are silently dropped; a login without scope gets a token granting nothing, proving the
- * credentials. Failed logins are rate limited per client address and per (client address, username)
+ * credentials. A mirror client's scope for the image's own name (`repository:library/alpine:pull`)
+ * counts as the registry the realm names (`?registry=<id>`, in the mirror routes' challenges) or as the
+ * root `/v2` registry of the request's Host. Without credentials, GET issues a pull-only token when some
+ * requested scope is of a registry allowing anonymous pulls; otherwise it asks for credentials, as
+ * before. Failed logins are rate limited per client address and per (client address, username)
  * (429 with Retry-After; see LoginThrottle).
  */
 @ApiTags('registry auth')
@@ -43,7 +50,15 @@ export class RegistryTokenController {
     private readonly tokens: RegistryTokenService,
     private readonly credentials: CredentialService,
     private readonly throttle: LoginThrottle,
+    @Inject(appConfig.KEY) private readonly app: AppConfig,
   ) {}
+
+  /** The registry a bare (mirror client) scope refers to: `?registry=<id>` of the realm, else the Host's root registry. */
+  private mirrorRegistryOf(request: FastifyRequest): number | undefined {
+    const given = first(((request.query ?? {}) as Record<string, unknown>).registry);
+    if (given !== undefined) return /^[1-9][0-9]{0,9}$/.test(given) && Number(given) <= REGISTRY_ID_MAX ? Number(given) : undefined;
+    return rootRegistryFor(this.app.rootRegistries, request.host);
+  }
 
   @Get('auth')
   @ApiBasicAuth('basic')
@@ -51,22 +66,25 @@ export class RegistryTokenController {
   @ApiQuery({ name: 'service', required: false, example: 'virtual_registry' })
   @ApiQuery({ name: 'scope', required: false, isArray: true, description: 'Repeatable; e.g. `repository:virtual_registries/containers/1/library/alpine:pull`' })
   @ApiQuery({ name: 'offline_token', required: false, description: '`true`: also return a refresh_token for the OAuth2 form' })
+  @ApiQuery({ name: 'registry', required: false, description: 'The registry a mirror client\'s scope without the `virtual_registries/containers/<id>/` prefix refers to (the mirror routes\' challenges put it in the realm)' })
   @ApiQuery({ name: 'account', required: false })
   @ApiQuery({ name: 'client_id', required: false })
-  @ApiOkResponse({ description: '`{token, access_token, expires_in, issued_at[, refresh_token]}`' })
-  @ApiResponse({ status: 401, description: 'No or wrong credentials: `{"errors":[{"code":"UNAUTHORIZED"}]}`' })
+  @ApiOkResponse({ description: '`{token, access_token, expires_in, issued_at[, refresh_token]}`; without credentials, a pull-only token for the requested repositories of registries allowing anonymous pulls' })
+  @ApiResponse({ status: 401, description: 'No or wrong credentials (without credentials: no requested scope allows anonymous pulls): `{"errors":[{"code":"UNAUTHORIZED"}]}`' })
   @ApiResponse(THROTTLED_RESPONSE)
   async getToken(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<FastifyReply> {
     const query = (request.query ?? {}) as Record<string, unknown>;
     const credentials = parseBasicAuthorization(request.headers.authorization);
     if (credentials === null) {
+      const anonymous = await this.tokens.issueAnonymous(requestedScopes(query.scope as string | string[] | undefined), this.mirrorRegistryOf(request));
+      if (anonymous) return sendToken(reply, anonymous.body);
       return sendError(reply.header('www-authenticate', 'Basic realm="virtual_registry"'), 401, 'UNAUTHORIZED', 'authentication required');
     }
     const username = credentials === 'malformed' ? undefined : credentials.username;
     const actor = await this.login(request, reply, username, credentials === 'malformed' ? undefined : credentials.password);
     if (!actor) return reply;
     const scopes = requestedScopes(query.scope as string | string[] | undefined);
-    const { body } = await this.tokens.issue(actor, scopes, { offline: first(query.offline_token) === 'true' });
+    const { body } = await this.tokens.issue(actor, scopes, { offline: first(query.offline_token) === 'true', mirrorRegistryId: this.mirrorRegistryOf(request) });
     return sendToken(reply, body);
   }
 
@@ -107,7 +125,7 @@ export class RegistryTokenController {
     }
     if (!actor) return reply;
     const offline = grantType === 'password' && first(form.access_type) === 'offline';
-    const { body, scope } = await this.tokens.issue(actor, scopes, { offline });
+    const { body, scope } = await this.tokens.issue(actor, scopes, { offline, mirrorRegistryId: this.mirrorRegistryOf(request) });
     return sendToken(reply, { ...body, scope });
   }
 

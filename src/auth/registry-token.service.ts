@@ -8,7 +8,7 @@ import { Registry } from '../registries/registry.entity.js';
 import { Actor, GroupPermission } from './actor.js';
 import { CredentialReference, CredentialService } from './credential.service.js';
 import { GroupAccessPolicy } from './group-access.policy.js';
-import { AccessEntry, accessCovers, parseRepositoryScope, PULL_ACTION, REGISTRY_SERVICE, type RepositoryScope } from './registry-scope.js';
+import { AccessEntry, accessCovers, PULL_ACTION, REGISTRY_SERVICE, resolveRequestedScope, type RepositoryScope } from './registry-scope.js';
 import { InvalidTokenError, SigningKeyService } from './signing-key.service.js';
 
 /** Refresh tokens (`offline_token=true`, the OAuth2 form's `access_type=offline`) live this long. */
@@ -41,10 +41,13 @@ function quoted(value: string): string {
 /**
  * The `WWW-Authenticate` challenge of the registry routes:
  * `Bearer realm="<base>/jwt/auth",service="virtual_registry"[,scope="..."][,error="..."]`.
- * `base` is PUBLIC_URL or the request's own base (see requestBaseUrl).
+ * `base` is PUBLIC_URL or the request's own base (see requestBaseUrl). On the mirror routes the realm
+ * names their registry (`/jwt/auth?registry=<id>`): mirror clients ask for the image's own name
+ * (`repository:library/alpine:pull`), which the token endpoint reads as that registry's.
  */
-export function challengeHeader(base: string, scope?: string, error?: 'invalid_token' | 'insufficient_scope'): string {
-  let header = `Bearer realm=${quoted(`${base}/jwt/auth`)},service=${quoted(REGISTRY_SERVICE)}`;
+export function challengeHeader(base: string, scope?: string, error?: 'invalid_token' | 'insufficient_scope', mirrorRegistryId?: number): string {
+  const realm = `${base}/jwt/auth${mirrorRegistryId === undefined ? '' : `?registry=${mirrorRegistryId}`}`;
+  let header = `Bearer realm=${quoted(realm)},service=${quoted(REGISTRY_SERVICE)}`;
   if (scope) header += `,scope=${quoted(scope)}`;
   if (error) header += `,error=${quoted(error)}`;
   return header;
@@ -73,13 +76,15 @@ export interface RegistryTokenResponse {
 
 interface TokenClaims {
   credential?: { type?: unknown; id?: unknown };
+  /** A token for an anonymous caller: it only ever grants pulls from registries allowing anonymous pulls. */
+  anonymous?: unknown;
   access?: unknown;
   exp?: number;
 }
 
-/** A verified pull token: who pulls, and until when the token says so. */
+/** A verified pull token: who pulls (null: an anonymous caller), and until when the token says so. */
 export interface PullGrant {
-  actor: Actor;
+  actor: Actor | null;
   /** Epoch milliseconds. */
   expiresAt: number;
 }
@@ -104,24 +109,28 @@ export class RegistryTokenService {
   ) {}
 
   /**
-   * The access entries of `requested` that `actor` may pull (unknown registries look like forbidden ones).
-   * One query reads the registries named, then one permission check per distinct group, however many
-   * repositories of those registries are requested.
+   * The access entries of `requested` that `actor` may pull (unknown registries look like forbidden ones);
+   * for an anonymous caller (`actor` null), those of registries allowing anonymous pulls. A mirror
+   * client's bare scope counts as `mirrorRegistryId`'s (see resolveRequestedScope). One query reads the
+   * registries named, then one permission check per distinct group, however many repositories of those
+   * registries are requested.
    */
-  async grant(actor: Actor, requested: string[]): Promise<AccessEntry[]> {
+  async grant(actor: Actor | null, requested: string[], mirrorRegistryId?: number): Promise<AccessEntry[]> {
     const scopes = new Map<string, RepositoryScope>();
     for (const raw of requested) {
-      const scope = parseRepositoryScope(raw);
+      const scope = resolveRequestedScope(raw, mirrorRegistryId);
       if (scope && scope.actions.includes(PULL_ACTION) && !scopes.has(scope.resourceName)) scopes.set(scope.resourceName, scope);
     }
     if (scopes.size === 0) return [];
     const registryIds = [...new Set([...scopes.values()].map((s) => s.registryId))];
-    const registries = await this.registries.find({ select: { id: true, groupId: true }, where: { id: In(registryIds) } });
+    const registries = await this.registries.find({ select: { id: true, groupId: true, anonymousPull: true }, where: { id: In(registryIds) } });
     const pullableGroups = new Set<number>();
-    for (const groupId of new Set(registries.map((r) => r.groupId))) {
-      if (await this.policy.can(actor, groupId, GroupPermission.PULL)) pullableGroups.add(groupId);
+    if (actor) {
+      for (const groupId of new Set(registries.map((r) => r.groupId))) {
+        if (await this.policy.can(actor, groupId, GroupPermission.PULL)) pullableGroups.add(groupId);
+      }
     }
-    const pullable = new Set(registries.filter((r) => pullableGroups.has(r.groupId)).map((r) => r.id));
+    const pullable = new Set(registries.filter((r) => (actor ? pullableGroups.has(r.groupId) : r.anonymousPull)).map((r) => r.id));
     return [...scopes.values()]
       .filter((scope) => pullable.has(scope.registryId))
       .map((scope) => ({ type: 'repository', name: scope.resourceName, actions: [PULL_ACTION] }));
@@ -131,8 +140,12 @@ export class RegistryTokenService {
    * Mints a token for `actor` with what it may have of `requested`; with `offline`, a refresh token too.
    * `scope` (the granted scopes, space-separated) is for the OAuth2 form's answer.
    */
-  async issue(actor: Actor, requested: string[], options: { offline?: boolean } = {}): Promise<{ body: RegistryTokenResponse; scope: string }> {
-    const access = await this.grant(actor, requested);
+  async issue(
+    actor: Actor,
+    requested: string[],
+    options: { offline?: boolean; mirrorRegistryId?: number } = {},
+  ): Promise<{ body: RegistryTokenResponse; scope: string }> {
+    const access = await this.grant(actor, requested, options.mirrorRegistryId);
     const issuedAt = new Date();
     const token = await this.keys.sign(
       { credential: credentialOf(actor), access },
@@ -163,6 +176,35 @@ export class RegistryTokenService {
     return { body: response, scope: access.map((a) => `${a.type}:${a.name}:${a.actions.join(',')}`).join(' ') };
   }
 
+  /**
+   * A pull-only token for an anonymous caller, granting what it asked for of registries that allow
+   * anonymous pulls; null when that is nothing (the caller is then asked for credentials, as before).
+   */
+  async issueAnonymous(requested: string[], mirrorRegistryId?: number): Promise<{ body: RegistryTokenResponse; scope: string } | null> {
+    const access = await this.grant(null, requested, mirrorRegistryId);
+    if (access.length === 0) return null;
+    const issuedAt = new Date();
+    const token = await this.keys.sign(
+      { anonymous: true, access },
+      {
+        audience: REGISTRY_SERVICE,
+        subject: ANONYMOUS_SUBJECT,
+        issuedAt,
+        expiresAt: new Date(issuedAt.getTime() + this.security.jwtTtlSeconds * 1000),
+      },
+    );
+    return {
+      body: { token, access_token: token, expires_in: this.security.jwtTtlSeconds, issued_at: issuedAt.toISOString() },
+      scope: access.map((a) => `${a.type}:${a.name}:${a.actions.join(',')}`).join(' '),
+    };
+  }
+
+  /** Whether a registry lets anyone pull without credentials (false for one that does not exist). */
+  async allowsAnonymousPull(registryId: number): Promise<boolean> {
+    const registry = await this.registries.findOne({ select: { id: true, anonymousPull: true }, where: { id: registryId } });
+    return registry?.anonymousPull === true;
+  }
+
   /** The actor a refresh token was issued to, if its credential still works. */
   async actorFromRefreshToken(refreshToken: string): Promise<Actor> {
     return this.actorOf(await this.claims(refreshToken, REFRESH_AUDIENCE));
@@ -175,21 +217,28 @@ export class RegistryTokenService {
    * registry's group (membership may have changed since the token was minted).
    */
   async verifyPullToken(authorizationHeader: string | undefined, registryId: number, repositoryName: string): Promise<Actor> {
-    return (await this.verifyPullGrant(authorizationHeader, registryId, repositoryName)).actor;
+    const { actor } = await this.verifyPullGrant(authorizationHeader, registryId, repositoryName);
+    if (!actor) throw new RegistryAuthError('unauthorized', 'an anonymous token names no credential');
+    return actor;
   }
 
-  /** verifyPullToken, with the moment the token expires (epoch milliseconds), for callers that remember the answer. */
+  /**
+   * verifyPullToken, with the moment the token expires (epoch milliseconds), for callers that remember the
+   * answer. An anonymous token gives a null actor: the caller must check the registry allows anonymous pulls.
+   */
   async verifyPullGrant(authorizationHeader: string | undefined, registryId: number, repositoryName: string): Promise<PullGrant> {
     const claims = await this.claims(bearerToken(authorizationHeader), REGISTRY_SERVICE);
     if (!accessCovers(claims.access, registryId, repositoryName)) {
       throw new RegistryAuthError('denied', 'the token does not grant pull on this repository');
     }
-    return { actor: await this.actorOf(claims), expiresAt: typeof claims.exp === 'number' ? claims.exp * 1000 : Date.now() };
+    const expiresAt = typeof claims.exp === 'number' ? claims.exp * 1000 : Date.now();
+    return { actor: isAnonymous(claims) ? null : await this.actorOf(claims), expiresAt };
   }
 
-  /** For `GET /v2/`: any valid registry token of a working credential, whatever it grants. */
-  async verifyBearer(authorizationHeader: string | undefined): Promise<Actor> {
-    return this.actorOf(await this.claims(bearerToken(authorizationHeader), REGISTRY_SERVICE));
+  /** For `GET /v2/`: any valid registry token of a working credential (or an anonymous one), whatever it grants. */
+  async verifyBearer(authorizationHeader: string | undefined): Promise<Actor | null> {
+    const claims = await this.claims(bearerToken(authorizationHeader), REGISTRY_SERVICE);
+    return isAnonymous(claims) ? null : this.actorOf(claims);
   }
 
   private async claims(token: string | undefined, audience: string): Promise<TokenClaims> {
@@ -211,6 +260,13 @@ export class RegistryTokenService {
     if (!actor) throw new RegistryAuthError('unauthorized', 'the credential behind this token no longer works');
     return actor;
   }
+}
+
+/** The subject of anonymous tokens (informational: anonymous tokens are told apart by their claims, never by name). */
+const ANONYMOUS_SUBJECT = '-anonymous-';
+
+function isAnonymous(claims: TokenClaims): boolean {
+  return claims.anonymous === true && claims.credential === undefined;
 }
 
 /** The token of `Authorization: Bearer <token>`, if that is what the header holds. */

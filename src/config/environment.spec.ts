@@ -35,6 +35,12 @@ describe('parseEnvironment', () => {
     expect(() => parseEnvironment({ ...s3, S3_PUBLIC_ENDPOINT: 'ftp://s3' })).toThrow(/S3_PUBLIC_ENDPOINT/);
   });
 
+  it('reads the root /v2 registries: none by default, a default one and a Host map', () => {
+    expect(parseEnvironment({}).app.rootRegistries).toEqual({ defaultRegistryId: undefined, byHost: {} });
+    const env = parseEnvironment({ MIRROR_DEFAULT_REGISTRY: '3', MIRROR_HOST_REGISTRIES: 'Hub-Mirror.example=4, ghcr-mirror.example:8443=5' });
+    expect(env.app.rootRegistries).toEqual({ defaultRegistryId: 3, byHost: { 'hub-mirror.example': 4, 'ghcr-mirror.example:8443': 5 } });
+  });
+
   it('turns the memory caches off with MEMORY_CACHE_TTL_MS=0', () => {
     const env = parseEnvironment({ MEMORY_CACHE_TTL_MS: '0', MEMORY_CACHE_SIZE: '8MiB' });
     expect(env.limits.memoryCacheTtlMs).toBe(0);
@@ -97,6 +103,12 @@ describe('parseEnvironment', () => {
     [{ TRUST_PROXY: '10.0.0.0/33' }, 'TRUST_PROXY'],
     [{ TRUST_PROXY: '10.0.0.1,proxy.local' }, 'TRUST_PROXY'],
     [{ TRUST_PROXY: '1000' }, 'TRUST_PROXY'],
+    [{ MIRROR_DEFAULT_REGISTRY: '0' }, 'MIRROR_DEFAULT_REGISTRY'],
+    [{ MIRROR_DEFAULT_REGISTRY: 'hub' }, 'MIRROR_DEFAULT_REGISTRY'],
+    [{ MIRROR_HOST_REGISTRIES: 'hub.example' }, 'MIRROR_HOST_REGISTRIES'],
+    [{ MIRROR_HOST_REGISTRIES: 'hub.example=x' }, 'MIRROR_HOST_REGISTRIES'],
+    [{ MIRROR_HOST_REGISTRIES: 'http://hub.example=1' }, 'MIRROR_HOST_REGISTRIES'],
+    [{ MIRROR_HOST_REGISTRIES: 'a.example=1,A.example=2' }, 'MIRROR_HOST_REGISTRIES'],
   ])('refuses %j naming %s in a one-line message', (vars, variable) => {
     let error: unknown;
     try {

@@ -38,6 +38,11 @@ export interface Environment {
     shutdownTimeoutMs: number;
     role: 'api' | 'worker';
     trustProxy: TrustProxy;
+    /**
+     * The registry served at the root `/v2/<name>` (for clients that cannot put a path in a mirror's
+     * address): by the request's Host name (MIRROR_HOST_REGISTRIES), else MIRROR_DEFAULT_REGISTRY.
+     */
+    rootRegistries: RootRegistries;
   };
   database: {
     url: string | undefined;
@@ -124,6 +129,12 @@ export interface Environment {
     /** Bytes of manifests kept in memory per replica (MEMORY_CACHE_SIZE). */
     memoryCacheSize: number;
   };
+}
+
+export interface RootRegistries {
+  defaultRegistryId: number | undefined;
+  /** Lower-case host name (with `:port` when the mapping names one) to registry id. */
+  byHost: Record<string, number>;
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -239,6 +250,29 @@ function trustProxy(env: Env, name: string): TrustProxy {
   return items;
 }
 
+/** A registry id as the pull routes accept it: a positive Postgres `integer`. */
+function registryId(name: string, value: string): number {
+  if (!/^[1-9][0-9]{0,9}$/.test(value) || Number(value) > 2_147_483_647) {
+    throw new ConfigValidationError(name, `must name a registry by its id (a positive whole number), got "${value}"`);
+  }
+  return Number(value);
+}
+
+/** MIRROR_DEFAULT_REGISTRY and MIRROR_HOST_REGISTRIES (`hub-mirror.example=3,ghcr-mirror.example:8443=4`). */
+function rootRegistries(env: Env): RootRegistries {
+  const fallback = raw(env, 'MIRROR_DEFAULT_REGISTRY');
+  const byHost: Record<string, number> = {};
+  for (const item of (raw(env, 'MIRROR_HOST_REGISTRIES') ?? '').split(',').map((i) => i.trim()).filter(Boolean)) {
+    const at = item.lastIndexOf('=');
+    const host = at > 0 ? item.slice(0, at).trim().toLowerCase() : '';
+    if (!/^(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::\d{1,5})?$/.test(host)) {
+      throw new ConfigValidationError('MIRROR_HOST_REGISTRIES', `must be host=registry id pairs separated by commas; "${item}" is not one`);
+    }
+    if (host in byHost) throw new ConfigValidationError('MIRROR_HOST_REGISTRIES', `names ${host} twice`);
+    byHost[host] = registryId('MIRROR_HOST_REGISTRIES', item.slice(at + 1).trim());
+  }
+  return { defaultRegistryId: fallback === undefined ? undefined : registryId('MIRROR_DEFAULT_REGISTRY', fallback), byHost };
+}
 
 export function parseEnvironment(env: Env = process.env): Environment {
   const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']);
@@ -323,6 +357,7 @@ export function parseEnvironment(env: Env = process.env): Environment {
       shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', 25000, 0),
       role,
       trustProxy: trustProxy(env, 'TRUST_PROXY'),
+      rootRegistries: rootRegistries(env),
     },
     database: {
       url: databaseUrl,

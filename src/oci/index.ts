@@ -44,3 +44,4 @@ export type {
 } from './registry-path.js';
 export { REPOSITORY_NAME_MAX_LENGTH, RepositoryName } from './repository-name.js';
 export { readManifestBody } from './manifest-body.js';
+export { DOCKER_HUB_HOST, canonicalRegistryHost, registryHostOfUrl } from './registry-host.js';

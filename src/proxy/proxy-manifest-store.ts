@@ -85,13 +85,15 @@ export class ProxyManifestStore {
       throw new OciError(OciErrorCode.DIGEST_INVALID, `unsupported digest algorithm ${request.reference.digest.algorithm}`);
     }
     const path = relativePathOf(request);
-    const recent = this.recentManifests.get(target.registryId, path);
+    // A registry narrowed to some of its upstreams (mirror `ns`) is a scope of its own: nothing learned through one host answers another's.
+    const scope = pullScopeOf(target);
+    const recent = this.recentManifests.get(scope, path);
     if (recent) return this.serveRecentManifest(recent, method);
     const generation = this.recentManifests.generation;
     const [entry] = await this.lookup.findLive(target.upstreams.map((u) => u.id), path);
     if (entry) {
       const upstream = target.upstreams.find((u) => u.id === entry.upstreamId)!;
-      const remember = { registryId: target.registryId, relativePath: path, generation };
+      const remember = { scope, relativePath: path, generation };
       const decision = decideCached(entry, upstream, request.reference.kind, Date.now());
       if (decision.kind === 'serve') return this.serveCachedManifest(entry, method, 'hit', { ...remember, freshUntil: decision.freshUntil });
       const verdict = await this.revalidateTag(upstream, path, entry, accept);
@@ -110,7 +112,7 @@ export class ProxyManifestStore {
       }
     }
     try {
-      const fetched = await this.fetchManifestCoalesced(target, request, path, accept);
+      const fetched = await this.fetchManifestCoalesced(target, scope, request, path, accept);
       this.metrics.cacheRequests.inc({ result: 'miss', kind: 'manifest' });
       if (fetched.entryId !== undefined) this.lookup.recordDownload(fetched.entryId);
       return manifestResponse(fetched.digest, fetched.contentType, fetched.bytes.length, method === 'GET' ? fetched.bytes : undefined);
@@ -180,8 +182,8 @@ export class ProxyManifestStore {
     return revalidationOf(answer, entry);
   }
 
-  private fetchManifestCoalesced(target: PullTarget, request: ManifestRequest, path: string, accept?: string): Promise<FetchedManifest> {
-    const key = `${target.registryId} ${path}`;
+  private fetchManifestCoalesced(target: PullTarget, scope: string, request: ManifestRequest, path: string, accept?: string): Promise<FetchedManifest> {
+    const key = `${scope} ${path}`;
     let fetch = this.manifestFetches.get(key);
     if (!fetch) {
       fetch = this.fetchManifest(target, request, path, accept).finally(() => this.manifestFetches.delete(key));
@@ -277,6 +279,11 @@ function manifestAccept(accept: string | undefined): string {
   const types = accept.split(',').map((t) => t.trim()).filter(Boolean);
   for (const t of DEFAULT_MANIFEST_ACCEPT.split(',').map((x) => x.trim())) if (!types.some((x) => x.startsWith(t))) types.push(t);
   return types.join(', ');
+}
+
+/** The registry and the upstreams this pull may ask, in order: what a remembered or shared answer is valid for. */
+function pullScopeOf(target: PullTarget): string {
+  return `${target.registryId}:${target.upstreams.map((u) => u.id).join(',')}`;
 }
 
 function isUnavailable(err: unknown): boolean {

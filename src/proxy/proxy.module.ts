@@ -18,12 +18,12 @@ import { PullTargetResolver } from './pull-target.resolver.js';
 import { ProxyManifestStore } from './proxy-manifest-store.js';
 import { UpstreamListings } from './upstream-listings.js';
 import { RecentManifests } from './recent-manifests.js';
-import { RegistryPullController } from './registry-pull.controller.js';
+import { RegistryPullController, RegistryRootPullController } from './registry-pull.controller.js';
 
 /** The /v2 pull API: hit / stale / miss decisions, pass-through streaming and cache fills. */
 @Module({
   imports: [TypeOrmModule.forFeature([Registry, Upstream]), AuthModule, CacheEntriesModule, UpstreamsModule, LifecycleModule],
-  controllers: [RegistryPullController, FillRouteController],
+  controllers: [RegistryPullController, RegistryRootPullController, FillRouteController],
   providers: [
     ProxyManifestStore,
     UpstreamListings,

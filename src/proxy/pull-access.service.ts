@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { GroupPermission } from '../auth/actor.js';
 import { GroupAccessPolicy } from '../auth/group-access.policy.js';
+import { pullScope } from '../auth/registry-scope.js';
 import { RegistryAuthError, RegistryTokenService, challengeHeader } from '../auth/registry-token.service.js';
 import { limitsConfig, type LimitsConfig } from '../config/config.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
@@ -20,13 +21,23 @@ export class PullUnauthorizedError extends OciError {
   }
 }
 
+/** How a pull addresses its registry: the prefixed `/v2/virtual_registries/...` routes, or a mirror route. */
+export interface PullAddress {
+  /**
+   * A mirror route (`/virtual_registries/containers/<id>/v2/...`, the root `/v2/<name>`): its challenge's
+   * realm names the registry, so a client asking for the image's own name gets this registry's scope.
+   */
+  mirror?: boolean;
+}
+
 /** Pull decisions remembered per replica: one per (token, registry, repository) a client is pulling with. */
 const REMEMBERED_DECISIONS = 10_000;
 
 /**
  * Who may pull what: the registry JWT must be valid and cover this registry and repository, its
  * credential must still work, and the actor must have PULL on the registry's group. A registry the
- * actor cannot pull from and one that does not exist answer alike (404 NAME_UNKNOWN).
+ * actor cannot pull from and one that does not exist answer alike (404 NAME_UNKNOWN). A registry that
+ * allows anonymous pulls also takes requests without credentials, and anonymous tokens covering it.
  *
  * A granted pull is remembered for MEMORY_CACHE_TTL_MS (never past the token's expiry), so a client
  * pulling an image's manifests and layers pays for the signature check and the three reads (credential,
@@ -58,30 +69,45 @@ export class PullAccessService {
   }
 
   /** `baseUrl` (for the challenge of a 401) is only asked for when the pull is refused. */
-  async authorize(authorization: string | undefined, registryId: number, name: RepositoryName, baseUrl: () => string): Promise<PullTarget> {
-    const key = authorization ? `${registryId} ${name.value} ${authorization}` : undefined;
-    if (key && this.granted) {
+  async authorize(
+    authorization: string | undefined,
+    registryId: number,
+    name: RepositoryName,
+    baseUrl: () => string,
+    address: PullAddress = {},
+  ): Promise<PullTarget> {
+    const key = `${registryId} ${name.value} ${authorization ?? ''}`;
+    if (this.granted) {
       const remembered = this.granted.get(key);
       (remembered ? this.counted.hit : this.counted.miss).inc();
       if (remembered) return remembered;
     }
 
     const generation = this.granted?.generation ?? 0;
-    const scope = `repository:virtual_registries/containers/${registryId}/${name.value}:pull`;
+    const scope = pullScope(registryId, name.value);
+    const unauthorized = (err: RegistryAuthError) =>
+      new PullUnauthorizedError(err.message, challengeHeader(baseUrl(), scope, authorization ? 'invalid_token' : undefined, address.mirror ? registryId : undefined));
+    if (!authorization) {
+      // no credentials at all: only a registry that allows anonymous pulls answers
+      const target = await this.targets.resolve(registryId);
+      if (!target?.anonymousPull) throw unauthorized(new RegistryAuthError('unauthorized', 'authentication required'));
+      this.granted?.set(key, target, generation);
+      return target;
+    }
     let grant;
     try {
       grant = await this.tokens.verifyPullGrant(authorization, registryId, name.value);
     } catch (err) {
       if (!(err instanceof RegistryAuthError)) throw err;
       if (err.kind === 'denied') throw new OciError(OciErrorCode.DENIED, 'requested access to the resource is denied');
-      const error = authorization ? 'invalid_token' : undefined;
-      throw new PullUnauthorizedError(err.message, challengeHeader(baseUrl(), scope, error));
+      throw unauthorized(err);
     }
     const target = await this.targets.resolve(registryId);
-    if (!target || !(await this.policy.can(grant.actor, target.groupId, GroupPermission.PULL))) {
+    const allowed = target && (grant.actor ? await this.policy.can(grant.actor, target.groupId, GroupPermission.PULL) : target.anonymousPull);
+    if (!target || !allowed) {
       throw new OciError(OciErrorCode.NAME_UNKNOWN, 'repository name not known to registry');
     }
-    if (key) this.granted?.set(key, target, generation, grant.expiresAt - Date.now());
+    this.granted?.set(key, target, generation, grant.expiresAt - Date.now());
     return target;
   }
 }

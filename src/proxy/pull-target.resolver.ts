@@ -18,6 +18,7 @@ interface UpstreamRow {
   credentials_key_id: string | null;
   cache_validity_hours: number;
   auth_url: string | null;
+  mirror_hosts: string[];
 }
 
 /**
@@ -48,9 +49,9 @@ export class PullTargetResolver implements OnModuleInit {
 
   /** The registry and its ordered upstreams, or undefined when there is no such registry. */
   async resolve(registryId: number): Promise<PullTarget | undefined> {
-    const rows: (UpstreamRow & { registry_group_id: number })[] = await this.registries.query(
-      `SELECT r.group_id AS registry_group_id, u.id, u.group_id, ru.position, u.url, u.username, u.password_ciphertext,
-              u.credentials_key_id, u.cache_validity_hours, u.auth_url
+    const rows: (UpstreamRow & { registry_group_id: number; registry_anonymous_pull: boolean })[] = await this.registries.query(
+      `SELECT r.group_id AS registry_group_id, r.anonymous_pull AS registry_anonymous_pull, u.id, u.group_id, ru.position, u.url, u.username, u.password_ciphertext,
+              u.credentials_key_id, u.cache_validity_hours, u.auth_url, u.mirror_hosts
          FROM registries r
          LEFT JOIN registry_upstreams ru ON ru.registry_id = r.id
          LEFT JOIN upstreams u ON u.id = ru.upstream_id
@@ -62,6 +63,7 @@ export class PullTargetResolver implements OnModuleInit {
     return {
       registryId,
       groupId: rows[0].registry_group_id,
+      anonymousPull: rows[0].registry_anonymous_pull,
       upstreams: rows.filter((r) => r.id !== null).map((r) => this.toPullUpstream(r)),
     };
   }
@@ -80,11 +82,12 @@ export class PullTargetResolver implements OnModuleInit {
       credentials_key_id: row.credentialsKeyId,
       cache_validity_hours: row.cacheValidityHours,
       auth_url: row.authUrl,
+      mirror_hosts: row.mirrorHosts,
     });
   }
 
   private toPullUpstream(row: UpstreamRow): PullUpstream {
-    const upstream = { id: row.id, groupId: row.group_id, position: row.position, cacheValidityHours: row.cache_validity_hours };
+    const upstream = { id: row.id, groupId: row.group_id, position: row.position, cacheValidityHours: row.cache_validity_hours, mirrorHosts: row.mirror_hosts ?? [] };
     const descriptor = { id: row.id, url: row.url, authUrl: row.auth_url };
     if (!row.password_ciphertext || !row.credentials_key_id) return { ...upstream, descriptor: { ...descriptor, username: row.username, password: null } };
     try {

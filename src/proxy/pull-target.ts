@@ -6,6 +6,8 @@ export interface PullUpstream {
   groupId: number;
   position: number;
   cacheValidityHours: number;
+  /** Canonical registry hosts it serves besides its URL's (see registry-host.ts); `?ns=` routing. */
+  mirrorHosts: string[];
   descriptor: UpstreamDescriptor;
 }
 
@@ -13,6 +15,8 @@ export interface PullUpstream {
 export interface PullTarget {
   registryId: number;
   groupId: number;
+  /** Anyone may pull from it without credentials. */
+  anonymousPull: boolean;
   /** Ordered by position (1 first). */
   upstreams: PullUpstream[];
 }

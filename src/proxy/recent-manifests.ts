@@ -15,7 +15,8 @@ export interface RecentManifest {
 
 /** Where a manifest was read from the cache, and until when it may be served without asking again. */
 export interface RememberAs {
-  registryId: number;
+  /** The registry as the pull saw it: its id and the upstreams asked (`pullScopeOf`). */
+  scope: string;
   relativePath: string;
   /** Epoch milliseconds: a tag's validity window ends here (Infinity for digests and validity 0). */
   freshUntil: number;
@@ -68,9 +69,9 @@ export class RecentManifests {
     return this.items !== undefined && size <= this.largest;
   }
 
-  get(registryId: number, relativePath: string): RecentManifest | undefined {
+  get(scope: string, relativePath: string): RecentManifest | undefined {
     if (!this.items) return undefined;
-    const item = this.items.get(key(registryId, relativePath));
+    const item = this.items.get(key(scope, relativePath));
     (item ? this.counted.hit : this.counted.miss).inc();
     return item;
   }
@@ -79,10 +80,10 @@ export class RecentManifests {
   remember(as: RememberAs, manifest: RecentManifest): void {
     if (!this.items || !this.wants(manifest.bytes.length)) return;
     if (Digest.of(manifest.bytes).toString() !== manifest.digest) return;
-    this.items.set(key(as.registryId, as.relativePath), manifest, as.generation, as.freshUntil - Date.now());
+    this.items.set(key(as.scope, as.relativePath), manifest, as.generation, as.freshUntil - Date.now());
   }
 }
 
-function key(registryId: number, relativePath: string): string {
-  return `${registryId} ${relativePath}`;
+function key(scope: string, relativePath: string): string {
+  return `${scope} ${relativePath}`;
 }

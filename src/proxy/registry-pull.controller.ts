@@ -1,11 +1,14 @@
 import { Controller, Delete, Get, Head, Inject, Patch, Post, Put, Req, Res, UseFilters } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiParam, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiOperation, ApiParam, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { RegistryPingService } from '../auth/registry-ping.service.js';
 import { requestBaseUrl } from '../auth/registry-token.service.js';
+import { rootRegistryFor } from '../auth/root-registry.js';
 import { appConfig, type AppConfig } from '../config/config.js';
-import { OciError, OciErrorCode, parseRegistryRoute } from '../oci/index.js';
+import { OciError, OciErrorCode, parseRegistryId, parseRegistryPath, parseRegistryRoute, parseRepositoryPath, type RegistryRequest } from '../oci/index.js';
 import { isSelfWriting, type SelfWritingBody } from '../storage/file-body.js';
+import { narrowToNamespace } from './mirror-namespace.js';
 import { OciExceptionFilter } from './oci-exception.filter.js';
 import { PullAccessService } from './pull-access.service.js';
 import type { PullResponse } from './pull-target.js';
@@ -15,111 +18,177 @@ import { ProxyManifestStore } from './proxy-manifest-store.js';
 import { UpstreamListings } from './upstream-listings.js';
 
 const ROUTE = /^\/v2\/virtual_registries\/containers?\/([^?]*)/;
-const PATH_DOC = 'Everything after the spelling: `<registry id>/<name>/manifests/<tag|digest>`, `<id>/<name>/blobs/<digest>`, `<id>/<name>/tags/list` or `<id>/<name>/referrers/<digest>`';
+/** Docker's `registry-mirrors` form: the mirror's path comes before `/v2`. */
+const DOCKER_MIRROR_ROUTE = /^\/virtual_registries\/containers?\/([^/?]*)\/v2\/([^?]*)/;
+/** Its version check, `/virtual_registries/containers/<id>/v2/` (answered as `GET /v2/` is). */
+const DOCKER_MIRROR_PING = /^\/virtual_registries\/containers?\/([^/?]*)\/v2\/?(?:\?|$)/;
+const ROOT_ROUTE = /^\/v2\/([^?]*)/;
+const PATH_DOC =
+  'Everything after the spelling: `<registry id>/<name>/manifests/<tag|digest>`, `<id>/<name>/blobs/<digest>`, `<id>/<name>/tags/list` or `<id>/<name>/referrers/<digest>`; ' +
+  'in the `registry-mirrors` form `<id>/v2/<name>/...`';
+const NS_DOC =
+  'The registry host of the image the client asked for (containerd sends it to every mirror): only the upstreams serving that host are asked ' +
+  '(their URL\'s host, `docker.io`/`index.docker.io`/`registry-1.docker.io` as one, or a host declared in `mirror_hosts`); none: 404 NAME_UNKNOWN';
+
+const ROOT_PATH_DOC = '`<name>/manifests/<tag|digest>`, `<name>/blobs/<digest>`, `<name>/tags/list` or `<name>/referrers/<digest>` of the root registry';
+const PING_DOC = '. `/virtual_registries/containers/<id>/v2/` is that registry\'s version check (as `GET /v2/`, its challenge\'s realm naming the registry: `/jwt/auth?registry=<id>`)';
+
+/** The three ways a pull addresses its registry (see the controllers). */
+type RouteForm = 'prefixed' | 'docker-mirror' | 'root';
 
 /**
- * The registry pull API (OCI distribution spec, pull side) of every virtual registry:
- * `/v2/virtual_registries/containers/<id>/<name>/{manifests,blobs,tags,referrers}/...`
- * (the `container` spelling too). Authorisation, then one call into the manifest store, the blob store or the listings.
+ * The registry pull API (OCI distribution spec, pull side) of every virtual registry, on the routes
+ * `paths` (see the two controllers below). `?ns=<host>` narrows the upstreams asked to those serving that
+ * host. Authorisation, then one call into the manifest store, the blob store or the listings.
  */
-@ApiTags('registry (pull API)')
-@ApiBearerAuth('bearer')
-@ApiParam({ name: 'spelling', enum: ['containers', 'container'] })
-@ApiParam({ name: 'path', description: PATH_DOC })
-@Controller('v2/virtual_registries')
-@UseFilters(OciExceptionFilter)
-export class RegistryPullController {
-  constructor(
-    @Inject(ProxyManifestStore) private readonly manifests: ProxyManifestStore,
-    @Inject(UpstreamListings) private readonly listings: UpstreamListings,
-    @Inject(ProxyBlobStore) private readonly blobs: ProxyBlobStore,
-    @Inject(PullAccessService) private readonly access: PullAccessService,
-    @Inject(PullRateLimiter) private readonly rateLimiter: PullRateLimiter,
-    @Inject(appConfig.KEY) private readonly app: AppConfig,
-  ) {}
+function pullRoutes(paths: string[], pathDoc: string, withSpelling: boolean) {
+  @ApiTags('registry (pull API)')
+  @ApiBearerAuth('bearer')
+  @ApiParam({ name: 'path', description: pathDoc })
+  @ApiQuery({ name: 'ns', required: false, description: NS_DOC, example: 'docker.io' })
+  @(withSpelling ? ApiParam({ name: 'spelling', enum: ['containers', 'container'] }) : () => undefined)
+  @UseFilters(OciExceptionFilter)
+  class PullRoutes {
+    constructor(
+      @Inject(ProxyManifestStore) readonly manifests: ProxyManifestStore,
+      @Inject(UpstreamListings) readonly listings: UpstreamListings,
+      @Inject(ProxyBlobStore) readonly blobs: ProxyBlobStore,
+      @Inject(PullAccessService) readonly access: PullAccessService,
+      @Inject(PullRateLimiter) readonly rateLimiter: PullRateLimiter,
+      @Inject(RegistryPingService) readonly ping: RegistryPingService,
+      @Inject(appConfig.KEY) readonly app: AppConfig,
+    ) {}
 
-  @Get(':spelling/*')
-  @ApiOperation({ summary: 'Pull a manifest or blob, list tags or referrers (served from cache, or streamed from the first upstream that has it)' })
-  @ApiResponse({ status: 200, description: 'The content; `Docker-Content-Digest`, exact `Content-Type`, `Content-Length`, `ETag`' })
-  @ApiResponse({ status: 206, description: 'A byte range of a blob (`Range: bytes=a-b`)' })
-  @ApiResponse({ status: 401, description: 'UNAUTHORIZED: get a token at the realm named by `WWW-Authenticate`' })
-  @ApiResponse({ status: 404, description: 'MANIFEST_UNKNOWN, BLOB_UNKNOWN or NAME_UNKNOWN' })
-  @ApiResponse({ status: 429, description: 'TOOMANYREQUESTS (PULL_RATE_LIMIT_PER_MINUTE), with Retry-After' })
-  @ApiResponse({ status: 503, description: 'UNAVAILABLE: no upstream answered and nothing is cached' })
-  async get(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
-    await this.send(reply, await this.handle(request, 'GET'));
-  }
+    @Get(paths)
+    @ApiOperation({ summary: 'Pull a manifest or blob, list tags or referrers (served from cache, or streamed from the first upstream that has it)' })
+    @ApiResponse({ status: 200, description: 'The content; `Docker-Content-Digest`, exact `Content-Type`, `Content-Length`, `ETag`' + (withSpelling ? PING_DOC : '') })
+    @ApiResponse({ status: 206, description: 'A byte range of a blob (`Range: bytes=a-b`)' })
+    @ApiResponse({ status: 401, description: 'UNAUTHORIZED: get a token at the realm named by `WWW-Authenticate`' })
+    @ApiResponse({ status: 404, description: 'MANIFEST_UNKNOWN, BLOB_UNKNOWN or NAME_UNKNOWN (also: no upstream serves `ns`; no root registry configured for this Host)' })
+    @ApiResponse({ status: 429, description: 'TOOMANYREQUESTS (PULL_RATE_LIMIT_PER_MINUTE), with Retry-After' })
+    @ApiResponse({ status: 503, description: 'UNAVAILABLE: no upstream answered and nothing is cached' })
+    async get(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+      if (await this.answeredPing(request, reply)) return;
+      await this.send(reply, await this.handle(request, 'GET'));
+    }
 
-  @Head(':spelling/*')
-  @ApiOperation({ summary: 'Check a manifest or blob exists (headers only)' })
-  async head(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
-    await this.send(reply, await this.handle(request, 'HEAD'));
-  }
+    @Head(paths)
+    @ApiOperation({ summary: 'Check a manifest or blob exists (headers only)' })
+    async head(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
+      if (await this.answeredPing(request, reply)) return;
+      await this.send(reply, await this.handle(request, 'HEAD'));
+    }
 
-  @Put(':spelling/*')
-  @ApiOperation({ summary: 'Push is not supported: 405 UNSUPPORTED (this is a pull-through cache)' })
-  @ApiResponse({ status: 405, description: 'UNSUPPORTED' })
-  put(): never {
-    throw pushUnsupported();
-  }
+    @Put(paths)
+    @ApiOperation({ summary: 'Push is not supported: 405 UNSUPPORTED (this is a pull-through cache)' })
+    @ApiResponse({ status: 405, description: 'UNSUPPORTED' })
+    put(): never {
+      throw pushUnsupported();
+    }
 
-  @Post(':spelling/*')
-  @ApiOperation({ summary: 'Blob uploads are not supported: 405 UNSUPPORTED' })
-  @ApiResponse({ status: 405, description: 'UNSUPPORTED' })
-  post(): never {
-    throw pushUnsupported();
-  }
+    @Post(paths)
+    @ApiOperation({ summary: 'Blob uploads are not supported: 405 UNSUPPORTED' })
+    @ApiResponse({ status: 405, description: 'UNSUPPORTED' })
+    post(): never {
+      throw pushUnsupported();
+    }
 
-  @Patch(':spelling/*')
-  @ApiOperation({ summary: 'Blob uploads are not supported: 405 UNSUPPORTED' })
-  @ApiResponse({ status: 405, description: 'UNSUPPORTED' })
-  patch(): never {
-    throw pushUnsupported();
-  }
+    @Patch(paths)
+    @ApiOperation({ summary: 'Blob uploads are not supported: 405 UNSUPPORTED' })
+    @ApiResponse({ status: 405, description: 'UNSUPPORTED' })
+    patch(): never {
+      throw pushUnsupported();
+    }
 
-  @Delete(':spelling/*')
-  @ApiOperation({ summary: 'Deleting through the pull API is not supported: 405 UNSUPPORTED (purge caches with the admin API)' })
-  @ApiResponse({ status: 405, description: 'UNSUPPORTED' })
-  delete(): never {
-    throw pushUnsupported();
-  }
+    @Delete(paths)
+    @ApiOperation({ summary: 'Deleting through the pull API is not supported: 405 UNSUPPORTED (purge caches with the admin API)' })
+    @ApiResponse({ status: 405, description: 'UNSUPPORTED' })
+    delete(): never {
+      throw pushUnsupported();
+    }
 
-  private async handle(request: FastifyRequest, method: PullMethod): Promise<PullResponse> {
-    this.rateLimiter.check(request.ip, request.headers.authorization);
-    const url = request.raw.url ?? '';
-    const match = ROUTE.exec(url);
-    if (!match) throw new OciError(OciErrorCode.NAME_UNKNOWN, 'unknown registry path');
-    const route = parseRegistryRoute(match[1]);
-    const target = await this.access.authorize(
-      request.headers.authorization,
-      route.registryId,
-      route.name,
-      () => requestBaseUrl(this.app.publicUrl, request),
-    );
-    switch (route.kind) {
-      case 'manifest':
-        return this.manifests.manifest(target, route, method, acceptOf(request));
-      case 'blob':
-        return this.blobs.blob(target, route, method, single(request.headers.range));
-      case 'tags': {
-        const query = queryOf(url);
-        return this.listings.tags(target, route, { n: pageSize(query.get('n')), last: query.get('last') ?? undefined });
+    async handle(request: FastifyRequest, method: PullMethod): Promise<PullResponse> {
+      this.rateLimiter.check(request.ip, request.headers.authorization);
+      const url = request.raw.url ?? '';
+      const { route, form } = this.routeOf(request, url);
+      const ns = url.includes('ns=') ? (queryOf(url).get('ns') ?? undefined) : undefined;
+      const authorized = await this.access.authorize(
+        request.headers.authorization,
+        route.registryId,
+        route.name,
+        () => requestBaseUrl(this.app.publicUrl, request),
+        { mirror: form !== 'prefixed' },
+      );
+      const target = narrowToNamespace(authorized, ns);
+      switch (route.kind) {
+        case 'manifest':
+          return this.manifests.manifest(target, route, method, acceptOf(request));
+        case 'blob':
+          return this.blobs.blob(target, route, method, single(request.headers.range));
+        case 'tags': {
+          const query = queryOf(url);
+          return this.listings.tags(target, route, { n: pageSize(query.get('n')), last: query.get('last') ?? undefined });
+        }
+        case 'referrers':
+          return this.listings.referrers(target, route, queryOf(url).get('artifactType') ?? undefined);
       }
-      case 'referrers':
-        return this.listings.referrers(target, route, queryOf(url).get('artifactType') ?? undefined);
+    }
+
+    /** `/virtual_registries/containers/<id>/v2/` is the version check of that registry (RegistryPingService). */
+    async answeredPing(request: FastifyRequest, reply: FastifyReply): Promise<boolean> {
+      const ping = DOCKER_MIRROR_PING.exec(request.raw.url ?? '');
+      if (!ping) return false;
+      await this.ping.answer(request, reply, parseRegistryId(ping[1]));
+      return true;
+    }
+
+    /** The registry request of any of the three route forms (see the class). */
+    routeOf(request: FastifyRequest, url: string): { route: RegistryRequest; form: RouteForm } {
+      const prefixed = ROUTE.exec(url);
+      if (prefixed) return { route: parseRegistryRoute(prefixed[1]), form: 'prefixed' };
+      const dockerMirror = DOCKER_MIRROR_ROUTE.exec(url);
+      if (dockerMirror) return { route: parseRegistryPath(dockerMirror[1], dockerMirror[2]), form: 'docker-mirror' };
+      const root = ROOT_ROUTE.exec(url);
+      if (root) {
+        const path = parseRepositoryPath(root[1]);
+        const registryId = rootRegistryFor(this.app.rootRegistries, request.host);
+        if (registryId === undefined) {
+          throw new OciError(OciErrorCode.NAME_UNKNOWN, 'no registry is served at the root /v2/ of this host: use /v2/virtual_registries/containers/<id>/<name>');
+        }
+        return { route: { ...path, registryId }, form: 'root' };
+      }
+      throw new OciError(OciErrorCode.NAME_UNKNOWN, 'unknown registry path');
+    }
+
+    async send(reply: FastifyReply, response: PullResponse): Promise<void> {
+      const { body } = response;
+      if (isSelfWriting(body)) return sendStored(reply, response, body);
+      void reply.status(response.status).headers(response.headers);
+      await reply.send(body);
     }
   }
-
-  private async send(reply: FastifyReply, response: PullResponse): Promise<void> {
-    const { body } = response;
-    if (isSelfWriting(body)) return sendStored(reply, response, body);
-    void reply.status(response.status).headers(response.headers);
-    await reply.send(body);
-  }
+  return PullRoutes;
 }
 
 /**
- * A stored blob writes itself to the socket (FileBody: large reads into reused buffers, no stream
+ * The prefixed routes, `/v2/virtual_registries/containers/<id>/<name>/{manifests,blobs,tags,referrers}/...`
+ * (the `container` spelling too), and the same under `/virtual_registries/containers/<id>/v2/<name>/...`
+ * for Docker's `registry-mirrors` (whose `/virtual_registries/containers/<id>/v2/` is that registry's
+ * version check).
+ */
+@Controller()
+export class RegistryPullController extends pullRoutes(['v2/virtual_registries/:spelling/*', 'virtual_registries/:spelling/*'], PATH_DOC, true) {}
+
+/**
+ * The root `/v2/<name>/...` of the registry configured for the request's Host (MIRROR_HOST_REGISTRIES,
+ * MIRROR_DEFAULT_REGISTRY), for clients that cannot put a path in a mirror's address. `/v2/` itself is
+ * RegistryBaseController's.
+ */
+@Controller()
+export class RegistryRootPullController extends pullRoutes(['v2/*'], ROOT_PATH_DOC, false) {}
+
+/**
+ * A stored blob or a running fill writes itself to the socket (large reads into reused buffers, no stream
  * stages). Fastify's hooks still see the response end (metrics, access log); a failure after the headers
  * cuts the connection, so the client sees a short body, never a complete-looking wrong one.
  */
@@ -130,7 +199,7 @@ async function sendStored(reply: FastifyReply, response: PullResponse, body: Sel
   try {
     await body.writeTo(raw);
   } catch (err) {
-    if (!raw.destroyed) reply.log.warn({ err }, 'serving a stored blob failed');
+    if (!raw.destroyed) reply.log.warn({ err }, 'serving a blob failed');
     raw.destroy();
   }
 }

@@ -53,7 +53,7 @@ export class RegistriesController {
   @ApiBadRequestResponse({ description: 'Invalid name or description, a duplicate name, or the group has reached its registry limit.' })
   @ApiForbiddenResponse({ description: 'The caller can see the group but may not create registries.' })
   async create(@CurrentActor() actor: Actor, @Param('id') group: string, @Body() body: RegistryCreateDto): Promise<RegistryResponseDto> {
-    return RegistryResponseDto.from(await this.registries.createOrUpdate(actor, { group, ...body }));
+    return RegistryResponseDto.from(await this.registries.createOrUpdate(actor, { group, name: body.name, description: body.description, anonymousPull: body.anonymous_pull }));
   }
 
   @Get('virtual_registries/container/registries/:id')
@@ -76,7 +76,7 @@ export class RegistriesController {
     @Param('id', new ResourceIdPipe('Registry Not Found')) id: number,
     @Body() body: RegistryUpdateDto,
   ): Promise<RegistryResponseDto> {
-    return RegistryResponseDto.from(await this.registries.createOrUpdate(actor, { id, ...body }));
+    return RegistryResponseDto.from(await this.registries.createOrUpdate(actor, { id, name: body.name, description: body.description, anonymousPull: body.anonymous_pull }));
   }
 
   @Delete('virtual_registries/container/registries/:id')

@@ -22,12 +22,16 @@ export type RegistryCreateParams = {
   group: string | number;
   name: string;
   description?: string | null;
+  /** Needs SETTINGS (group owner) on top of WRITE. */
+  anonymousPull?: boolean;
 };
 
 export type RegistryUpdateParams = {
   id: number;
   name?: string;
   description?: string | null;
+  /** Needs SETTINGS (group owner) on top of WRITE. */
+  anonymousPull?: boolean;
 };
 
 export interface RegistryDetail {
@@ -99,6 +103,9 @@ export class RegistriesService {
   private async create(actor: Actor | null, params: RegistryCreateParams, options: PermissionCheckOptions): Promise<Registry> {
     const group = await this.groups.resolve(params.group);
     if (!options.skipPermissionCheck) await this.policy.assert(requireActor(actor), group.id, GroupPermission.WRITE);
+    if (params.anonymousPull !== undefined && !options.skipPermissionCheck) {
+      await this.policy.assert(requireActor(actor), group.id, GroupPermission.SETTINGS);
+    }
     const name = validName(params.name);
     try {
       return await this.dataSource.transaction(async (manager) => {
@@ -110,7 +117,12 @@ export class RegistriesService {
             `${this.limits.registriesPerGroup} registries is the maximum allowed per top-level group`,
           );
         }
-        const registry = manager.create(Registry, { groupId: group.id, name, description: emptyToNull(params.description) });
+        const registry = manager.create(Registry, {
+          groupId: group.id,
+          name,
+          description: emptyToNull(params.description),
+          anonymousPull: params.anonymousPull ?? false,
+        });
         return manager.save(registry);
       });
     } catch (err) {
@@ -120,9 +132,9 @@ export class RegistriesService {
 
   private async update(actor: Actor | null, params: RegistryUpdateParams, options: PermissionCheckOptions): Promise<Registry> {
     const registry = await this.findAccessible(actor, params.id, GroupPermission.WRITE, options);
-    if (params.name === undefined && params.description === undefined) {
+    if (params.name === undefined && params.description === undefined && params.anonymousPull === undefined) {
       throw new BadRequestException({
-        message: 'name, description are missing, at least one parameter must be provided',
+        message: 'name, description, anonymous_pull are missing, at least one parameter must be provided',
         error: 'Bad Request',
         statusCode: 400,
       });
@@ -130,6 +142,10 @@ export class RegistriesService {
     const changes: Partial<Registry> = {};
     if (params.name !== undefined) changes.name = validName(params.name);
     if (params.description !== undefined) changes.description = emptyToNull(params.description);
+    if (params.anonymousPull !== undefined) {
+      if (!options.skipPermissionCheck) await this.policy.assert(requireActor(actor), registry.groupId, GroupPermission.SETTINGS);
+      changes.anonymousPull = params.anonymousPull;
+    }
     try {
       const result = await this.registries.update({ id: registry.id }, changes);
       if (!result.affected) throw registryNotFound();

@@ -1,11 +1,15 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
-import { IsNotEmpty, IsOptional, IsString, MaxLength, ValidateIf } from 'class-validator';
+import { IsBoolean, IsNotEmpty, IsOptional, IsString, MaxLength, ValidateIf } from 'class-validator';
 import { PageQueryDto } from '../accounts/pagination.js';
 import type { Registry } from './registry.entity.js';
 
 export const MAX_REGISTRY_NAME_LENGTH = 255;
 export const MAX_DESCRIPTION_LENGTH = 1024;
+
+const ANONYMOUS_PULL_DESCRIPTION =
+  'Extension (GitLab has no such field): anyone may pull from this registry without credentials, e.g. a cluster-internal mirror. ' +
+  'Only a group owner may set it; off by default. The token endpoint then issues pull-only tokens for it to anonymous callers.';
 
 const trim = ({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim() : value);
 
@@ -22,9 +26,14 @@ export class RegistryCreateDto {
   @IsString()
   @MaxLength(MAX_DESCRIPTION_LENGTH)
   description?: string | null;
+
+  @ApiProperty({ required: false, default: false, description: ANONYMOUS_PULL_DESCRIPTION, example: false })
+  @IsOptional()
+  @IsBoolean()
+  anonymous_pull?: boolean;
 }
 
-/** At least one of `name` or `description` must be given. */
+/** At least one of `name`, `description` or `anonymous_pull` must be given. */
 export class RegistryUpdateDto {
   @ApiProperty({ required: false, description: 'The name of the virtual registry.', maxLength: MAX_REGISTRY_NAME_LENGTH, example: 'docker-hub-cache' })
   @IsOptional()
@@ -39,6 +48,11 @@ export class RegistryUpdateDto {
   @IsString()
   @MaxLength(MAX_DESCRIPTION_LENGTH)
   description?: string | null;
+
+  @ApiProperty({ required: false, default: false, description: ANONYMOUS_PULL_DESCRIPTION, example: false })
+  @IsOptional()
+  @IsBoolean()
+  anonymous_pull?: boolean;
 }
 
 export class RegistryListQueryDto extends PageQueryDto {}
@@ -56,6 +70,9 @@ export class RegistryResponseDto {
   @ApiProperty({ description: 'The description of the virtual registry.', nullable: true, type: String, example: 'My container virtual registry' })
   description: string | null;
 
+  @ApiProperty({ description: ANONYMOUS_PULL_DESCRIPTION, example: false })
+  anonymous_pull: boolean;
+
   @ApiProperty({ description: 'When the registry was created.', format: 'date-time', example: '2024-05-30T12:28:27.855Z' })
   created_at: string;
 
@@ -68,6 +85,7 @@ export class RegistryResponseDto {
       group_id: registry.groupId,
       name: registry.name,
       description: registry.description,
+      anonymous_pull: registry.anonymousPull,
       created_at: registry.createdAt.toISOString(),
       updated_at: registry.updatedAt.toISOString(),
     });

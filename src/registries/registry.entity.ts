@@ -15,6 +15,10 @@ export class Registry {
   @Column({ type: 'varchar', length: 1024, nullable: true })
   description: string | null;
 
+  /** Anyone may pull without credentials (set by a group owner; off by default). */
+  @Column({ type: 'boolean', default: false })
+  anonymousPull: boolean;
+
   @CreateDateColumn({ type: 'timestamptz' })
   createdAt: Date;
 

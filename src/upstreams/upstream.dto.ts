@@ -1,6 +1,6 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { Transform, Type } from 'class-transformer';
-import { IsInt, IsNotEmpty, IsOptional, IsString, Max, MaxLength, Min, ValidateIf } from 'class-validator';
+import { ArrayMaxSize, IsArray, IsInt, IsNotEmpty, IsOptional, IsString, Max, MaxLength, Min, ValidateIf } from 'class-validator';
 import { PageQueryDto } from '../accounts/pagination.js';
 import { MAX_DESCRIPTION_LENGTH } from '../registries/registry.dto.js';
 import type { UpstreamHealthSnapshot } from './client/upstream-health.js';
@@ -15,6 +15,13 @@ const MAX_CACHE_VALIDITY_HOURS = 2_147_483_647;
 
 const trim = ({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim() : value);
 const isGiven = (value: unknown) => value !== undefined && value !== null;
+
+/** Hosts one upstream may declare it mirrors. */
+export const MAX_MIRROR_HOSTS = 20;
+const MIRROR_HOSTS_DESCRIPTION =
+  'Registry hosts this upstream mirrors besides its own URL\'s host (it is itself a mirror, e.g. a private cache of Docker Hub: `["docker.io"]`). ' +
+  'A pull with `?ns=<host>` (containerd sends it to mirrors) only asks the upstreams serving that host. ' +
+  '`docker.io`, `index.docker.io` and `registry-1.docker.io` are one host. Stored lower case; [] clears.';
 
 export class UpstreamCreateDto {
   @ApiProperty({ description: 'The URL of the upstream container registry (http or https; a trailing `/` or `/v2` is removed).', example: 'https://registry-1.docker.io' })
@@ -56,6 +63,14 @@ export class UpstreamCreateDto {
   @Min(0)
   @Max(MAX_CACHE_VALIDITY_HOURS)
   cache_validity_hours?: number;
+
+  @ApiProperty({ type: [String], required: false, maxItems: MAX_MIRROR_HOSTS, description: MIRROR_HOSTS_DESCRIPTION, example: ['docker.io'] })
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(MAX_MIRROR_HOSTS)
+  @IsString({ each: true })
+  @MaxLength(255, { each: true })
+  mirror_hosts?: string[];
 }
 
 /** Provide at least one field. A new url clears the stored credentials unless username and password come with it. */
@@ -101,6 +116,14 @@ export class UpstreamUpdateDto {
   @Min(0)
   @Max(MAX_CACHE_VALIDITY_HOURS)
   cache_validity_hours?: number;
+
+  @ApiProperty({ type: [String], required: false, maxItems: MAX_MIRROR_HOSTS, description: MIRROR_HOSTS_DESCRIPTION, example: ['docker.io'] })
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(MAX_MIRROR_HOSTS)
+  @IsString({ each: true })
+  @MaxLength(255, { each: true })
+  mirror_hosts?: string[];
 }
 
 export class UpstreamListQueryDto extends PageQueryDto {
@@ -249,6 +272,9 @@ export class UpstreamResponseDto {
   @ApiProperty({ type: 'integer', description: 'Hours a cached tag is served before the upstream is asked again (0: never).', example: 24 })
   cache_validity_hours: number;
 
+  @ApiProperty({ type: [String], description: MIRROR_HOSTS_DESCRIPTION, example: ['docker.io'] })
+  mirror_hosts: string[];
+
   @ApiProperty({ description: 'When the upstream was created.', format: 'date-time', example: '2024-05-30T12:28:27.855Z' })
   created_at: string;
 
@@ -265,6 +291,7 @@ export class UpstreamResponseDto {
       url: upstream.url,
       username: upstream.username,
       cache_validity_hours: upstream.cacheValidityHours,
+      mirror_hosts: upstream.mirrorHosts,
       created_at: upstream.createdAt.toISOString(),
       updated_at: upstream.updatedAt.toISOString(),
     });

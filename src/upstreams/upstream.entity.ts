@@ -40,6 +40,13 @@ export class Upstream {
   @Column({ type: 'varchar', length: 2048, nullable: true })
   authUrl: string | null;
 
+  /**
+   * Registry hosts this upstream serves besides its URL's own (it is itself a mirror, e.g. a private
+   * cache of Docker Hub declares `docker.io`): a request with `?ns=<host>` is sent to it too.
+   */
+  @Column({ type: 'text', array: true, default: () => "'{}'" })
+  mirrorHosts: string[];
+
   @CreateDateColumn({ type: 'timestamptz' })
   createdAt: Date;
 

@@ -111,6 +111,7 @@ export class UpstreamsController {
       username: body.username,
       password: body.password,
       cacheValidityHours: body.cache_validity_hours,
+      mirrorHosts: body.mirror_hosts,
     });
     return RegistryUpstreamListItemDto.fromLinked(upstream, link);
   }
@@ -151,6 +152,7 @@ export class UpstreamsController {
       username: body.username,
       password: body.password,
       cacheValidityHours: body.cache_validity_hours,
+      mirrorHosts: body.mirror_hosts,
     });
     return UpstreamResponseDto.from(upstream);
   }

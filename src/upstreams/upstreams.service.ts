@@ -9,6 +9,7 @@ import { GroupAccessPolicy } from '../auth/group-access.policy.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import { CacheEntry, CacheEntryStatus } from '../cache-entries/cache-entry.entity.js';
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.js';
+import { canonicalRegistryHost } from '../oci/registry-host.js';
 import { GroupResolver } from '../registries/group-resolver.service.js';
 import { InvalidFieldException } from '../accounts/invalid-field.exception.js';
 import { Page } from '../accounts/pagination.js';
@@ -34,6 +35,8 @@ export interface UpstreamAttributes {
   username?: string | null;
   password?: string | null;
   cacheValidityHours?: number;
+  /** Registry hosts the upstream mirrors (validated and canonicalised here). */
+  mirrorHosts?: string[];
 }
 
 export type UpstreamCreateParams = UpstreamAttributes & { registryId: number; url: string; name: string };
@@ -203,6 +206,7 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
           passwordCiphertext: null,
           credentialsKeyId: null,
           cacheValidityHours: params.cacheValidityHours ?? 24,
+          mirrorHosts: mirrorHostsOf(params.mirrorHosts ?? []),
           authUrl: null,
         }),
       );
@@ -222,10 +226,10 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
 
   private async update(actor: Actor | null, params: UpstreamUpdateParams, options: PermissionCheckOptions): Promise<Upstream> {
     const upstream = await this.findAccessible(actor, params.id, GroupPermission.WRITE, options);
-    const fields = ['url', 'name', 'description', 'username', 'password', 'cacheValidityHours'] as const;
+    const fields = ['url', 'name', 'description', 'username', 'password', 'cacheValidityHours', 'mirrorHosts'] as const;
     if (fields.every((f) => params[f] === undefined)) {
       throw new BadRequestException({
-        message: 'url, name, description, username, password, cache_validity_hours are missing, at least one parameter must be provided',
+        message: 'url, name, description, username, password, cache_validity_hours, mirror_hosts are missing, at least one parameter must be provided',
         error: 'Bad Request',
         statusCode: 400,
       });
@@ -234,6 +238,7 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     if (params.name !== undefined) changes.name = requiredText('name', params.name);
     if (params.description !== undefined) changes.description = emptyToNull(params.description);
     if (params.cacheValidityHours !== undefined) changes.cacheValidityHours = params.cacheValidityHours;
+    if (params.mirrorHosts !== undefined) changes.mirrorHosts = mirrorHostsOf(params.mirrorHosts);
     let url = upstream.url;
     if (params.url !== undefined) {
       url = await this.checkedUrl(params.url);
@@ -427,6 +432,17 @@ function credentialsOf(params: { username?: string | null; password?: string | n
   if (username === undefined && password !== undefined) throw new InvalidFieldException('username', "can't be blank when a password is given");
   if (password === undefined && username !== undefined) throw new InvalidFieldException('password', "can't be blank when a username is given");
   return username !== undefined && password !== undefined ? { username, password } : undefined;
+}
+
+/** Declared mirror hosts, canonical and without duplicates; a value that is not a registry host is a 400 on `mirror_hosts`. */
+function mirrorHostsOf(values: string[]): string[] {
+  const hosts = new Set<string>();
+  for (const value of values) {
+    const host = canonicalRegistryHost(value);
+    if (!host) throw new InvalidFieldException('mirror_hosts', `"${String(value).slice(0, 255)}" is not a registry host (a name or address with an optional port, e.g. docker.io or registry.local:5000)`);
+    hosts.add(host);
+  }
+  return [...hosts];
 }
 
 function requiredText(field: string, value: string | undefined): string {

@@ -6,6 +6,8 @@ export interface UpstreamSpec {
   password?: string;
   cacheValidityHours?: number;
   name?: string;
+  /** Registry hosts the upstream declares it mirrors (`mirror_hosts`). */
+  mirrorHosts?: string[];
 }
 
 export interface VirtualRegistry {
@@ -58,6 +60,7 @@ export async function createVirtualRegistry(app: Pick<TestApp, 'url'>, upstreams
       url: u.url,
       ...(u.username ? { username: u.username, password: u.password } : {}),
       ...(u.cacheValidityHours !== undefined ? { cache_validity_hours: u.cacheValidityHours } : {}),
+      ...(u.mirrorHosts !== undefined ? { mirror_hosts: u.mirrorHosts } : {}),
     });
     upstreamIds.push(created.id);
   }
