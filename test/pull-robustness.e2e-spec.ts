@@ -6,7 +6,6 @@
  *   (seeded from the clock; FC_SEED=<n> replays a run), plus the cases it found, pinned as plain tests;
  * - a 1 GiB blob streamed through a miss: the process RSS grows by less than 256 MiB.
  */
-import { DataSource } from 'typeorm';
 import fc from 'fast-check';
 import { rawRequest, streamDownload } from './support/blob-download.js';
 import { backdateTagCheck, metricValue } from './support/cache-observation.js';
@@ -38,7 +37,6 @@ suite(`pull path robustness${reason}`, () => {
   let moving1: ImageManifestFixture;
   let moving2: ImageManifestFixture;
   let vr: VirtualRegistry;
-  let db: DataSource;
 
   const backdate = (path: string) => backdateTagCheck(app, path);
 
@@ -52,7 +50,6 @@ suite(`pull path robustness${reason}`, () => {
     await pushImage(upstream.url, 'library/moving', 'latest', moving1);
     // a short header timeout so a hanging upstream is given up on quickly
     app = await startTestApp({ UPSTREAM_HEADERS_TIMEOUT_MS: '1500' });
-    db = app.app.get(DataSource);
     vr = await createVirtualRegistry(app, [{ url: faulty.url }]);
   }, 120_000);
 

@@ -9,7 +9,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { DataSource } from 'typeorm';
 import { backdateTagCheck } from './support/cache-observation.js';
 import { accessLog } from './support/access-log.js';
 import {

@@ -85,7 +85,7 @@ export class MembersService {
 
   /** Locks the group row, so concurrent changes to its owners are serialised. */
   private async lockedMember(manager: EntityManager, groupId: number, userId: number): Promise<Member> {
-    const locked = await manager.query(`SELECT id FROM groups WHERE id = $1 FOR UPDATE`, [groupId]);
+    const locked: unknown[] = await manager.query(`SELECT id FROM groups WHERE id = $1 FOR UPDATE`, [groupId]);
     if (!locked.length) throw groupNotFound();
     const member = await manager.findOneBy(Member, { groupId, userId });
     if (!member) throw memberNotFound();

@@ -189,7 +189,7 @@ export class BullmqQueueDriver implements QueueDriver {
       .map((job) => ({
         id: job.id!,
         name: job.name as JobName,
-        data: job.data,
+        data: job.data as unknown,
         attempts: job.attemptsMade,
         error: job.failedReason,
         failedAt: new Date(job.finishedOn ?? job.timestamp),
@@ -200,7 +200,7 @@ export class BullmqQueueDriver implements QueueDriver {
     if (this.stopping) throw new Error('the queue is stopped');
     await this.probeConnected();
     const answer = await this.probe.ping();
-    if (answer !== 'PONG') throw new Error(`redis answered ${answer} to PING`);
+    if (answer !== 'PONG') throw new Error(`redis answered ${String(answer)} to PING`);
   }
 
   /** Right after boot or while reconnecting, give the probe connection a moment before calling Redis down. */

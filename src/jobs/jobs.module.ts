@@ -52,7 +52,7 @@ export class JobsModule implements OnApplicationBootstrap, BeforeApplicationShut
     } catch (err) {
       await this.queue.stop();
       const where = this.queueSettings.redisUrl ? ` at ${redactUrl(this.queueSettings.redisUrl)}` : '';
-      throw new Error(`cannot reach the job queue${where}: ${(err as Error).message}`);
+      throw new Error(`cannot reach the job queue${where}: ${(err as Error).message}`, { cause: err });
     }
     if (!this.queueSettings.runJobs) {
       this.logger.log(`queue: ${this.queueSettings.driver}, jobs run in the worker processes`);
