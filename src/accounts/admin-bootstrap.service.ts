@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { TokenScope } from '../auth/actor.js';
+import { TokenScope } from './actor.js';
 import { securityConfig } from '../config/config.js';
 import type { SecurityConfig } from '../config/config.js';
 import { PersonalAccessTokensService } from './personal-access-tokens.service.js';

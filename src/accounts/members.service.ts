@@ -1,15 +1,15 @@
 import { BadRequestException, ConflictException, Inject, Injectable, NotFoundException } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, EntityManager, Repository } from 'typeorm';
-import { AccessLevel, Actor, GroupPermission } from '../auth/actor.js';
-import { GroupAccessPolicy } from '../auth/group-access.policy.js';
+import { AccessLevel, Actor, GroupPermission } from './actor.js';
+import { GroupAccessPolicy } from './group-access.policy.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import { Group } from './group.entity.js';
 import { groupNotFound } from './groups.service.js';
-import { isUniqueViolation } from './invalid-field.exception.js';
+import { isUniqueViolation } from '../common/invalid-field.exception.js';
 import { MemberCreateDto, MemberUpdateDto } from './member.dto.js';
 import { Member } from './member.entity.js';
-import { Page, PageQueryDto } from './pagination.js';
+import { Page, PageQueryDto } from '../common/pagination.js';
 import { User } from './user.entity.js';
 import { userNotFound } from './users.service.js';
 

@@ -1,7 +1,7 @@
 import { Controller, Get, HttpStatus, Logger, Post, Req, Res } from '@nestjs/common';
 import { ApiBasicAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiOperation, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Actor } from './actor.js';
+import { Actor } from '../accounts/actor.js';
 import { parseBasicAuthorization } from './basic-credentials.js';
 import { CredentialService } from './credential.service.js';
 import { type LoginOutcome, LoginThrottle } from './login-throttle.service.js';

@@ -1,3 +1,6 @@
+import { RedisConnections } from '../redis/redis-connections.js';
+import { RedisModule } from '../redis/redis.module.js';
+import { AccountsModule } from '../accounts/accounts.module.js';
 import { Inject, Module, OnApplicationShutdown } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { AuthModule } from '../auth/auth.module.js';
@@ -13,28 +16,26 @@ import { FillRouteController } from './fill-route.controller.js';
 import { ProxyBlobStore } from './proxy-blob-store.js';
 import { PullAccessService } from './pull-access.service.js';
 import { PullRateLimiter } from './pull-rate-limiter.js';
-import { PullTargetResolver } from './pull-target.resolver.js';
 import { PullService } from './pull.service.js';
 import { RecentManifests } from './recent-manifests.js';
 import { RegistryPullController } from './registry-pull.controller.js';
 
 /** The /v2 pull API: hit / stale / miss decisions, pass-through streaming and cache fills. */
 @Module({
-  imports: [TypeOrmModule.forFeature([Registry, Upstream]), AuthModule, CacheEntriesModule, UpstreamsModule, LifecycleModule],
+  imports: [TypeOrmModule.forFeature([Registry, Upstream]), AccountsModule, AuthModule, RedisModule, CacheEntriesModule, UpstreamsModule, LifecycleModule],
   controllers: [RegistryPullController, FillRouteController],
   providers: [
     PullService,
     ProxyBlobStore,
     FillPeers,
     PullAccessService,
-    PullTargetResolver,
     PullRateLimiter,
     RecentManifests,
     {
       provide: FILL_LOCK,
-      inject: [queueConfig.KEY],
-      useFactory: (queue: QueueConfig): FillLock =>
-        queue.redisUrl ? new RedisFillLock(queue.redisUrl, queue.prefix) : new LocalFillLock(),
+      inject: [queueConfig.KEY, RedisConnections],
+      useFactory: (queue: QueueConfig, redis: RedisConnections): FillLock =>
+        redis.enabled ? new RedisFillLock(redis, queue.prefix) : new LocalFillLock(),
     },
   ],
 })

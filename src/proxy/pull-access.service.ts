@@ -1,14 +1,14 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { GroupPermission } from '../auth/actor.js';
-import { GroupAccessPolicy } from '../auth/group-access.policy.js';
+import { GroupPermission } from '../accounts/actor.js';
+import { GroupAccessPolicy } from '../accounts/group-access.policy.js';
 import { RegistryAuthError, RegistryTokenService, challengeHeader } from '../auth/registry-token.service.js';
 import { limitsConfig, type LimitsConfig } from '../config/config.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import { InvalidatedLru } from '../invalidation/invalidated-lru.js';
 import { MetricsService } from '../observability/metrics.service.js';
 import { OciError, OciErrorCode, type RepositoryName } from '../oci/index.js';
-import type { PullTarget } from './pull-target.js';
-import { PullTargetResolver } from './pull-target.resolver.js';
+import type { PullTarget } from '../upstreams/pull-target.js';
+import { UpstreamsService } from '../upstreams/upstreams.service.js';
 
 /** A 401 on a pull route: carries the challenge telling the client where to get a token. */
 export class PullUnauthorizedError extends OciError {
@@ -43,7 +43,7 @@ export class PullAccessService {
   constructor(
     private readonly tokens: RegistryTokenService,
     private readonly policy: GroupAccessPolicy,
-    @Inject(PullTargetResolver) private readonly targets: PullTargetResolver,
+    @Inject(UpstreamsService) private readonly targets: UpstreamsService,
     @Inject(limitsConfig.KEY) limits: LimitsConfig,
     @Inject(INVALIDATION_BUS) bus: InvalidationBus,
     metrics: MetricsService,
@@ -77,7 +77,7 @@ export class PullAccessService {
       const error = authorization ? 'invalid_token' : undefined;
       throw new PullUnauthorizedError(err.message, challengeHeader(baseUrl(), scope, error));
     }
-    const target = await this.targets.resolve(registryId);
+    const target = await this.targets.pullTargetOf(registryId);
     if (!target || !(await this.policy.can(grant.actor, target.groupId, GroupPermission.PULL))) {
       throw new OciError(OciErrorCode.NAME_UNKNOWN, 'repository name not known to registry');
     }

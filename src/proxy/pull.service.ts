@@ -25,7 +25,8 @@ import { UpstreamError, classifyUpstreamError } from '../upstreams/client/upstre
 import { readManifestBody } from '../oci/manifest-body.js';
 import type { PullMethod } from './proxy-blob-store.js';
 import { API_VERSION, NOT_HERE, discard, header, manifestResponse, notFoundOrUnavailable, statusError } from './pull-responses.js';
-import type { PullResponse, PullTarget, PullUpstream } from './pull-target.js';
+import type { PullTarget, PullUpstream } from '../upstreams/pull-target.js';
+import type { PullResponse } from './pull-response.js';
 import { RecentManifests, type RecentManifest, type RememberAs } from './recent-manifests.js';
 
 /** The response headers of each remembered manifest, built once (they never change for that manifest). */

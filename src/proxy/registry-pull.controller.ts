@@ -6,7 +6,7 @@ import { appConfig, type AppConfig } from '../config/config.js';
 import { OciError, OciErrorCode, parseRegistryRoute } from '../oci/index.js';
 import { OciExceptionFilter } from './oci-exception.filter.js';
 import { PullAccessService } from './pull-access.service.js';
-import type { PullResponse } from './pull-target.js';
+import type { PullResponse } from './pull-response.js';
 import { PullRateLimiter } from './pull-rate-limiter.js';
 import { ProxyBlobStore, type PullMethod } from './proxy-blob-store.js';
 import { PullService } from './pull.service.js';
