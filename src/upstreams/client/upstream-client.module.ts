@@ -2,8 +2,8 @@ import { Module } from '@nestjs/common';
 import { UpstreamClient } from './upstream-client.js';
 
 /**
- * The upstream registry HTTP client. Needs the global ConfigModule (upstreamConfig); an optional
- * UPSTREAM_CLIENT_OBSERVER provider (global) receives request and token-endpoint events.
+ * The upstream registry HTTP client. Needs the global ConfigModule (upstreamConfig); observers of its
+ * request and token-endpoint events register with UpstreamClient.addObserver().
  */
 @Module({
   providers: [UpstreamClient],

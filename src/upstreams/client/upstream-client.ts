@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { Inject, Injectable, Logger, OnModuleDestroy, Optional } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import { Agent, type Dispatcher } from 'undici';
 import { upstreamConfig } from '../../config/config.js';
 import type { UpstreamConfig } from '../../config/config.js';
@@ -72,9 +72,6 @@ export interface UpstreamClientObserver {
    */
   onRealmDiscovered?(upstreamId: number | string, authUrl: string, upstreamUrl: string): void;
 }
-
-/** Optional provider of an UpstreamClientObserver (observability module). */
-export const UPSTREAM_CLIENT_OBSERVER = 'UPSTREAM_CLIENT_OBSERVER';
 
 export const MAX_UPSTREAM_REDIRECTS = 5;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
@@ -177,10 +174,7 @@ export class UpstreamClient implements OnModuleDestroy {
   private readonly states = new Map<string, UpstreamState>();
   private readonly observers: UpstreamClientObserver[] = [];
 
-  constructor(
-    @Inject(upstreamConfig.KEY) config: UpstreamConfig,
-    @Optional() @Inject(UPSTREAM_CLIENT_OBSERVER) observer?: UpstreamClientObserver,
-  ) {
+  constructor(@Inject(upstreamConfig.KEY) config: UpstreamConfig) {
     this.addressPolicy = new UpstreamAddressPolicy({ allowPrivate: config.allowPrivate, allowlist: config.allowlist });
     this.agent = new Agent({
       connect: this.addressPolicy.guardedConnector({ timeout: config.connectTimeoutMs }),
@@ -189,7 +183,6 @@ export class UpstreamClient implements OnModuleDestroy {
       keepAliveTimeout: 10_000,
       keepAliveMaxTimeout: 600_000,
     });
-    if (observer) this.observers.push(observer);
   }
 
   /** Register an observer (metrics, auth_url persistence); returns a function that removes it. */
