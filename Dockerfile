@@ -1,5 +1,5 @@
-# Production image: API (default command) and worker (`node dist/src/worker.js`) share it.
-FROM node:20-bookworm-slim AS build
+# Production image on the current Node LTS (24): API (default command) and worker (`node dist/src/worker.js`) share it.
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -9,7 +9,7 @@ COPY bench ./bench
 COPY test/support ./test/support
 RUN npm run build && npm prune --omit=dev
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules

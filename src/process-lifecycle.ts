@@ -51,5 +51,7 @@ export function installGracefulShutdown(app: INestApplicationContext, timeoutMs:
 /** Node and library warnings (deprecations and the like) become log lines instead of raw stderr text. */
 export function routeWarningsToLog(logger: LoggerService): void {
   process.removeAllListeners('warning');
-  process.on('warning', (warning) => logger.warn(`${warning.name}: ${warning.message}`, 'ProcessWarning'));
+  process.on('warning', (warning) => {
+    logger.warn(`${warning.name}: ${warning.message}`, 'ProcessWarning');
+  });
 }

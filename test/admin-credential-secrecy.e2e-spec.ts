@@ -9,7 +9,7 @@ import { DataSource } from 'typeorm';
 import { encodeCacheEntryId } from '../src/cache-entries/cache-entry-id.js';
 import { CacheEntryCreateOrUpdateService } from '../src/cache-entries/cache-entry-create-or-update.service.js';
 import { CredentialEncryptionService, encryptionKeyId, parseEncryptionKey } from '../src/upstreams/credential-encryption.service.js';
-import { GroupPermission } from '../src/auth/actor.js';
+import { GroupPermission } from '../src/accounts/actor.js';
 import { UpstreamsService } from '../src/upstreams/upstreams.service.js';
 import { AdminApi } from './support/admin-api.js';
 import { sealedBeforeRowBinding } from './support/legacy-credentials.js';
@@ -144,13 +144,12 @@ describe.each(databaseTargets())('upstream credentials stay secret (%s database)
 
       // still readable, and re-sealed with the current key at the next boot
       const upstreams = rotated.app.get(UpstreamsService);
-      const entity = await upstreams.findAccessible(null, created.id, GroupPermission.READ, { skipPermissionCheck: true });
-      expect(upstreams.descriptorOf(entity).password).toBe(PASSWORDS[1]);
+      expect((await upstreams.pullUpstreamOf(created.id))?.descriptor.password).toBe(PASSWORDS[1]);
       await upstreams.onApplicationBootstrap();
       expect(await keyIdOf()).toBe(encryptionKeyId(parseEncryptionKey(newKey)));
       const resealed = await upstreams.findAccessible(null, created.id, GroupPermission.READ, { skipPermissionCheck: true });
       expect(resealed.passwordCiphertext).toMatch(/^v2\./);
-      expect(upstreams.descriptorOf(resealed).password).toBe(PASSWORDS[1]);
+      expect((await upstreams.pullUpstreamOf(created.id))?.descriptor.password).toBe(PASSWORDS[1]);
     } finally {
       await rotated.close();
     }

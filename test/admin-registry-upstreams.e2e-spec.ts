@@ -12,13 +12,6 @@ const LINKS = '/api/v4/virtual_registries/container/registry_upstreams';
 const LINK = (id: number) => `${LINKS}/${id}`;
 const UPSTREAM = (id: number) => `/api/v4/virtual_registries/container/upstreams/${id}`;
 
-interface Link {
-  id: number;
-  registry_id: number;
-  upstream_id: number;
-  position: number;
-}
-
 describe.each(databaseTargets())('admin API: registry upstreams (%s database)', (database) => {
   let app: TestApp;
   let admin: AdminApi;

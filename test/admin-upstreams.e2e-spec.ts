@@ -3,7 +3,6 @@
  * and the `test` endpoints against a real upstream registry, CNCF Distribution with token auth).
  */
 import { DataSource } from 'typeorm';
-import { GroupPermission } from '../src/auth/actor.js';
 import { UpstreamClient } from '../src/upstreams/client/upstream-client.js';
 import { UpstreamsService } from '../src/upstreams/upstreams.service.js';
 import { AdminApi, eventually } from './support/admin-api.js';
@@ -296,8 +295,8 @@ describe.each(databaseTargets())('admin API: upstreams (%s database)', (database
 
       // a request made for the upstream itself (as the pull path does) persists the realm it learnt
       const upstreams = app.app.get(UpstreamsService);
-      const entity = await upstreams.findAccessible(null, created.id, GroupPermission.READ, { skipPermissionCheck: true });
-      const res = await app.app.get(UpstreamClient).head(upstreams.descriptorOf(entity), '/library/alpine/manifests/latest');
+      const pullUpstream = await upstreams.pullUpstreamOf(created.id);
+      const res = await app.app.get(UpstreamClient).head(pullUpstream!.descriptor, '/library/alpine/manifests/latest');
       expect(res.status).toBe(404);
       const remembered = await eventually(authUrl);
       expect(remembered).toBe(`${upstream.tokenServer!.realm}?service=${upstream.tokenServer!.service}`);

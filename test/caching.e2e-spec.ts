@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { accessLog } from './support/access-log.js';
+import { eventually } from './support/admin-api.js';
 import { streamDownload, type StreamedDownload } from './support/blob-download.js';
 import { cacheEntryRows, liveCacheEntryRows, metricValue, waitForLiveRow } from './support/cache-observation.js';
 import { startFaultyUpstream, type FaultyUpstream } from './support/faulty-upstream.js';
@@ -198,7 +199,8 @@ suite(`caching: one verified download per miss, shared by concurrent clients${re
 
     await expect(skopeoCopy(vr, 'team/corrupt:1.0', tempDir())).rejects.toThrow();
 
-    await new Promise((r) => setTimeout(r, 1000)); // any background fill would have settled
+    // any background fill has settled: none in flight
+    await eventually(async () => (await metricValue(app, 'registry_inflight_fills')) === 0);
     expect(await cacheEntryRows(app, `/team/corrupt/blobs/${layer.digest}`)).toEqual([]);
     expect(await metricValue(app, 'registry_digest_mismatches_total')).toBeGreaterThan(before);
 

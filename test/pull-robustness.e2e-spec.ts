@@ -4,17 +4,20 @@
  * - an upstream answering 500 or 429 (or hanging) after a tag's validity window: the cached copy is served;
  * - random paths and headers (fast-check) against the running app with a valid token: never a 5xx
  *   (seeded from the clock; FC_SEED=<n> replays a run), plus the cases it found, pinned as plain tests;
- * - a 1 GiB blob streamed through a miss: the process RSS grows by less than 256 MiB.
+ * - a 1 GiB blob streamed through a miss: the RSS of the app, run in its own process, grows by less than 256 MiB.
  */
-import { DataSource } from 'typeorm';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
+import { DIST, processEnv, spawnAppProcess, stopAppProcess, waitForOutput } from './support/app-process.js';
 import { rawRequest, streamDownload } from './support/blob-download.js';
 import { backdateTagCheck, metricValue } from './support/cache-observation.js';
 import { pushLargeBlob } from './support/large-blob.js';
 import { startFaultyUpstream, type FaultyUpstream } from './support/faulty-upstream.js';
 import { buildDockerImage, pushImage, sha256Digest, type ImageManifestFixture } from './support/image-fixtures.js';
 import { realServices } from './support/services.js';
-import { startTestApp, type TestApp } from './support/test-app.js';
+import { startTestApp, TEST_ADMIN_TOKEN, type TestApp } from './support/test-app.js';
 import { startUpstreamRegistry, type UpstreamRegistry } from './support/upstream-registry.js';
 import { createVirtualRegistry, pullToken, registryFetch, type VirtualRegistry } from './support/virtual-registry.js';
 
@@ -38,7 +41,6 @@ suite(`pull path robustness${reason}`, () => {
   let moving1: ImageManifestFixture;
   let moving2: ImageManifestFixture;
   let vr: VirtualRegistry;
-  let db: DataSource;
 
   const backdate = (path: string) => backdateTagCheck(app, path);
 
@@ -54,7 +56,6 @@ suite(`pull path robustness${reason}`, () => {
     // every failure mode below must reach the upstream, one after the other: no circuit breaker
     // (it is tested in upstream-economy.e2e-spec.ts)
     app = await startTestApp({ UPSTREAM_HEADERS_TIMEOUT_MS: '1500', UPSTREAM_BREAKER_FAILURES: '1000' });
-    db = app.app.get(DataSource);
     vr = await createVirtualRegistry(app, [{ url: faulty.url }]);
   }, 120_000);
 
@@ -66,42 +67,54 @@ suite(`pull path robustness${reason}`, () => {
 
   afterEach(() => faulty?.forward());
 
-  // First in the file, so the app and this process have not yet been through other large transfers.
+  // The app runs in a child process of its own (the built dist/src/main.js, as in production): its RSS is
+  // not mixed with jest's, ts-jest's or the in-process test apps' memory.
   describe('memory', () => {
-    it('streams a 1 GiB blob through a miss with the process RSS growing by less than 256 MiB', async () => {
-      // generated and uploaded by a child process: this process's RSS is not inflated by the seeding
+    it('streams a 1 GiB blob through a miss with the app process RSS growing by less than 256 MiB', async () => {
+      // generated and uploaded by a child process too
       const layer = await pushLargeBlob(upstream.url, 'team/huge', GiB, 'robust-1gib');
-      const vrHuge = await createVirtualRegistry(app, [{ url: upstream.url }]);
-      const token = await pullToken(app, vrHuge, 'team/huge');
-
-      // The app shares this process with jest, ts-jest and the embedded PGlite (a baseline of ~1.5 GiB here):
-      // the bound is on the growth while the blob streams through.
-      const baseline = process.memoryUsage().rss;
-      let peak = baseline;
-      const sampler = setInterval(() => {
-        peak = Math.max(peak, process.memoryUsage().rss);
-      }, 100);
-      let download;
+      const dataDir = mkdtempSync(join(tmpdir(), 'cvr-rss-'));
+      const proc = spawnAppProcess(
+        DIST.api,
+        processEnv({ DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'info', INITIAL_ADMIN_TOKEN: TEST_ADMIN_TOKEN, UPSTREAM_ALLOW_PRIVATE: 'true' }),
+      );
       try {
-        // the client hashes the body as it streams (nothing is buffered on this side either)
-        download = await streamDownload(app.url, `/v2/virtual_registries/containers/${vrHuge.registryId}/team/huge/blobs/${layer.digest}`, {
-          headers: { authorization: `Bearer ${token}` },
-          timeoutMs: 180_000,
+        await waitForOutput(proc, 'listening on http://', 90_000);
+        const appUrl = /listening on (http:\/\/[0-9.]+:\d+)/.exec(proc.stdout())![1];
+        const vrHuge = await createVirtualRegistry({ url: appUrl }, [{ url: upstream.url }]);
+        const token = await pullToken({ url: appUrl }, vrHuge, 'team/huge');
+
+        const rss = () => residentBytes(proc.pid!);
+        const baseline = rss();
+        let peak = baseline;
+        const sampler = setInterval(() => {
+          peak = Math.max(peak, rss());
+        }, 100);
+        let download;
+        try {
+          // the client hashes the body as it streams (nothing is buffered on this side either)
+          download = await streamDownload(appUrl, `/v2/virtual_registries/containers/${vrHuge.registryId}/team/huge/blobs/${layer.digest}`, {
+            headers: { authorization: `Bearer ${token}` },
+            timeoutMs: 180_000,
+          });
+        } finally {
+          clearInterval(sampler);
+        }
+        peak = Math.max(peak, rss());
+        expect(download.status).toBe(200);
+        expect(download.complete).toBe(true);
+        expect(download.received).toBe(layer.size);
+        expect(download.digest).toBe(layer.digest);
+        const growthMiB = Math.round((peak - baseline) / MiB);
+        expect({ baselineMiB: Math.round(baseline / MiB), growthMiB, under256: growthMiB < 256 }).toEqual({
+          baselineMiB: Math.round(baseline / MiB),
+          growthMiB,
+          under256: true,
         });
       } finally {
-        clearInterval(sampler);
+        await stopAppProcess(proc);
+        rmSync(dataDir, { recursive: true, force: true });
       }
-      peak = Math.max(peak, process.memoryUsage().rss);
-      expect(download.status).toBe(200);
-      expect(download.complete).toBe(true);
-      expect(download.received).toBe(layer.size);
-      expect(download.digest).toBe(layer.digest);
-      const growthMiB = Math.round((peak - baseline) / MiB);
-      expect({ baselineMiB: Math.round(baseline / MiB), growthMiB, under256: growthMiB < 256 }).toEqual({
-        baselineMiB: Math.round(baseline / MiB),
-        growthMiB,
-        under256: true,
-      });
     }, 240_000);
   });
 
@@ -372,3 +385,10 @@ suite(`pull path robustness${reason}`, () => {
   });
 
 });
+
+/** Resident set size of a process (Linux /proc), in bytes. */
+function residentBytes(pid: number): number {
+  const kib = /^VmRSS:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!kib) throw new Error(`no VmRSS for process ${pid}`);
+  return Number(kib[1]) * 1024;
+}

@@ -9,8 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { DataSource } from 'typeorm';
-import { backdateTagCheck } from './support/cache-observation.js';
+import { backdateTagCheck, waitForLiveRow } from './support/cache-observation.js';
 import { accessLog } from './support/access-log.js';
 import {
   blobBytes,
@@ -132,7 +131,8 @@ suite(`pull path against a real upstream${reason}`, () => {
       expect([blob.digest, accessLog.blobDownloads(cold, blob.digest).length]).toEqual([blob.digest, 1]);
     }
 
-    await new Promise((r) => setTimeout(r, 300)); // let the last fill record its entry
+    // the fills have recorded their entries (the last may commit just after its client got the last byte)
+    for (const blob of [docker.config, ...docker.layers]) expect(await waitForLiveRow(app, `/library/alpine/blobs/${blob.digest}`, 10_000)).toBeDefined();
     const warmMark = await upstream.mark();
     await skopeoCopy(vr, 'library/alpine:latest', tempDir());
     const warm = await upstream.requests(warmMark);
@@ -158,7 +158,7 @@ suite(`pull path against a real upstream${reason}`, () => {
     expect((await streamDigest(blobBytes(big, layer.digest))).digest).toBe(layer.digest);
     expect(sha256Digest(dirFile(dir, layer.digest))).toBe(layer.digest);
     expect(accessLog.blobDownloads(await upstream.requests(mark), layer.digest)).toHaveLength(1);
-    await new Promise((r) => setTimeout(r, 300));
+    expect(await waitForLiveRow(app, `/team/big/blobs/${layer.digest}`, 10_000)).toBeDefined();
     const warmMark = await upstream.mark();
     await skopeoCopy(vr, 'team/big:1.0', tempDir());
     expect(accessLog.blobDownloads(await upstream.requests(warmMark))).toHaveLength(0);

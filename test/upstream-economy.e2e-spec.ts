@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { AdminApi, eventually } from './support/admin-api.js';
 import { backdateTagCheck, metricValue } from './support/cache-observation.js';
 import { startFaultyUpstream, type FaultyUpstream } from './support/faulty-upstream.js';
-import { buildDockerImage, buildImageIndex, imageBlobs, pushImage, type ImageIndexFixture, type ImageManifestFixture } from './support/image-fixtures.js';
+import { buildDockerImage, buildImageIndex, imageBlobs, pushImage, type ImageIndexFixture } from './support/image-fixtures.js';
 import { realServices } from './support/services.js';
 import { startTestApp, type TestApp } from './support/test-app.js';
 import { startUpstreamRegistry, type UpstreamRegistry } from './support/upstream-registry.js';

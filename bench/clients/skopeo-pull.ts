@@ -41,7 +41,7 @@ export async function skopeoPull(
     return (performance.now() - started) / 1000;
   } catch (err) {
     const e = err as { stderr?: string; message: string };
-    throw new Error(`skopeo pull from ${system.id} failed: ${(e.stderr || e.message).trim().split('\n').slice(-3).join(' | ')}`);
+    throw new Error(`skopeo pull from ${system.id} failed: ${(e.stderr || e.message).trim().split('\n').slice(-3).join(' | ')}`, { cause: err });
   } finally {
     await rm(dest, { recursive: true, force: true });
   }

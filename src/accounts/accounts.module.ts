@@ -5,6 +5,8 @@ import { DeployToken } from './deploy-token.entity.js';
 import { DeployTokensController } from './deploy-tokens.controller.js';
 import { DeployTokensService } from './deploy-tokens.service.js';
 import { Group } from './group.entity.js';
+import { GroupAccessPolicy } from './group-access.policy.js';
+import { GroupResolver } from './group-resolver.service.js';
 import { GroupsController } from './groups.controller.js';
 import { GroupsService } from './groups.service.js';
 import { Member } from './member.entity.js';
@@ -19,12 +21,13 @@ import { UsersService } from './users.service.js';
 
 /**
  * Groups, users, memberships, personal access tokens, deploy tokens and the admin bootstrap, with their
- * admin API under /api/v4 (guards and the permission policy come from the global AuthModule).
+ * admin API under /api/v4; the group permission policy (GroupAccessPolicy) and group lookup every admin
+ * module uses. `@ApiAdminAuth()` marks routes; the auth module's global guard checks them.
  */
 @Module({
   imports: [TypeOrmModule.forFeature([Group, User, Member, PersonalAccessToken, DeployToken])],
   controllers: [GroupsController, UsersController, MembersController, PersonalAccessTokensController, DeployTokensController],
-  providers: [GroupsService, UsersService, MembersService, PersonalAccessTokensService, DeployTokensService, AdminBootstrapService],
-  exports: [GroupsService, UsersService, TypeOrmModule],
+  providers: [GroupsService, UsersService, MembersService, PersonalAccessTokensService, DeployTokensService, AdminBootstrapService, GroupAccessPolicy, GroupResolver],
+  exports: [GroupsService, UsersService, GroupAccessPolicy, GroupResolver, TypeOrmModule],
 })
 export class AccountsModule {}

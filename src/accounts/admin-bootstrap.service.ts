@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { TokenScope } from '../auth/actor.js';
+import { TokenScope } from './actor.js';
 import { securityConfig } from '../config/config.js';
 import type { SecurityConfig } from '../config/config.js';
 import { PersonalAccessTokensService } from './personal-access-tokens.service.js';
@@ -41,7 +41,7 @@ export class AdminBootstrapService implements OnApplicationBootstrap {
     const secret = given ?? generateTokenSecret(PERSONAL_ACCESS_TOKEN_PREFIX);
     const created = await this.dataSource.transaction(async (manager) => {
       await manager.query('SELECT pg_advisory_xact_lock($1)', [BOOTSTRAP_LOCK_KEY]);
-      const done = await manager.query('SELECT 1 FROM instance_settings WHERE key = $1', [BOOTSTRAP_SETTING]);
+      const done: unknown[] = await manager.query('SELECT 1 FROM instance_settings WHERE key = $1', [BOOTSTRAP_SETTING]);
       if (done.length) return null;
       let user: User | null = null;
       // A database that already has users (restored, or migrated from elsewhere) is left as it is.

@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { ArrayNotEmpty, ArrayUnique, IsArray, IsIn, IsISO8601, IsOptional, IsString, Length, Matches } from 'class-validator';
-import { TokenScope } from '../auth/actor.js';
+import { TokenScope } from './actor.js';
 import { DeployToken } from './deploy-token.entity.js';
 import { deployTokenExpired } from './token-validity.js';
 

@@ -1,5 +1,5 @@
 import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
-import { TokenScope } from '../auth/actor.js';
+import { TokenScope } from './actor.js';
 
 /**
  * A group deploy token (table `deploy_tokens`): pulls through the registries of its one group, for CI and

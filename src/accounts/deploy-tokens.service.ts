@@ -1,15 +1,15 @@
 import { Inject, Injectable, NotFoundException } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, Repository } from 'typeorm';
-import { Actor, GroupPermission } from '../auth/actor.js';
-import { GroupAccessPolicy } from '../auth/group-access.policy.js';
+import { Actor, GroupPermission } from './actor.js';
+import { GroupAccessPolicy } from './group-access.policy.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import { DeployTokenCreateDto } from './deploy-token.dto.js';
 import { DeployToken } from './deploy-token.entity.js';
 import { Group } from './group.entity.js';
 import { groupNotFound } from './groups.service.js';
-import { InvalidFieldException } from './invalid-field.exception.js';
-import { Page, PageQueryDto } from './pagination.js';
+import { InvalidFieldException } from '../common/invalid-field.exception.js';
+import { Page, PageQueryDto } from '../common/pagination.js';
 import { DEPLOY_TOKEN_PREFIX, generateTokenSecret, tokenDigest } from './token-secret.js';
 
 export interface CreatedDeployToken {

@@ -1,12 +1,12 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, UseInterceptors } from '@nestjs/common';
 import { ApiCreatedResponse, ApiNoContentResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
-import type { UserActor } from '../auth/actor.js';
-import { ApiAdminAuth } from '../auth/api-admin-auth.decorator.js';
-import { CurrentActor } from '../auth/current-actor.decorator.js';
+import type { UserActor } from './actor.js';
+import { ApiAdminAuth } from './api-admin-auth.decorator.js';
+import { CurrentActor } from './current-actor.decorator.js';
 import { GroupCreateDto, GroupResponseDto } from './group.dto.js';
 import { GroupsService } from './groups.service.js';
-import { Page, PageHeadersInterceptor, PageQueryDto } from './pagination.js';
-import { ResourceIdPipe } from './resource-id.pipe.js';
+import { Page, PageHeadersInterceptor, PageQueryDto } from '../common/pagination.js';
+import { ResourceIdPipe } from '../common/resource-id.pipe.js';
 
 @ApiTags('groups')
 @ApiAdminAuth()

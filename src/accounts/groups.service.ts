@@ -1,14 +1,14 @@
 import { Inject, Injectable, NotFoundException } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, Repository } from 'typeorm';
-import { AccessLevel, Actor, GroupPermission, UserActor } from '../auth/actor.js';
-import { GroupAccessPolicy } from '../auth/group-access.policy.js';
+import { AccessLevel, Actor, GroupPermission, UserActor } from './actor.js';
+import { GroupAccessPolicy } from './group-access.policy.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import { GroupCreateDto } from './group.dto.js';
 import { Group } from './group.entity.js';
-import { InvalidFieldException, isUniqueViolation } from './invalid-field.exception.js';
+import { InvalidFieldException, isUniqueViolation } from '../common/invalid-field.exception.js';
 import { Member } from './member.entity.js';
-import { Page, PageQueryDto } from './pagination.js';
+import { Page, PageQueryDto } from '../common/pagination.js';
 
 export const groupNotFound = () => new NotFoundException({ message: '404 Group Not Found' });
 

@@ -1,7 +1,7 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import { IsIn, IsInt, Max, Min } from 'class-validator';
-import { AccessLevel } from '../auth/actor.js';
+import { AccessLevel } from './actor.js';
 import { Member } from './member.entity.js';
 import { UserState } from './user.entity.js';
 

@@ -1,5 +1,5 @@
 import { Column, CreateDateColumn, Entity, JoinColumn, ManyToOne, PrimaryGeneratedColumn, type Relation, UpdateDateColumn } from 'typeorm';
-import { AccessLevel } from '../auth/actor.js';
+import { AccessLevel } from './actor.js';
 import { User } from './user.entity.js';
 
 /** A user's membership of a group, with its role (table `members`, one row per user and group). */

@@ -1,15 +1,15 @@
 import { BadRequestException, ConflictException, Inject, Injectable, NotFoundException } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, EntityManager, Repository } from 'typeorm';
-import { AccessLevel, Actor, GroupPermission } from '../auth/actor.js';
-import { GroupAccessPolicy } from '../auth/group-access.policy.js';
+import { AccessLevel, Actor, GroupPermission } from './actor.js';
+import { GroupAccessPolicy } from './group-access.policy.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import { Group } from './group.entity.js';
 import { groupNotFound } from './groups.service.js';
-import { isUniqueViolation } from './invalid-field.exception.js';
+import { isUniqueViolation } from '../common/invalid-field.exception.js';
 import { MemberCreateDto, MemberUpdateDto } from './member.dto.js';
 import { Member } from './member.entity.js';
-import { Page, PageQueryDto } from './pagination.js';
+import { Page, PageQueryDto } from '../common/pagination.js';
 import { User } from './user.entity.js';
 import { userNotFound } from './users.service.js';
 
@@ -85,7 +85,7 @@ export class MembersService {
 
   /** Locks the group row, so concurrent changes to its owners are serialised. */
   private async lockedMember(manager: EntityManager, groupId: number, userId: number): Promise<Member> {
-    const locked = await manager.query(`SELECT id FROM groups WHERE id = $1 FOR UPDATE`, [groupId]);
+    const locked: unknown[] = await manager.query(`SELECT id FROM groups WHERE id = $1 FOR UPDATE`, [groupId]);
     if (!locked.length) throw groupNotFound();
     const member = await manager.findOneBy(Member, { groupId, userId });
     if (!member) throw memberNotFound();

@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { ArrayNotEmpty, ArrayUnique, IsArray, IsIn, IsISO8601, IsOptional, IsString, Length, Matches } from 'class-validator';
-import { TokenScope } from '../auth/actor.js';
+import { TokenScope } from './actor.js';
 import { PersonalAccessToken } from './personal-access-token.entity.js';
 import { personalAccessTokenUsable } from './token-validity.js';
 

@@ -1,5 +1,5 @@
 import { Column, CreateDateColumn, Entity, JoinColumn, ManyToOne, PrimaryGeneratedColumn, type Relation, UpdateDateColumn } from 'typeorm';
-import { TokenScope } from '../auth/actor.js';
+import { TokenScope } from './actor.js';
 import { User } from './user.entity.js';
 
 /**

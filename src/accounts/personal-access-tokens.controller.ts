@@ -1,9 +1,9 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, UseInterceptors } from '@nestjs/common';
 import { ApiCreatedResponse, ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
-import type { UserActor } from '../auth/actor.js';
-import { ApiAdminAuth } from '../auth/api-admin-auth.decorator.js';
-import { CurrentActor } from '../auth/current-actor.decorator.js';
-import { Page, PageHeadersInterceptor, PageQueryDto } from './pagination.js';
+import type { UserActor } from './actor.js';
+import { ApiAdminAuth } from './api-admin-auth.decorator.js';
+import { CurrentActor } from './current-actor.decorator.js';
+import { Page, PageHeadersInterceptor, PageQueryDto } from '../common/pagination.js';
 import {
   PersonalAccessTokenCreateDto,
   PersonalAccessTokenCreatedDto,
@@ -11,7 +11,7 @@ import {
   PersonalAccessTokenRotateDto,
 } from './personal-access-token.dto.js';
 import { PersonalAccessTokensService } from './personal-access-tokens.service.js';
-import { ResourceIdPipe } from './resource-id.pipe.js';
+import { ResourceIdPipe } from '../common/resource-id.pipe.js';
 
 @ApiTags('personal access tokens')
 @ApiAdminAuth()

@@ -1,11 +1,11 @@
 import { Inject, Injectable, NotFoundException, UnauthorizedException } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, EntityManager, Repository } from 'typeorm';
-import { TokenScope, UserActor } from '../auth/actor.js';
-import { assertInstanceAdmin } from '../auth/instance-admin.policy.js';
+import { TokenScope, UserActor } from './actor.js';
+import { assertInstanceAdmin } from './instance-admin.policy.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
-import { InvalidFieldException } from './invalid-field.exception.js';
-import { Page, PageQueryDto } from './pagination.js';
+import { InvalidFieldException } from '../common/invalid-field.exception.js';
+import { Page, PageQueryDto } from '../common/pagination.js';
 import { PersonalAccessTokenCreateDto, PersonalAccessTokenRotateDto } from './personal-access-token.dto.js';
 import { PersonalAccessToken } from './personal-access-token.entity.js';
 import { generateTokenSecret, PERSONAL_ACCESS_TOKEN_PREFIX, tokenDigest } from './token-secret.js';

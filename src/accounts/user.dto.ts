@@ -1,7 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
 import { IsBoolean, IsEmail, IsOptional, IsString, Length, Matches, MaxLength } from 'class-validator';
-import { PageQueryDto } from './pagination.js';
+import { PageQueryDto } from '../common/pagination.js';
 import { User, UserState } from './user.entity.js';
 
 /** GitLab's username rule (minus the reserved names): letters, digits, `_`, `-`, `.`. */

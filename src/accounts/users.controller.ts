@@ -1,10 +1,10 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query, UseInterceptors } from '@nestjs/common';
 import { ApiCreatedResponse, ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
-import type { UserActor } from '../auth/actor.js';
-import { ApiAdminAuth } from '../auth/api-admin-auth.decorator.js';
-import { CurrentActor } from '../auth/current-actor.decorator.js';
-import { Page, PageHeadersInterceptor } from './pagination.js';
-import { ResourceIdPipe } from './resource-id.pipe.js';
+import type { UserActor } from './actor.js';
+import { ApiAdminAuth } from './api-admin-auth.decorator.js';
+import { CurrentActor } from './current-actor.decorator.js';
+import { Page, PageHeadersInterceptor } from '../common/pagination.js';
+import { ResourceIdPipe } from '../common/resource-id.pipe.js';
 import { UserCreateDto, UserListQueryDto, UserResponseDto } from './user.dto.js';
 import { UserState } from './user.entity.js';
 import { UsersService } from './users.service.js';

@@ -1,11 +1,11 @@
 import { ConflictException, ForbiddenException, Inject, Injectable, NotFoundException } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
-import { UserActor } from '../auth/actor.js';
-import { assertInstanceAdmin } from '../auth/instance-admin.policy.js';
+import { UserActor } from './actor.js';
+import { assertInstanceAdmin } from './instance-admin.policy.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
-import { isUniqueViolation } from './invalid-field.exception.js';
-import { Page } from './pagination.js';
+import { isUniqueViolation } from '../common/invalid-field.exception.js';
+import { Page } from '../common/pagination.js';
 import { UserCreateDto, UserListQueryDto } from './user.dto.js';
 import { User, UserState } from './user.entity.js';
 

@@ -1,14 +1,9 @@
 import { CanActivate, ExecutionContext, ForbiddenException, Injectable, UnauthorizedException } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
-import { Actor, TokenScope } from './actor.js';
+import { TokenScope } from '../accounts/actor.js';
+import { ADMIN_AUTH } from '../accounts/api-admin-auth.decorator.js';
 import { CredentialService } from './credential.service.js';
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** Set by AdminAuthGuard once the caller's credential has been checked. */
-    actor?: Actor;
-  }
-}
 
 /** The personal access token of an admin API request: `PRIVATE-TOKEN: <t>` or `Authorization: Bearer <t>`. */
 export function personalAccessTokenOf(request: Pick<FastifyRequest, 'headers'>): string | undefined {
@@ -23,12 +18,17 @@ export function personalAccessTokenOf(request: Pick<FastifyRequest, 'headers'>):
  * The admin API's authentication (GitLab's): a personal access token of an active user, neither revoked
  * nor expired, with the `api` scope. No or a bad token: 401 `{"message":"401 Unauthorized"}`; a good
  * token without `api`: 403 `insufficient_scope`. Role checks are GroupAccessPolicy's job, per route.
+ * Registered as a global guard; it checks only the routes `@ApiAdminAuth()` marks.
  */
 @Injectable()
 export class AdminAuthGuard implements CanActivate {
-  constructor(private readonly credentials: CredentialService) {}
+  constructor(
+    private readonly credentials: CredentialService,
+    private readonly reflector: Reflector,
+  ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
+    if (!this.reflector.getAllAndOverride<boolean>(ADMIN_AUTH, [context.getHandler(), context.getClass()])) return true;
     const request = context.switchToHttp().getRequest<FastifyRequest>();
     const secret = personalAccessTokenOf(request);
     const actor = secret ? await this.credentials.authenticatePersonalAccessToken(secret) : null;

@@ -6,7 +6,7 @@ import { PersonalAccessToken } from '../accounts/personal-access-token.entity.js
 import { DEPLOY_TOKEN_PREFIX, tokenDigest } from '../accounts/token-secret.js';
 import { deployTokenUsable, personalAccessTokenUsable } from '../accounts/token-validity.js';
 import { UserState } from '../accounts/user.entity.js';
-import { Actor, DeployTokenActor, UserActor } from './actor.js';
+import { Actor, DeployTokenActor, UserActor } from '../accounts/actor.js';
 
 /** What a registry JWT remembers about the credential it was minted from (re-checked on every use). */
 export type CredentialReference =

@@ -1,6 +1,7 @@
 import { jest } from '@jest/globals';
 import { Redis } from 'ioredis';
-import type { LimitsConfig, QueueConfig } from '../config/config.js';
+import type { LimitsConfig } from '../config/config.js';
+import { RedisConnections } from '../redis/redis-connections.js';
 import { clientAddressKey, LoginThrottle, loginThrottleCounters } from './login-throttle.service.js';
 
 const redisUrl = process.env.REDIS_URL || undefined;
@@ -14,17 +15,20 @@ describe.each(counters)('LoginThrottle (%s counter)', (_name, url) => {
   let prefix: string;
   /** A random 10.x.y.0/24 per test, so Redis counters of other tests and runs never mix in. */
   let net: string;
+  let redis: RedisConnections;
 
   beforeEach(() => {
     now = 1_800_000_000_000 + Math.floor(Math.random() * 1e9);
     prefix = `test-${now}-`;
     net = `10.${Math.floor(Math.random() * 256)}.${Math.floor(Math.random() * 256)}`;
     jest.spyOn(Date, 'now').mockImplementation(() => now);
-    throttle = new LoginThrottle({ loginFailuresPerMinute: 3 } as LimitsConfig, { redisUrl: url } as QueueConfig);
+    redis = new RedisConnections(url);
+    throttle = new LoginThrottle({ loginFailuresPerMinute: 3 } as LimitsConfig, redis);
   });
   afterEach(async () => {
     jest.restoreAllMocks();
     await throttle.onModuleDestroy();
+    await redis.close();
   });
 
   it('allows LOGIN_FAILURES_PER_MINUTE failures per (address, username) in a sliding minute, then asks to retry later', async () => {
@@ -87,7 +91,8 @@ describe.each(counters)('LoginThrottle (%s counter)', (_name, url) => {
 
   if (url) {
     it('shares the count between replicas through Redis', async () => {
-      const other = new LoginThrottle({ loginFailuresPerMinute: 3 } as LimitsConfig, { redisUrl: url } as QueueConfig);
+      const otherRedis = new RedisConnections(url);
+      const other = new LoginThrottle({ loginFailuresPerMinute: 3 } as LimitsConfig, otherRedis);
       try {
         const attempt = { address: `${net}.9`, username: `${prefix}shared` };
         await throttle.recordFailure(attempt);
@@ -97,10 +102,11 @@ describe.each(counters)('LoginThrottle (%s counter)', (_name, url) => {
         expect(await other.retryAfterSeconds(attempt)).toBe(60);
       } finally {
         await other.onModuleDestroy();
-        const redis = new Redis(url);
-        const stale = await redis.keys(`cvr:login-failures:*${prefix}*`);
-        if (stale.length) await redis.del(...stale);
-        redis.disconnect();
+        await otherRedis.close();
+        const cleanup = new Redis(url);
+        const stale = await cleanup.keys(`cvr:login-failures:*${prefix}*`);
+        if (stale.length) await cleanup.del(...stale);
+        cleanup.disconnect();
       }
     });
   }

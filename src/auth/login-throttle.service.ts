@@ -1,8 +1,9 @@
 import { Inject, Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
 import ipaddr from 'ipaddr.js';
-import { Redis } from 'ioredis';
-import { limitsConfig, queueConfig } from '../config/config.js';
-import type { LimitsConfig, QueueConfig } from '../config/config.js';
+import type { Redis } from 'ioredis';
+import { RedisConnections } from '../redis/redis-connections.js';
+import { limitsConfig } from '../config/config.js';
+import type { LimitsConfig } from '../config/config.js';
 
 export const LOGIN_FAILURE_WINDOW_MS = 60_000;
 
@@ -81,11 +82,16 @@ class MemoryFailureCounter implements FailureCounter {
 
 /** Shared by every replica: one sorted set of failure times per key, expiring with the window. */
 class RedisFailureCounter implements FailureCounter {
-  constructor(private readonly redis: Redis) {}
+  constructor(private readonly connections: RedisConnections) {}
+
+  /** The RedisModule's command connection (waiting a moment for it right after boot). */
+  private async redis(): Promise<Redis> {
+    return (await this.connections.readyCommands())!;
+  }
 
   async retryAfterMs(key: string, limit: number, now: number): Promise<number> {
     const name = this.name(key);
-    const [, countResult, rangeResult] = (await this.redis
+    const [, countResult, rangeResult] = (await (await this.redis())
       .multi()
       .zremrangebyscore(name, '-inf', now - LOGIN_FAILURE_WINDOW_MS)
       .zcard(name)
@@ -99,16 +105,15 @@ class RedisFailureCounter implements FailureCounter {
 
   async record(key: string, _limit: number, now: number): Promise<void> {
     const name = this.name(key);
-    await this.redis
+    await (await this.redis())
       .multi()
       .zadd(name, now, `${now}-${Math.random().toString(36).slice(2)}`)
       .pexpire(name, LOGIN_FAILURE_WINDOW_MS)
       .exec();
   }
 
-  async close(): Promise<void> {
-    this.redis.disconnect();
-  }
+  /** The connection is the RedisModule's, closed at shutdown by it. */
+  async close(): Promise<void> {}
 
   private name(key: string): string {
     return `cvr:login-failures:${key}`;
@@ -138,13 +143,9 @@ export class LoginThrottle implements OnModuleDestroy {
 
   constructor(
     @Inject(limitsConfig.KEY) private readonly limits: LimitsConfig,
-    @Inject(queueConfig.KEY) queue: QueueConfig,
+    redis: RedisConnections,
   ) {
-    if (queue.redisUrl) {
-      const redis = new Redis(queue.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: true });
-      redis.on('error', (err: Error) => this.logger.debug(`redis: ${err.message}`));
-      this.shared = new RedisFailureCounter(redis);
-    }
+    if (redis.enabled) this.shared = new RedisFailureCounter(redis);
   }
 
   /**

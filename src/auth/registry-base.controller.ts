@@ -6,8 +6,6 @@ import type { AppConfig } from '../config/config.js';
 import { RegistryPingService } from './registry-ping.service.js';
 import { rootRegistryFor } from './root-registry.js';
 
-export { DISTRIBUTION_API_VERSION, DISTRIBUTION_API_VERSION_HEADER } from './registry-ping.service.js';
-
 const SUMMARY = 'Registry API version check, `/v2/` (OCI distribution `end-1`)';
 const DESCRIPTION =
   'With MIRROR_DEFAULT_REGISTRY or MIRROR_HOST_REGISTRIES, the challenge names the root `/v2` registry of the request\'s Host ' +

@@ -3,7 +3,7 @@ import { ApiBasicAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiOperation, ApiQue
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { appConfig, type AppConfig } from '../config/config.js';
 import { REGISTRY_ID_MAX } from '../oci/registry-path.js';
-import { Actor } from './actor.js';
+import { Actor } from '../accounts/actor.js';
 import { parseBasicAuthorization } from './basic-credentials.js';
 import { CredentialService } from './credential.service.js';
 import { type LoginOutcome, LoginThrottle } from './login-throttle.service.js';

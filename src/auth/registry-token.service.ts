@@ -5,9 +5,9 @@ import { In, Repository } from 'typeorm';
 import { securityConfig } from '../config/config.js';
 import type { SecurityConfig } from '../config/config.js';
 import { Registry } from '../registries/registry.entity.js';
-import { Actor, GroupPermission } from './actor.js';
+import { Actor, GroupPermission } from '../accounts/actor.js';
 import { CredentialReference, CredentialService } from './credential.service.js';
-import { GroupAccessPolicy } from './group-access.policy.js';
+import { GroupAccessPolicy } from '../accounts/group-access.policy.js';
 import { AccessEntry, accessCovers, PULL_ACTION, REGISTRY_SERVICE, resolveRequestedScope, type RepositoryScope } from './registry-scope.js';
 import { InvalidTokenError, SigningKeyService } from './signing-key.service.js';
 

@@ -1,16 +1,17 @@
 import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, Repository } from 'typeorm';
-import type { Actor } from '../auth/actor.js';
-import { GroupPermission } from '../auth/actor.js';
+import type { Actor } from '../accounts/actor.js';
+import { GroupPermission } from '../accounts/actor.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import { DESTROY_PENDING_JOB_ID, errorMessage, JobName, QUEUE_DRIVER } from '../jobs/queue-driver.js';
 import type { QueueDriver, QueuedJob } from '../jobs/queue-driver.js';
-import { Page } from '../accounts/pagination.js';
-import { cacheEntryNotFound } from '../registries/not-found.exceptions.js';
-import type { PageRequest } from '../registries/page-request.js';
+import { Page } from '../common/pagination.js';
+import { cacheEntryNotFound } from '../common/not-found.exceptions.js';
+import type { PageRequest } from '../common/page-request.js';
 
-import { exclusiveUpstreamIds, RegistriesService } from '../registries/registries.service.js';
+import { RegistriesService } from '../registries/registries.service.js';
+import { exclusiveUpstreamIds } from '../upstreams/registry-upstreams.service.js';
 import { UpstreamsService } from '../upstreams/upstreams.service.js';
 import { decodeCacheEntryId, normalizeRelativePath } from './cache-entry-id.js';
 import { CacheEntry, CacheEntryStatus } from './cache-entry.entity.js';
@@ -42,12 +43,23 @@ export class CacheEntriesService implements OnModuleInit {
   ) {}
 
   onModuleInit(): void {
+    this.upstreams.probeCachedPathsWith((upstreamId) => this.firstCachedPath(upstreamId));
     this.queue.registerHandler<MarkForDestructionJob>(JobName.MARK_FOR_DESTRUCTION, async (job: QueuedJob<MarkForDestructionJob>) => {
       const marked = await this.markForDestruction(job.data);
       // Destroyed now rather than by the next scheduled run (up to a minute later).
       if (marked) await this.enqueueDestroy();
       return marked;
     });
+  }
+
+  /** The relative path of an upstream's oldest servable cache entry (what an upstream test probes). */
+  async firstCachedPath(upstreamId: number): Promise<string | undefined> {
+    const cached = await this.entries.findOne({
+      select: { id: true, relativePath: true },
+      where: { upstreamId, status: CacheEntryStatus.DEFAULT },
+      order: { id: 'ASC' },
+    });
+    return cached?.relativePath;
   }
 
   private async enqueueDestroy(): Promise<void> {

@@ -1,11 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import type { Actor } from '../auth/actor.js';
-import { GroupPermission } from '../auth/actor.js';
-import { InvalidFieldException } from '../accounts/invalid-field.exception.js';
-import { upstreamNotFound } from '../registries/not-found.exceptions.js';
-import type { PermissionCheckOptions } from '../registries/permission-check-options.js';
+import type { Actor } from '../accounts/actor.js';
+import { GroupPermission } from '../accounts/actor.js';
+import { InvalidFieldException } from '../common/invalid-field.exception.js';
+import { upstreamNotFound } from '../common/not-found.exceptions.js';
+import type { PermissionCheckOptions } from '../common/permission-check-options.js';
 import { UpstreamsService } from '../upstreams/upstreams.service.js';
 import { normalizeRelativePath } from './cache-entry-id.js';
 import { CacheEntry, CacheEntryStatus } from './cache-entry.entity.js';

@@ -1,7 +1,7 @@
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BadRequestException, Inject, Injectable, PayloadTooLargeException } from '@nestjs/common';
-import { GroupPermission, type Actor } from '../auth/actor.js';
+import { GroupPermission, type Actor } from '../accounts/actor.js';
 import { limitsConfig, type LimitsConfig } from '../config/config.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import {
@@ -16,7 +16,7 @@ import {
 } from '../oci/index.js';
 import { BLOB_STORE, DigestMismatchError, type BlobStore } from '../storage/blob-store.js';
 import { UpstreamsService } from '../upstreams/upstreams.service.js';
-import type { PermissionCheckOptions } from '../registries/permission-check-options.js';
+import type { PermissionCheckOptions } from '../common/permission-check-options.js';
 import { CacheEntryCreateOrUpdateService } from './cache-entry-create-or-update.service.js';
 import type { CacheEntry } from './cache-entry.entity.js';
 import type { CacheEntryUploadAuthorizationDto } from './cache-entry-upload.dto.js';

@@ -2,10 +2,10 @@ import { Body, Controller, Headers, HttpCode, HttpStatus, Param, Post, Query, Re
 import { ApiBody, ApiConsumes, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Readable } from 'node:stream';
-import type { Actor } from '../auth/actor.js';
-import { ApiAdminAuth } from '../auth/api-admin-auth.decorator.js';
-import { CurrentActor } from '../auth/current-actor.decorator.js';
-import { ResourceIdPipe } from '../accounts/resource-id.pipe.js';
+import type { Actor } from '../accounts/actor.js';
+import { ApiAdminAuth } from '../accounts/api-admin-auth.decorator.js';
+import { CurrentActor } from '../accounts/current-actor.decorator.js';
+import { ResourceIdPipe } from '../common/resource-id.pipe.js';
 import { CacheEntryAuthorizeUploadDto, CacheEntryUploadAuthorizationDto, CacheEntryUploadQueryDto } from './cache-entry-upload.dto.js';
 import { CacheEntryUploadService } from './cache-entry-upload.service.js';
 import { CacheEntryResponseDto } from './cache-entry.dto.js';

@@ -1,6 +1,6 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { IsOptional, IsString, MaxLength } from 'class-validator';
-import { PageQueryDto } from '../accounts/pagination.js';
+import { PageQueryDto } from '../common/pagination.js';
 import { encodeCacheEntryId } from './cache-entry-id.js';
 import type { CacheEntry } from './cache-entry.entity.js';
 

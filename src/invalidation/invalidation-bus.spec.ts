@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { RedisConnections } from '../redis/redis-connections.js';
 import { LocalInvalidationBus, RedisInvalidationBus } from './invalidation-bus.js';
 
 async function eventually(check: () => boolean, timeoutMs = 5000): Promise<void> {
@@ -28,14 +29,19 @@ redisSuite(`RedisInvalidationBus${redisUrl ? ` on ${redisUrl}` : ' (skipped: RED
   let a: RedisInvalidationBus;
   let b: RedisInvalidationBus;
   let other: RedisInvalidationBus;
+  // one RedisModule per simulated replica
+  const connections = [new RedisConnections(redisUrl), new RedisConnections(redisUrl), new RedisConnections(redisUrl)];
 
   beforeAll(async () => {
-    a = new RedisInvalidationBus(redisUrl!, prefix);
-    b = new RedisInvalidationBus(redisUrl!, prefix);
-    other = new RedisInvalidationBus(redisUrl!, `${prefix}-other`);
-    await new Promise((r) => setTimeout(r, 300)); // subscriptions in place
+    a = new RedisInvalidationBus(connections[0], prefix);
+    b = new RedisInvalidationBus(connections[1], prefix);
+    other = new RedisInvalidationBus(connections[2], `${prefix}-other`);
+    await Promise.all([a, b, other].map((bus) => bus.subscribed));
   });
-  afterAll(async () => Promise.all([a, b, other].map((bus) => bus.close())));
+  afterAll(async () => {
+    await Promise.all([a, b, other].map((bus) => bus.close()));
+    await Promise.all(connections.map((c) => c.close()));
+  });
 
   it('runs the local listeners at once and the other replicas listeners when the message arrives, once each', async () => {
     const heard = { a: 0, b: 0, other: 0 };

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import type { RedisConnections } from '../redis/redis-connections.js';
 
 /**
  * Tells every in-memory cache of every replica that what it remembers may be out of date: access
@@ -55,25 +56,40 @@ export class RedisInvalidationBus extends LocalInvalidationBus {
   private readonly publisher: Redis;
   private readonly subscriber: Redis;
 
-  constructor(redisUrl: string, prefix: string) {
+  private readonly onReady: () => void;
+  /** Settles once the channel subscription is in place (the first time). */
+  readonly subscribed: Promise<void>;
+  private readonly onMessage: (channel: string, raw: string) => void;
+
+  /** Publishes on the RedisModule's command connection and listens on its subscription connection. */
+  constructor(connections: RedisConnections, prefix: string) {
     super();
+    const publisher = connections.commands();
+    const subscriber = connections.subscriber();
+    if (!publisher || !subscriber) throw new Error('RedisInvalidationBus needs REDIS_URL');
+    this.publisher = publisher;
+    this.subscriber = subscriber;
     this.channel = `${prefix}:cvr-invalidate`;
-    this.publisher = new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
-    this.subscriber = new Redis(redisUrl, { maxRetriesPerRequest: null });
-    this.publisher.on('error', (err: Error) => this.logger.debug(`redis (publish): ${err.message}`));
-    this.subscriber.on('error', (err: Error) => this.logger.debug(`redis (subscribe): ${err.message}`));
     let subscribedOnce = false;
-    this.subscriber.on('ready', () => {
-      this.subscriber.subscribe(this.channel).catch((err: Error) => this.logger.warn(`cannot subscribe to ${this.channel}: ${err.message}`));
+    let markSubscribed: () => void = () => undefined;
+    this.subscribed = new Promise((resolve) => (markSubscribed = resolve));
+    this.onReady = () => {
+      this.subscriber
+        .subscribe(this.channel)
+        .then(() => markSubscribed())
+        .catch((err: Error) => this.logger.warn(`cannot subscribe to ${this.channel}: ${err.message}`));
       if (subscribedOnce) this.notify();
       subscribedOnce = true;
-    });
-    this.subscriber.on('message', (channel: string, raw: string) => {
+    };
+    this.onMessage = (channel: string, raw: string) => {
       if (channel !== this.channel) return;
       const message = parseMessage(raw);
       if (message?.origin === this.origin) return;
       this.notify();
-    });
+    };
+    this.subscriber.on('ready', this.onReady);
+    this.subscriber.on('message', this.onMessage);
+    if (this.subscriber.status === 'ready') this.onReady();
   }
 
   override changed(reason: string): void {
@@ -84,8 +100,11 @@ export class RedisInvalidationBus extends LocalInvalidationBus {
     });
   }
 
+  /** Stops listening; the connections are the RedisModule's, closed at shutdown by it. */
   override async close(): Promise<void> {
-    await Promise.all([this.publisher, this.subscriber].map((redis) => redis.quit().catch(() => redis.disconnect())));
+    this.subscriber.off('ready', this.onReady);
+    this.subscriber.off('message', this.onMessage);
+    if (this.subscriber.status === 'ready') await this.subscriber.unsubscribe(this.channel).catch(() => undefined);
   }
 }
 

@@ -1,4 +1,6 @@
 import { Global, Inject, Module, OnApplicationShutdown } from '@nestjs/common';
+import { RedisConnections } from '../redis/redis-connections.js';
+import { RedisModule } from '../redis/redis.module.js';
 import { queueConfig, type QueueConfig } from '../config/config.js';
 import { INVALIDATION_BUS, LocalInvalidationBus, RedisInvalidationBus, type InvalidationBus } from './invalidation-bus.js';
 
@@ -9,12 +11,13 @@ import { INVALIDATION_BUS, LocalInvalidationBus, RedisInvalidationBus, type Inva
  */
 @Global()
 @Module({
+  imports: [RedisModule],
   providers: [
     {
       provide: INVALIDATION_BUS,
-      inject: [queueConfig.KEY],
-      useFactory: (queue: QueueConfig): InvalidationBus =>
-        queue.redisUrl ? new RedisInvalidationBus(queue.redisUrl, queue.prefix) : new LocalInvalidationBus(),
+      inject: [queueConfig.KEY, RedisConnections],
+      useFactory: (queue: QueueConfig, redis: RedisConnections): InvalidationBus =>
+        redis.enabled ? new RedisInvalidationBus(redis, queue.prefix) : new LocalInvalidationBus(),
     },
   ],
   exports: [INVALIDATION_BUS],

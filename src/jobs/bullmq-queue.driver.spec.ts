@@ -1,3 +1,4 @@
+import { RedisConnections } from '../redis/redis-connections.js';
 import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import { afterAll, describe, expect, it } from '@jest/globals';
@@ -19,9 +20,17 @@ describeWithRedis(suiteName, () => {
   const runPrefix = `cvr-test-${randomUUID()}`;
   let n = 0;
   const newPrefix = () => `${runPrefix}-${++n}`;
-  const driverFor = (prefix: string) => new BullmqQueueDriver({ redisUrl: redisUrl!, prefix, drainTimeoutMs: 2000 });
+  const connections: RedisConnections[] = [];
+  /** Each driver stands for a process of its own, with its own RedisModule connections. */
+  const redisFor = (url: string) => {
+    const redis = new RedisConnections(url);
+    connections.push(redis);
+    return redis;
+  };
+  const driverFor = (prefix: string) => new BullmqQueueDriver({ redis: redisFor(redisUrl!), prefix, drainTimeoutMs: 2000 });
 
   afterAll(async () => {
+    await Promise.all(connections.map((c) => c.close()));
     const redis = new Redis(redisUrl!);
     let cursor = '0';
     do {
@@ -58,7 +67,7 @@ describeWithRedis(suiteName, () => {
   });
 
   it('fails the readiness check when Redis does not answer', async () => {
-    const queue = new BullmqQueueDriver({ redisUrl: 'redis://127.0.0.1:1', prefix: newPrefix(), drainTimeoutMs: 100 });
+    const queue = new BullmqQueueDriver({ redis: redisFor('redis://127.0.0.1:1'), prefix: newPrefix(), drainTimeoutMs: 100 });
     try {
       await expect(queue.check()).rejects.toThrow();
     } finally {

@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { Job, JobsOptions, JobState, Queue, UnrecoverableError, Worker } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import type { BullmqConnectionOptions, RedisConnections } from '../redis/redis-connections.js';
 import {
   AddJobOptions,
   assertValidAddOptions,
@@ -20,7 +21,8 @@ import {
 } from './queue-driver.js';
 
 export interface BullmqQueueDriverOptions {
-  redisUrl: string;
+  /** The RedisModule's connections: BullMQ opens its own from their settings; the probe uses the command connection. */
+  redis: RedisConnections;
   /** Redis key prefix (default "bull"); tests use a random one so runs never share keys. */
   prefix?: string;
   /** How long stop() waits for active jobs before aborting them (default 10 s). */
@@ -63,21 +65,25 @@ export class BullmqQueueDriver implements QueueDriver {
   private readonly workers: Worker[] = [];
   private readonly handlers = new Map<JobName, JobHandler>();
   private readonly used = new Set<JobName>();
-  /** Readiness probe connection: no offline queue, so a ping fails fast while Redis is down. */
+  /** Readiness probe: the shared command connection has no offline queue, so a ping fails fast while Redis is down. */
   private readonly probe: Redis;
+  private readonly connection: BullmqConnectionOptions;
   private started = false;
   private stopping: Promise<void> | undefined;
 
   constructor(private readonly options: BullmqQueueDriverOptions) {
     this.prefix = options.prefix ?? 'bull';
     this.drainTimeoutMs = options.drainTimeoutMs ?? 10_000;
+    const connection = options.redis.bullmq();
+    const probe = options.redis.commands();
+    if (!connection || !probe) throw new Error('QUEUE_DRIVER=bullmq needs REDIS_URL');
+    this.connection = connection;
+    this.probe = probe;
     for (const name of Object.values(QueueName)) {
-      const queue = new Queue(name, { connection: { url: options.redisUrl }, prefix: this.prefix });
+      const queue = new Queue(name, { connection: { ...this.connection }, prefix: this.prefix });
       queue.on('error', (err) => this.logger.error(`queue ${name}: ${err.message}`));
       this.queues.set(name, queue);
     }
-    this.probe = new Redis(options.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
-    this.probe.on('error', (err: Error) => this.logger.debug(`redis probe: ${err.message}`));
   }
 
   registerHandler<T>(name: JobName, handler: JobHandler<T>): void {
@@ -139,7 +145,7 @@ export class BullmqQueueDriver implements QueueDriver {
     const handled = new Set([...this.handlers.keys()].map((n) => JOB_QUEUE[n]));
     for (const queueName of handled) {
       const worker = new Worker(queueName, (job, _token, signal) => this.process(job, signal), {
-        connection: { url: this.options.redisUrl, maxRetriesPerRequest: null },
+        connection: { ...this.connection, maxRetriesPerRequest: null },
         prefix: this.prefix,
         concurrency: options.concurrency,
         removeOnComplete: KEEP_COMPLETED,
@@ -189,7 +195,7 @@ export class BullmqQueueDriver implements QueueDriver {
       .map((job) => ({
         id: job.id!,
         name: job.name as JobName,
-        data: job.data,
+        data: job.data as unknown,
         attempts: job.attemptsMade,
         error: job.failedReason,
         failedAt: new Date(job.finishedOn ?? job.timestamp),
@@ -200,7 +206,7 @@ export class BullmqQueueDriver implements QueueDriver {
     if (this.stopping) throw new Error('the queue is stopped');
     await this.probeConnected();
     const answer = await this.probe.ping();
-    if (answer !== 'PONG') throw new Error(`redis answered ${answer} to PING`);
+    if (answer !== 'PONG') throw new Error(`redis answered ${String(answer)} to PING`);
   }
 
   /** Right after boot or while reconnecting, give the probe connection a moment before calling Redis down. */
@@ -260,7 +266,6 @@ export class BullmqQueueDriver implements QueueDriver {
       await settlesWithin(closing, ABORT_GRACE_MS);
     }
     await Promise.all([...this.queues.values()].map((q) => q.close()));
-    this.probe.disconnect();
   }
 }
 

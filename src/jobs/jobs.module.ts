@@ -1,3 +1,5 @@
+import { RedisConnections } from '../redis/redis-connections.js';
+import { RedisModule } from '../redis/redis.module.js';
 import { BeforeApplicationShutdown, Global, Inject, Logger, Module, OnApplicationBootstrap } from '@nestjs/common';
 import { appConfig, queueConfig, type AppConfig, type QueueConfig } from '../config/config.js';
 import { BullmqQueueDriver } from './bullmq-queue.driver.js';
@@ -21,15 +23,16 @@ const DRAIN_SHARE = 0.8;
  */
 @Global()
 @Module({
+  imports: [RedisModule],
   providers: [
     {
       provide: QUEUE_DRIVER,
-      inject: [queueConfig.KEY, appConfig.KEY],
-      useFactory: (queue: QueueConfig, app: AppConfig): QueueDriver => {
+      inject: [queueConfig.KEY, appConfig.KEY, RedisConnections],
+      useFactory: (queue: QueueConfig, app: AppConfig, redis: RedisConnections): QueueDriver => {
         const drainTimeoutMs = Math.floor(app.shutdownTimeoutMs * DRAIN_SHARE);
         if (queue.driver === 'bullmq') {
           if (!queue.redisUrl) throw new Error('QUEUE_DRIVER=bullmq needs REDIS_URL');
-          return new BullmqQueueDriver({ redisUrl: queue.redisUrl, prefix: queue.prefix, drainTimeoutMs });
+          return new BullmqQueueDriver({ redis, prefix: queue.prefix, drainTimeoutMs });
         }
         return new InlineQueueDriver({ drainTimeoutMs });
       },
@@ -52,7 +55,7 @@ export class JobsModule implements OnApplicationBootstrap, BeforeApplicationShut
     } catch (err) {
       await this.queue.stop();
       const where = this.queueSettings.redisUrl ? ` at ${redactUrl(this.queueSettings.redisUrl)}` : '';
-      throw new Error(`cannot reach the job queue${where}: ${(err as Error).message}`);
+      throw new Error(`cannot reach the job queue${where}: ${(err as Error).message}`, { cause: err });
     }
     if (!this.queueSettings.runJobs) {
       this.logger.log(`queue: ${this.queueSettings.driver}, jobs run in the worker processes`);

@@ -10,9 +10,9 @@ import {
   ApiParam,
   ApiTags,
 } from '@nestjs/swagger';
-import type { Actor } from '../auth/actor.js';
-import { ApiAdminAuth } from '../auth/api-admin-auth.decorator.js';
-import { CurrentActor } from '../auth/current-actor.decorator.js';
+import type { Actor } from '../accounts/actor.js';
+import { ApiAdminAuth } from '../accounts/api-admin-auth.decorator.js';
+import { CurrentActor } from '../accounts/current-actor.decorator.js';
 import { CleanupPoliciesService } from './cleanup-policies.service.js';
 import { CleanupPolicyCreateDto, CleanupPolicyResponseDto, CleanupPolicyUpdateDto } from './cleanup-policy.dto.js';
 

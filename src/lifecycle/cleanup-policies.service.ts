@@ -1,10 +1,10 @@
 import { BadRequestException, Inject, Injectable, NotFoundException } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
-import { InvalidFieldException, isUniqueViolation } from '../accounts/invalid-field.exception.js';
-import { GroupPermission, type Actor } from '../auth/actor.js';
-import { GroupAccessPolicy } from '../auth/group-access.policy.js';
-import { GroupResolver } from '../registries/group-resolver.service.js';
+import { InvalidFieldException, isUniqueViolation } from '../common/invalid-field.exception.js';
+import { GroupPermission, type Actor } from '../accounts/actor.js';
+import { GroupAccessPolicy } from '../accounts/group-access.policy.js';
+import { GroupResolver } from '../accounts/group-resolver.service.js';
 import { CLOCK, type Clock } from './clock.js';
 import { CleanupPolicy, CleanupPolicyStatus, nextRunAfter } from './cleanup-policy.entity.js';
 import type { CleanupPolicyCreateDto, CleanupPolicyUpdateDto } from './cleanup-policy.dto.js';

@@ -1,3 +1,4 @@
+import { AccountsModule } from '../accounts/accounts.module.js';
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { CacheEntriesModule } from '../cache-entries/cache-entries.module.js';
@@ -19,7 +20,7 @@ import { StorageQuotaService } from './storage-quota.service.js';
  * StorageQuotaService.enforce().
  */
 @Module({
-  imports: [TypeOrmModule.forFeature([CacheEntry, CleanupPolicy]), RegistriesModule, CacheEntriesModule],
+  imports: [TypeOrmModule.forFeature([CacheEntry, CleanupPolicy]), AccountsModule, RegistriesModule, CacheEntriesModule],
   controllers: [CleanupPoliciesController],
   providers: [
     { provide: CLOCK, useClass: SystemClock },

@@ -16,7 +16,7 @@ export class MetricsController {
   async scrape(): Promise<string> {
     try {
       const counts = await this.queue.counts();
-      for (const [state, n] of Object.entries(counts)) this.metrics.queueJobs.set({ state }, n);
+      for (const [state, n] of Object.entries(counts) as [string, number][]) this.metrics.queueJobs.set({ state }, n);
     } catch {
       // queue unreachable: the gauge keeps its last value; readiness reports the outage
     }

@@ -68,6 +68,7 @@ const SEGMENT_OF_KIND: Readonly<Record<Exclude<RegistryRequestKind, 'tags'>, str
 };
 
 /** `%` (any percent-escape), backslash, NUL and other C0/DEL control characters. */
+// eslint-disable-next-line no-control-regex -- control characters are exactly what this rejects
 const UNSAFE_CHARACTERS = /[%\\\u0000-\u001f\u007f]/;
 
 function nameInvalid(message: string, path: string): OciError {

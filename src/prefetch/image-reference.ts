@@ -36,7 +36,7 @@ export function parseImageReference(value: string, platforms?: string[]): ImageR
     RepositoryName.parse(repository);
     ManifestReference.parse(reference);
   } catch (err) {
-    if (OciError.is(err)) throw new Error(`"${value.slice(0, 300)}" is not an image reference (${err.message})`);
+    if (OciError.is(err)) throw new Error(`"${value.slice(0, 300)}" is not an image reference (${err.message})`, { cause: err });
     throw err;
   }
   if (platforms !== undefined) {

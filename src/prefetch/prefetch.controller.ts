@@ -1,10 +1,10 @@
 import { Body, Controller, Get, Param, Post } from '@nestjs/common';
 import { ApiBadRequestResponse, ApiCreatedResponse, ApiForbiddenResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
-import { InvalidFieldException } from '../accounts/invalid-field.exception.js';
-import { ResourceIdPipe } from '../accounts/resource-id.pipe.js';
-import type { Actor } from '../auth/actor.js';
-import { ApiAdminAuth } from '../auth/api-admin-auth.decorator.js';
-import { CurrentActor } from '../auth/current-actor.decorator.js';
+import { InvalidFieldException } from '../common/invalid-field.exception.js';
+import { ResourceIdPipe } from '../common/resource-id.pipe.js';
+import type { Actor } from '../accounts/actor.js';
+import { ApiAdminAuth } from '../accounts/api-admin-auth.decorator.js';
+import { CurrentActor } from '../accounts/current-actor.decorator.js';
 import { parseImageReference, type ImageReference } from './image-reference.js';
 import { PrefetchCreateDto, PrefetchResponseDto } from './prefetch.dto.js';
 import { PrefetchService } from './prefetch.service.js';

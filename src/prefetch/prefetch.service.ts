@@ -3,8 +3,8 @@ import { pipeline } from 'node:stream/promises';
 import { Inject, Injectable, Logger, NotFoundException, OnApplicationBootstrap, OnModuleInit } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, In, Repository } from 'typeorm';
-import type { Actor } from '../auth/actor.js';
-import { GroupPermission } from '../auth/actor.js';
+import type { Actor } from '../accounts/actor.js';
+import { GroupPermission } from '../accounts/actor.js';
 import { limitsConfig, type LimitsConfig } from '../config/config.js';
 import { JobName, QUEUE_DRIVER, type QueueDriver, type QueuedJob } from '../jobs/queue-driver.js';
 import {
@@ -19,8 +19,9 @@ import {
   type Platform,
 } from '../oci/index.js';
 import { ProxyBlobStore } from '../proxy/proxy-blob-store.js';
-import type { PullResponse, PullTarget } from '../proxy/pull-target.js';
-import { PullTargetResolver } from '../proxy/pull-target.resolver.js';
+import type { PullResponse } from '../proxy/pull-response.js';
+import type { PullTarget } from '../upstreams/pull-target.js';
+import { UpstreamsService } from '../upstreams/upstreams.service.js';
 import { ProxyManifestStore } from '../proxy/proxy-manifest-store.js';
 import { RegistriesService } from '../registries/registries.service.js';
 import { Prefetch, PrefetchImage, PrefetchImageStatus } from './prefetch.entity.js';
@@ -89,7 +90,7 @@ export class PrefetchService implements OnModuleInit, OnApplicationBootstrap {
     @InjectRepository(PrefetchImage) private readonly images: Repository<PrefetchImage>,
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly registries: RegistriesService,
-    private readonly targets: PullTargetResolver,
+    private readonly targets: UpstreamsService,
     private readonly pulls: ProxyManifestStore,
     private readonly blobStore: ProxyBlobStore,
     @Inject(QUEUE_DRIVER) private readonly queue: QueueDriver,
@@ -154,7 +155,7 @@ export class PrefetchService implements OnModuleInit, OnApplicationBootstrap {
     await this.images.update(image.id, { status: PrefetchImageStatus.RUNNING });
     const progress: Progress = { manifests: 0, blobs: 0, bytes: 0 };
     try {
-      const target = await this.targets.resolve(image.prefetch!.registryId);
+      const target = await this.targets.pullTargetOf(image.prefetch!.registryId);
       if (!target) throw new PrefetchFailure('the registry no longer exists');
       await this.fill(target, image, progress, job.signal);
       await this.images.update(image.id, { status: PrefetchImageStatus.DONE, reason: null, ...progress });

@@ -5,7 +5,7 @@ import { MetricsService } from '../observability/metrics.service.js';
 import type { ByteRange } from '../oci/index.js';
 import { BLOB_STORE, type BlobStore } from '../storage/blob-store.js';
 import { API_VERSION, blobHeaders } from './pull-responses.js';
-import type { PullResponse } from './pull-target.js';
+import type { PullResponse } from './pull-response.js';
 
 /**
  * The internal nginx location that maps onto the filesystem store's root (deploy/nginx/registry.conf.template):

@@ -1,3 +1,4 @@
+import { RedisConnections } from '../redis/redis-connections.js';
 import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import { afterAll, describe, expect, it } from '@jest/globals';
@@ -45,14 +46,19 @@ describe('fill holders', () => {
 describeWithRedis(suiteName, () => {
   const prefix = `cvr-test-fill-${randomUUID()}`;
   const locks: RedisFillLock[] = [];
+  const connections: RedisConnections[] = [];
+  /** Each lock stands for a replica, with its own RedisModule connections. */
   const newLock = (ttlMs?: number) => {
-    const lock = new RedisFillLock(redisUrl!, prefix, ttlMs);
+    const redis = new RedisConnections(redisUrl);
+    connections.push(redis);
+    const lock = new RedisFillLock(redis, prefix, ttlMs);
     locks.push(lock);
     return lock;
   };
 
   afterAll(async () => {
     await Promise.all(locks.map((l) => l.close()));
+    await Promise.all(connections.map((c) => c.close()));
     const redis = new Redis(redisUrl!);
     const keys = await redis.keys(`${prefix}:*`);
     if (keys.length) await redis.del(...keys);

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import type { RedisConnections } from '../redis/redis-connections.js';
 
 /**
  * Who downloads a blob into the cache when several replicas miss it at once. The holder of the lease
@@ -74,14 +75,18 @@ export class RedisFillLock implements FillLock {
   private readonly logger = new Logger(RedisFillLock.name);
   private readonly redis: Redis;
 
+  /**
+   * `connections` is the process's RedisModule: its command connection has no offline queue and a 2 s
+   * command timeout, so a Redis that stops answering does not hold up misses (the claim fails open).
+   */
   constructor(
-    redisUrl: string,
+    connections: RedisConnections,
     private readonly prefix: string,
     private readonly ttlMs = FILL_LEASE_TTL_MS,
   ) {
-    // A Redis that stops answering must not hold up misses: a command that takes longer fails (and the claim fails open).
-    this.redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false, commandTimeout: 2_000 });
-    this.redis.on('error', (err: Error) => this.logger.debug(`redis: ${err.message}`));
+    const redis = connections.commands();
+    if (!redis) throw new Error('RedisFillLock needs REDIS_URL');
+    this.redis = redis;
   }
 
   async claim(key: string, holder: FillHolder): Promise<FillClaim> {
@@ -109,9 +114,8 @@ export class RedisFillLock implements FillLock {
     }
   }
 
-  async close(): Promise<void> {
-    await this.redis.quit().catch(() => this.redis.disconnect());
-  }
+  /** The connection is the RedisModule's, closed at shutdown by it. */
+  async close(): Promise<void> {}
 
   /** Right after boot (or a reconnect) commands fail at once (no offline queue): give the connection a moment. */
   private async connected(): Promise<void> {

@@ -1,6 +1,6 @@
 import { OciError } from '../oci/index.js';
 import { hostsServedBy, narrowToNamespace } from './mirror-namespace.js';
-import type { PullTarget, PullUpstream } from './pull-target.js';
+import type { PullTarget, PullUpstream } from '../upstreams/pull-target.js';
 
 function upstream(id: number, url: string, mirrorHosts: string[] = []): PullUpstream {
   return { id, groupId: 1, position: id, cacheValidityHours: 24, mirrorHosts, descriptor: { id, url, authUrl: null, username: null, password: null } };

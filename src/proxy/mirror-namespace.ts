@@ -1,5 +1,5 @@
 import { OciError, OciErrorCode, canonicalRegistryHost, registryHostOfUrl } from '../oci/index.js';
-import type { PullTarget, PullUpstream } from './pull-target.js';
+import type { PullTarget, PullUpstream } from '../upstreams/pull-target.js';
 
 /**
  * `?ns=<host>` routing (containerd sends it to every mirror: the registry host of the image reference

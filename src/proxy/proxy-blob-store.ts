@@ -29,8 +29,9 @@ import {
   unsatisfiable,
   verifiedBlobBody,
 } from './pull-responses.js';
-import type { PullResponse, PullTarget, PullUpstream } from './pull-target.js';
-import { PullTargetResolver } from './pull-target.resolver.js';
+import type { PullTarget, PullUpstream } from '../upstreams/pull-target.js';
+import type { PullResponse } from './pull-response.js';
+import { UpstreamsService } from '../upstreams/upstreams.service.js';
 import { ByteLimit, ByteSkip } from './withheld-tail.js';
 
 export type PullMethod = 'GET' | 'HEAD';
@@ -68,7 +69,7 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
   constructor(
     private readonly lookup: CacheEntryLookupService,
     private readonly cacheEntries: CacheEntryCreateOrUpdateService,
-    private readonly targets: PullTargetResolver,
+    private readonly targets: UpstreamsService,
     private readonly upstreams: UpstreamClient,
     @Inject(BLOB_STORE) private readonly blobs: BlobStore,
     @Inject(QUEUE_DRIVER) private readonly queue: QueueDriver,
@@ -483,7 +484,7 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     if ((await this.lookup.findLive([upstreamId], path)).length > 0) return;
     const key = InflightBlobFills.key(upstreamId, path);
     // A request of this process opened the key (before, or while the upstream was looked up): its fill is ours.
-    const upstream = this.fills.find(key) ? undefined : await this.targets.upstream(upstreamId);
+    const upstream = this.fills.find(key) ? undefined : await this.targets.pullUpstreamOf(upstreamId);
     const opened = this.fills.find(key);
     if (opened) {
       const start = await opened;

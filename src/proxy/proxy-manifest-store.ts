@@ -15,8 +15,6 @@ import {
   relativePathOf,
   resolveManifestMediaType,
   type ManifestRequest,
-  type ReferrersRequest,
-  type TagsRequest,
 } from '../oci/index.js';
 import { BLOB_STORE, BlobNotFoundError, type BlobStore } from '../storage/blob-store.js';
 import type { UpstreamResponse } from '../upstreams/client/upstream-client.js';
@@ -35,7 +33,8 @@ import {
   type Revalidation,
 } from './cache-policy.js';
 import { discard, header, manifestResponse, notFoundOrUnavailable, statusError } from './pull-responses.js';
-import type { PullResponse, PullTarget, PullUpstream } from './pull-target.js';
+import type { PullTarget, PullUpstream } from '../upstreams/pull-target.js';
+import type { PullResponse } from './pull-response.js';
 import { RecentManifests, type RecentManifest, type RememberAs } from './recent-manifests.js';
 
 /** The response headers of each remembered manifest, built once (they never change for that manifest). */

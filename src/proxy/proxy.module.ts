@@ -1,3 +1,6 @@
+import { RedisConnections } from '../redis/redis-connections.js';
+import { RedisModule } from '../redis/redis.module.js';
+import { AccountsModule } from '../accounts/accounts.module.js';
 import { Inject, Module, OnApplicationShutdown } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { AuthModule } from '../auth/auth.module.js';
@@ -14,7 +17,6 @@ import { FillRouteController } from './fill-route.controller.js';
 import { ProxyBlobStore } from './proxy-blob-store.js';
 import { PullAccessService } from './pull-access.service.js';
 import { PullRateLimiter } from './pull-rate-limiter.js';
-import { PullTargetResolver } from './pull-target.resolver.js';
 import { ProxyManifestStore } from './proxy-manifest-store.js';
 import { UpstreamListings } from './upstream-listings.js';
 import { RecentManifests } from './recent-manifests.js';
@@ -22,7 +24,7 @@ import { RegistryPullController, RegistryRootPullController } from './registry-p
 
 /** The /v2 pull API: hit / stale / miss decisions, pass-through streaming and cache fills. */
 @Module({
-  imports: [TypeOrmModule.forFeature([Registry, Upstream]), AuthModule, CacheEntriesModule, UpstreamsModule, LifecycleModule],
+  imports: [TypeOrmModule.forFeature([Registry, Upstream]), AccountsModule, AuthModule, RedisModule, CacheEntriesModule, UpstreamsModule, LifecycleModule],
   controllers: [RegistryPullController, RegistryRootPullController, FillRouteController],
   providers: [
     ProxyManifestStore,
@@ -31,18 +33,17 @@ import { RegistryPullController, RegistryRootPullController } from './registry-p
     BlobOffload,
     FillPeers,
     PullAccessService,
-    PullTargetResolver,
     PullRateLimiter,
     RecentManifests,
     {
       provide: FILL_LOCK,
-      inject: [queueConfig.KEY],
-      useFactory: (queue: QueueConfig): FillLock =>
-        queue.redisUrl ? new RedisFillLock(queue.redisUrl, queue.prefix) : new LocalFillLock(),
+      inject: [queueConfig.KEY, RedisConnections],
+      useFactory: (queue: QueueConfig, redis: RedisConnections): FillLock =>
+        redis.enabled ? new RedisFillLock(redis, queue.prefix) : new LocalFillLock(),
     },
   ],
   // for pre-warming (PrefetchModule), which drives the pull path through these
-  exports: [ProxyManifestStore, ProxyBlobStore, PullTargetResolver],
+  exports: [ProxyManifestStore, ProxyBlobStore],
 })
 export class ProxyModule implements OnApplicationShutdown {
   constructor(@Inject(FILL_LOCK) private readonly fillLock: FillLock) {}

@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { GroupPermission } from '../auth/actor.js';
-import { GroupAccessPolicy } from '../auth/group-access.policy.js';
+import { GroupPermission } from '../accounts/actor.js';
+import { GroupAccessPolicy } from '../accounts/group-access.policy.js';
 import { pullScope } from '../auth/registry-scope.js';
 import { RegistryAuthError, RegistryTokenService, challengeHeader } from '../auth/registry-token.service.js';
 import { limitsConfig, type LimitsConfig } from '../config/config.js';
@@ -8,8 +8,8 @@ import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalida
 import { InvalidatedLru } from '../invalidation/invalidated-lru.js';
 import { MetricsService } from '../observability/metrics.service.js';
 import { OciError, OciErrorCode, type RepositoryName } from '../oci/index.js';
-import type { PullTarget } from './pull-target.js';
-import { PullTargetResolver } from './pull-target.resolver.js';
+import type { PullTarget } from '../upstreams/pull-target.js';
+import { UpstreamsService } from '../upstreams/upstreams.service.js';
 
 /** A 401 on a pull route: carries the challenge telling the client where to get a token. */
 export class PullUnauthorizedError extends OciError {
@@ -54,7 +54,7 @@ export class PullAccessService {
   constructor(
     private readonly tokens: RegistryTokenService,
     private readonly policy: GroupAccessPolicy,
-    @Inject(PullTargetResolver) private readonly targets: PullTargetResolver,
+    @Inject(UpstreamsService) private readonly targets: UpstreamsService,
     @Inject(limitsConfig.KEY) limits: LimitsConfig,
     @Inject(INVALIDATION_BUS) bus: InvalidationBus,
     metrics: MetricsService,
@@ -89,7 +89,7 @@ export class PullAccessService {
       new PullUnauthorizedError(err.message, challengeHeader(baseUrl(), scope, authorization ? 'invalid_token' : undefined, address.mirror ? registryId : undefined));
     if (!authorization) {
       // no credentials at all: only a registry that allows anonymous pulls answers
-      const target = await this.targets.resolve(registryId);
+      const target = await this.targets.pullTargetOf(registryId);
       if (!target?.anonymousPull) throw unauthorized(new RegistryAuthError('unauthorized', 'authentication required'));
       this.granted?.set(key, target, generation);
       return target;
@@ -102,7 +102,7 @@ export class PullAccessService {
       if (err.kind === 'denied') throw new OciError(OciErrorCode.DENIED, 'requested access to the resource is denied');
       throw unauthorized(err);
     }
-    const target = await this.targets.resolve(registryId);
+    const target = await this.targets.pullTargetOf(registryId);
     const allowed = target && (grant.actor ? await this.policy.can(grant.actor, target.groupId, GroupPermission.PULL) : target.anonymousPull);
     if (!target || !allowed) {
       throw new OciError(OciErrorCode.NAME_UNKNOWN, 'repository name not known to registry');

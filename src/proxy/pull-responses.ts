@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { DigestVerifier, OciError, OciErrorCode, contentRange, unsatisfiedContentRange, type ByteRange } from '../oci/index.js';
 import type { UpstreamResponse } from '../upstreams/client/upstream-client.js';
 import { UpstreamError } from '../upstreams/client/upstream-error.js';
-import type { PullResponse } from './pull-target.js';
+import type { PullResponse } from './pull-response.js';
 import { whenExhausted } from './cache-policy.js';
 import { WithheldTail } from './withheld-tail.js';
 

@@ -11,7 +11,7 @@ import { isSelfWriting, type SelfWritingBody } from '../storage/file-body.js';
 import { narrowToNamespace } from './mirror-namespace.js';
 import { OciExceptionFilter } from './oci-exception.filter.js';
 import { PullAccessService } from './pull-access.service.js';
-import type { PullResponse } from './pull-target.js';
+import type { PullResponse } from './pull-response.js';
 import { PullRateLimiter } from './pull-rate-limiter.js';
 import { ProxyBlobStore, type PullMethod } from './proxy-blob-store.js';
 import { ProxyManifestStore } from './proxy-manifest-store.js';

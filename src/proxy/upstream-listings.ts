@@ -7,7 +7,8 @@ import { UpstreamClient } from '../upstreams/client/upstream-client.js';
 import { UpstreamError, classifyUpstreamError } from '../upstreams/client/upstream-error.js';
 import { upstreamAnswer } from './cache-policy.js';
 import { API_VERSION, discard, header, notFoundOrUnavailable, statusError } from './pull-responses.js';
-import type { PullResponse, PullTarget, PullUpstream } from './pull-target.js';
+import type { PullTarget, PullUpstream } from '../upstreams/pull-target.js';
+import type { PullResponse } from './pull-response.js';
 
 /**
  * The listings of the pull API, passed through and never cached: `tags/list` merged across the

@@ -1,31 +1,32 @@
-import { Body, Controller, Delete, Get, HttpCode, HttpStatus, Param, Patch, Post, Query, UseInterceptors } from '@nestjs/common';
+import { Body, Controller, Get, Param, Patch, Post, Query, UseInterceptors } from '@nestjs/common';
 import {
   ApiBadRequestResponse,
   ApiCreatedResponse,
   ApiForbiddenResponse,
-  ApiNoContentResponse,
   ApiNotFoundResponse,
   ApiOkResponse,
   ApiOperation,
   ApiParam,
   ApiTags,
 } from '@nestjs/swagger';
-import type { Actor } from '../auth/actor.js';
-import { ApiAdminAuth } from '../auth/api-admin-auth.decorator.js';
-import { CurrentActor } from '../auth/current-actor.decorator.js';
-import { ApiPaginatedResponse } from './api-paginated-response.decorator.js';
-import { Page, PageHeadersInterceptor } from '../accounts/pagination.js';
+import type { Actor } from '../accounts/actor.js';
+import { ApiAdminAuth } from '../accounts/api-admin-auth.decorator.js';
+import { CurrentActor } from '../accounts/current-actor.decorator.js';
+import { ApiPaginatedResponse } from '../common/api-paginated-response.decorator.js';
+import { Page, PageHeadersInterceptor } from '../common/pagination.js';
 import { RegistriesService } from './registries.service.js';
 import {
   RegistryCreateDto,
-  RegistryDetailResponseDto,
   RegistryListQueryDto,
   RegistryResponseDto,
   RegistryUpdateDto,
 } from './registry.dto.js';
-import { ResourceIdPipe } from '../accounts/resource-id.pipe.js';
+import { ResourceIdPipe } from '../common/resource-id.pipe.js';
 
-/** GitLab's container virtual registry API: registries. */
+/**
+ * GitLab's container virtual registry API: registries. Reading one registry with its upstream list and
+ * deleting one with its exclusive upstreams are the upstreams module's (RegistryDetailController).
+ */
 @ApiTags('Container virtual registries')
 @ApiAdminAuth()
 @ApiNotFoundResponse({ description: 'The group or registry does not exist, or the caller cannot see it.' })
@@ -56,15 +57,6 @@ export class RegistriesController {
     return RegistryResponseDto.from(await this.registries.createOrUpdate(actor, { group, name: body.name, description: body.description, anonymousPull: body.anonymous_pull }));
   }
 
-  @Get('virtual_registries/container/registries/:id')
-  @ApiOperation({ summary: 'Get a virtual registry', description: 'Includes its upstream associations in position order.' })
-  @ApiParam({ name: 'id', description: 'The ID of the virtual registry.', example: 1 })
-  @ApiOkResponse({ type: RegistryDetailResponseDto })
-  async get(@CurrentActor() actor: Actor, @Param('id', new ResourceIdPipe('Registry Not Found')) id: number): Promise<RegistryDetailResponseDto> {
-    const { registry, links } = await this.registries.detail(actor, id);
-    return RegistryDetailResponseDto.fromDetail(registry, links);
-  }
-
   @Patch('virtual_registries/container/registries/:id')
   @ApiOperation({ summary: 'Update a virtual registry', description: 'Provide at least one of name or description.' })
   @ApiParam({ name: 'id', description: 'The ID of the virtual registry.', example: 1 })
@@ -77,18 +69,5 @@ export class RegistriesController {
     @Body() body: RegistryUpdateDto,
   ): Promise<RegistryResponseDto> {
     return RegistryResponseDto.from(await this.registries.createOrUpdate(actor, { id, name: body.name, description: body.description, anonymousPull: body.anonymous_pull }));
-  }
-
-  @Delete('virtual_registries/container/registries/:id')
-  @HttpCode(HttpStatus.NO_CONTENT)
-  @ApiOperation({
-    summary: 'Delete a virtual registry',
-    description: 'Also deletes the upstreams no other registry uses, with their cache entries.',
-  })
-  @ApiParam({ name: 'id', description: 'The ID of the virtual registry.', example: 1 })
-  @ApiNoContentResponse({ description: 'Deleted.' })
-  @ApiForbiddenResponse({ description: 'The caller may read but not delete the registry.' })
-  async delete(@CurrentActor() actor: Actor, @Param('id', new ResourceIdPipe('Registry Not Found')) id: number): Promise<void> {
-    await this.registries.delete(actor, id);
   }
 }

@@ -1,20 +1,18 @@
 import { BadRequestException, Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, EntityManager, QueryFailedError, Repository } from 'typeorm';
-import type { Actor } from '../auth/actor.js';
-import { GroupPermission } from '../auth/actor.js';
-import { GroupAccessPolicy } from '../auth/group-access.policy.js';
+import type { Actor } from '../accounts/actor.js';
+import { GroupPermission } from '../accounts/actor.js';
+import { GroupAccessPolicy } from '../accounts/group-access.policy.js';
 import { limitsConfig } from '../config/config.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import type { LimitsConfig } from '../config/config.js';
-import { RegistryUpstream } from '../upstreams/registry-upstream.entity.js';
-import { Upstream } from '../upstreams/upstream.entity.js';
-import { GroupResolver } from './group-resolver.service.js';
-import { registryNotFound } from './not-found.exceptions.js';
-import { InvalidFieldException } from '../accounts/invalid-field.exception.js';
-import { Page } from '../accounts/pagination.js';
-import type { PageRequest } from './page-request.js';
-import type { PermissionCheckOptions } from './permission-check-options.js';
+import { GroupResolver } from '../accounts/group-resolver.service.js';
+import { registryNotFound } from '../common/not-found.exceptions.js';
+import { InvalidFieldException } from '../common/invalid-field.exception.js';
+import { Page } from '../common/pagination.js';
+import type { PageRequest } from '../common/page-request.js';
+import type { PermissionCheckOptions } from '../common/permission-check-options.js';
 import { Registry } from './registry.entity.js';
 
 export type RegistryCreateParams = {
@@ -34,11 +32,6 @@ export type RegistryUpdateParams = {
   anonymousPull?: boolean;
 };
 
-export interface RegistryDetail {
-  registry: Registry;
-  links: RegistryUpstream[];
-}
-
 /** A Postgres unique violation on the named constraint. */
 export function isUniqueViolation(err: unknown, constraint?: string): boolean {
   if (!(err instanceof QueryFailedError)) return false;
@@ -47,14 +40,14 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
 }
 
 /**
- * Registries of a group: list, read, create or update (with the per-group limit), delete. Updates and
+ * Registries of a group: list, read, create or update (with the per-group limit). Deleting one (with its
+ * exclusive upstreams) is RegistryUpstreamsService's. Updates and
  * deletes tell the InvalidationBus once committed.
  */
 @Injectable()
 export class RegistriesService {
   constructor(
     @InjectRepository(Registry) private readonly registries: Repository<Registry>,
-    @InjectRepository(RegistryUpstream) private readonly links: Repository<RegistryUpstream>,
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly policy: GroupAccessPolicy,
     private readonly groups: GroupResolver,
@@ -80,12 +73,6 @@ export class RegistriesService {
     if (!registry) throw registryNotFound();
     if (!options.skipPermissionCheck) await this.policy.assert(requireActor(actor), registry.groupId, permission, registryNotFound);
     return registry;
-  }
-
-  async detail(actor: Actor, id: number): Promise<RegistryDetail> {
-    const registry = await this.findAccessible(actor, id, GroupPermission.READ);
-    const links = await this.links.find({ where: { registryId: registry.id }, order: { position: 'ASC' } });
-    return { registry, links };
   }
 
   /**
@@ -155,21 +142,6 @@ export class RegistriesService {
     this.bus.changed(`registry ${registry.id} updated`);
     return this.registries.findOneByOrFail({ id: registry.id });
   }
-
-  /**
-   * Deletes a registry with its upstream links, and the upstreams no other registry uses (GitLab's
-   * semantics), whose cache entries go with them.
-   */
-  async delete(actor: Actor, id: number): Promise<void> {
-    const registry = await this.findAccessible(actor, id, GroupPermission.WRITE);
-    await this.dataSource.transaction(async (manager) => {
-      await lockRegistry(manager, registry.id);
-      const exclusive = await exclusiveUpstreamIds(manager, registry.id);
-      await manager.delete(Registry, { id: registry.id });
-      if (exclusive.length) await manager.createQueryBuilder().delete().from(Upstream).whereInIds(exclusive).execute();
-    });
-    this.bus.changed(`registry ${registry.id} deleted`);
-  }
 }
 
 function requireActor(actor: Actor | null): Actor {
@@ -199,15 +171,4 @@ function translateRegistryError(err: unknown): unknown {
 export async function lockRegistry(manager: EntityManager, registryId: number): Promise<void> {
   const rows = (await manager.query('SELECT id FROM registries WHERE id = $1 FOR NO KEY UPDATE', [registryId])) as unknown[];
   if (rows.length === 0) throw registryNotFound();
-}
-
-/** Upstreams linked to this registry and to no other one. */
-export async function exclusiveUpstreamIds(manager: EntityManager, registryId: number): Promise<number[]> {
-  const rows = (await manager.query(
-    `SELECT ru.upstream_id AS id FROM registry_upstreams ru
-      WHERE ru.registry_id = $1
-        AND NOT EXISTS (SELECT 1 FROM registry_upstreams other WHERE other.upstream_id = ru.upstream_id AND other.registry_id <> $1)`,
-    [registryId],
-  )) as { id: number }[];
-  return rows.map((r) => Number(r.id));
 }

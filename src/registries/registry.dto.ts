@@ -1,7 +1,7 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { Transform } from 'class-transformer';
 import { IsBoolean, IsNotEmpty, IsOptional, IsString, MaxLength, ValidateIf } from 'class-validator';
-import { PageQueryDto } from '../accounts/pagination.js';
+import { PageQueryDto } from '../common/pagination.js';
 import type { Registry } from './registry.entity.js';
 
 export const MAX_REGISTRY_NAME_LENGTH = 255;

@@ -69,7 +69,7 @@ export class S3SpoolUpload {
         if (last && available === 0) break;
         this.uploadId ??= await this.createMultipartUpload();
         while (this.buffers.length === 0 && this.allocated === queueSize) await Promise.race(inFlight);
-        if (failure) throw failure;
+        if (failure) throw failure as Error;
         const buffer = this.takeBuffer();
         const length = Math.min(partSize, available);
         await this.readExactly(buffer, offset, length);
@@ -89,7 +89,7 @@ export class S3SpoolUpload {
         if (last) break;
       }
       await Promise.all(inFlight);
-      if (failure) throw failure;
+      if (failure) throw failure as Error;
       this.throwIfStopped();
       parts.sort((a, b) => a.PartNumber - b.PartNumber);
       await this.options.client.send(

@@ -11,10 +11,10 @@ import {
   ApiParam,
   ApiTags,
 } from '@nestjs/swagger';
-import type { Actor } from '../auth/actor.js';
-import { ApiAdminAuth } from '../auth/api-admin-auth.decorator.js';
-import { CurrentActor } from '../auth/current-actor.decorator.js';
-import { ResourceIdPipe } from '../accounts/resource-id.pipe.js';
+import type { Actor } from '../accounts/actor.js';
+import { ApiAdminAuth } from '../accounts/api-admin-auth.decorator.js';
+import { CurrentActor } from '../accounts/current-actor.decorator.js';
+import { ResourceIdPipe } from '../common/resource-id.pipe.js';
 import { RegistryUpstreamsService } from './registry-upstreams.service.js';
 import { RegistryUpstreamCreateDto, RegistryUpstreamResponseDto, RegistryUpstreamUpdateDto } from './upstream.dto.js';
 

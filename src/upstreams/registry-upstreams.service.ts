@@ -1,17 +1,17 @@
 import { ConflictException, Inject, Injectable } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, EntityManager, Repository } from 'typeorm';
-import type { Actor } from '../auth/actor.js';
-import { GroupPermission } from '../auth/actor.js';
-import { GroupAccessPolicy } from '../auth/group-access.policy.js';
+import type { Actor } from '../accounts/actor.js';
+import { GroupPermission } from '../accounts/actor.js';
+import { GroupAccessPolicy } from '../accounts/group-access.policy.js';
 import { limitsConfig } from '../config/config.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
 import type { LimitsConfig } from '../config/config.js';
-import { InvalidFieldException } from '../accounts/invalid-field.exception.js';
-import { registryUpstreamNotFound, upstreamNotFound } from '../registries/not-found.exceptions.js';
-import type { PermissionCheckOptions } from '../registries/permission-check-options.js';
+import { InvalidFieldException } from '../common/invalid-field.exception.js';
+import { registryUpstreamNotFound, upstreamNotFound } from '../common/not-found.exceptions.js';
+import type { PermissionCheckOptions } from '../common/permission-check-options.js';
 import { isUniqueViolation, lockRegistry, RegistriesService } from '../registries/registries.service.js';
-import type { Registry } from '../registries/registry.entity.js';
+import { Registry } from '../registries/registry.entity.js';
 import { RegistryUpstream } from './registry-upstream.entity.js';
 import { Upstream } from './upstream.entity.js';
 
@@ -35,6 +35,28 @@ export class RegistryUpstreamsService {
     @Inject(limitsConfig.KEY) private readonly limits: LimitsConfig,
     @Inject(INVALIDATION_BUS) private readonly bus: InvalidationBus,
   ) {}
+
+  /** A registry with its upstream associations in position order. */
+  async detail(actor: Actor, id: number): Promise<{ registry: Registry; links: RegistryUpstream[] }> {
+    const registry = await this.registries.findAccessible(actor, id, GroupPermission.READ);
+    const links = await this.links.find({ where: { registryId: registry.id }, order: { position: 'ASC' } });
+    return { registry, links };
+  }
+
+  /**
+   * Deletes a registry with its upstream links, and the upstreams no other registry uses (GitLab's
+   * semantics), whose cache entries go with them.
+   */
+  async deleteRegistry(actor: Actor, id: number): Promise<void> {
+    const registry = await this.registries.findAccessible(actor, id, GroupPermission.WRITE);
+    await this.dataSource.transaction(async (manager) => {
+      await lockRegistry(manager, registry.id);
+      const exclusive = await exclusiveUpstreamIds(manager, registry.id);
+      await manager.delete(Registry, { id: registry.id });
+      if (exclusive.length) await manager.createQueryBuilder().delete().from(Upstream).whereInIds(exclusive).execute();
+    });
+    this.bus.changed(`registry ${registry.id} deleted`);
+  }
 
   /** Associates an existing upstream with a registry, at the end of its list. */
   async link(
@@ -143,4 +165,15 @@ export class RegistryUpstreamsService {
       [registryId],
     );
   }
+}
+
+/** Upstreams linked to this registry and to no other one. */
+export async function exclusiveUpstreamIds(manager: EntityManager, registryId: number): Promise<number[]> {
+  const rows = (await manager.query(
+    `SELECT ru.upstream_id AS id FROM registry_upstreams ru
+      WHERE ru.registry_id = $1
+        AND NOT EXISTS (SELECT 1 FROM registry_upstreams other WHERE other.upstream_id = ru.upstream_id AND other.registry_id <> $1)`,
+    [registryId],
+  )) as { id: number }[];
+  return rows.map((r) => Number(r.id));
 }

@@ -1,7 +1,7 @@
 import { ApiProperty } from '@nestjs/swagger';
 import { Transform, Type } from 'class-transformer';
 import { ArrayMaxSize, IsArray, IsInt, IsNotEmpty, IsOptional, IsString, Max, MaxLength, Min, ValidateIf } from 'class-validator';
-import { PageQueryDto } from '../accounts/pagination.js';
+import { PageQueryDto } from '../common/pagination.js';
 import { MAX_DESCRIPTION_LENGTH } from '../registries/registry.dto.js';
 import type { UpstreamHealthSnapshot } from './client/upstream-health.js';
 import type { RegistryUpstream } from './registry-upstream.entity.js';

@@ -10,12 +10,12 @@ import {
   ApiParam,
   ApiTags,
 } from '@nestjs/swagger';
-import type { Actor } from '../auth/actor.js';
-import { ApiAdminAuth } from '../auth/api-admin-auth.decorator.js';
-import { CurrentActor } from '../auth/current-actor.decorator.js';
-import { ApiPaginatedResponse } from '../registries/api-paginated-response.decorator.js';
-import { Page, PageHeadersInterceptor } from '../accounts/pagination.js';
-import { ResourceIdPipe } from '../accounts/resource-id.pipe.js';
+import type { Actor } from '../accounts/actor.js';
+import { ApiAdminAuth } from '../accounts/api-admin-auth.decorator.js';
+import { CurrentActor } from '../accounts/current-actor.decorator.js';
+import { ApiPaginatedResponse } from '../common/api-paginated-response.decorator.js';
+import { Page, PageHeadersInterceptor } from '../common/pagination.js';
+import { ResourceIdPipe } from '../common/resource-id.pipe.js';
 import {
   RegistryUpstreamListItemDto,
   UpstreamCreateDto,

@@ -3,24 +3,25 @@ import { randomUUID } from 'node:crypto';
 import { BadRequestException, Inject, Injectable, Logger, NotFoundException, OnApplicationBootstrap, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
 import { InjectDataSource, InjectRepository } from '@nestjs/typeorm';
 import { DataSource, IsNull, Not, Repository } from 'typeorm';
-import type { Actor } from '../auth/actor.js';
-import { GroupPermission } from '../auth/actor.js';
-import { GroupAccessPolicy } from '../auth/group-access.policy.js';
+import type { Actor } from '../accounts/actor.js';
+import { GroupPermission } from '../accounts/actor.js';
+import { GroupAccessPolicy } from '../accounts/group-access.policy.js';
 import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
-import { CacheEntry, CacheEntryStatus } from '../cache-entries/cache-entry.entity.js';
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.js';
 import { canonicalRegistryHost } from '../oci/registry-host.js';
-import { GroupResolver } from '../registries/group-resolver.service.js';
-import { InvalidFieldException } from '../accounts/invalid-field.exception.js';
-import { Page } from '../accounts/pagination.js';
-import type { PageRequest } from '../registries/page-request.js';
-import { upstreamNotFound } from '../registries/not-found.exceptions.js';
-import type { PermissionCheckOptions } from '../registries/permission-check-options.js';
+import { MetricsService } from '../observability/metrics.service.js';
+import { GroupResolver } from '../accounts/group-resolver.service.js';
+import { InvalidFieldException } from '../common/invalid-field.exception.js';
+import { Page } from '../common/pagination.js';
+import type { PageRequest } from '../common/page-request.js';
+import { upstreamNotFound } from '../common/not-found.exceptions.js';
+import type { PermissionCheckOptions } from '../common/permission-check-options.js';
 import { lockRegistry, RegistriesService } from '../registries/registries.service.js';
 import { UpstreamClient, type UpstreamDescriptor } from './client/upstream-client.js';
 import { classifyUpstreamError, UpstreamError } from './client/upstream-error.js';
 import { InvalidUpstreamUrlError, normalizeUpstreamUrl } from './client/upstream-url.js';
-import { CredentialEncryptionService, UnreadableCredentialsError } from './credential-encryption.service.js';
+import { CredentialEncryptionService, UnknownEncryptionKeyError, UnreadableCredentialsError } from './credential-encryption.service.js';
+import type { PullTarget, PullUpstream } from './pull-target.js';
 import { RegistryUpstream } from './registry-upstream.entity.js';
 import { RegistryUpstreamsService } from './registry-upstreams.service.js';
 import { Upstream } from './upstream.entity.js';
@@ -62,6 +63,20 @@ interface Credentials {
   password: string;
 }
 
+/** A row of the pull-target query (snake_case, as Postgres returns it). */
+interface PullUpstreamRow {
+  id: number;
+  group_id: number;
+  position: number;
+  url: string;
+  username: string | null;
+  password_ciphertext: string | null;
+  credentials_key_id: string | null;
+  cache_validity_hours: number;
+  auth_url: string | null;
+  mirror_hosts: string[] | null;
+}
+
 /**
  * Upstreams: created inside a registry (linked at the end of its list), listed per group or per
  * registry, updated (a new url drops the credentials unless new ones come with it), deleted (closing
@@ -73,11 +88,12 @@ interface Credentials {
 export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
   private readonly logger = new Logger(UpstreamsService.name);
   private removeObserver?: () => void;
+  /** Where a test of an existing upstream probes: a path it has served (the cache-entries module tells). */
+  private cachedPathOf: (upstreamId: number) => Promise<string | undefined> = () => Promise.resolve(undefined);
 
   constructor(
     @InjectRepository(Upstream) private readonly upstreams: Repository<Upstream>,
     @InjectRepository(RegistryUpstream) private readonly links: Repository<RegistryUpstream>,
-    @InjectRepository(CacheEntry) private readonly cacheEntries: Repository<CacheEntry>,
     @InjectDataSource() private readonly dataSource: DataSource,
     private readonly registries: RegistriesService,
     private readonly registryUpstreams: RegistryUpstreamsService,
@@ -86,17 +102,31 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     private readonly encryption: CredentialEncryptionService,
     private readonly client: UpstreamClient,
     @Inject(INVALIDATION_BUS) private readonly bus: InvalidationBus,
+    private readonly metrics: MetricsService,
   ) {}
 
   onModuleInit(): void {
     // The token endpoint an upstream challenges with is remembered, so a restart fetches tokens up front.
+    // Upstream latency and errors feed the metrics.
     this.removeObserver = this.client.addObserver({
       onRealmDiscovered: (upstreamId, authUrl, upstreamUrl) => void this.rememberAuthUrl(upstreamId, authUrl, upstreamUrl),
+      onRequest: (event) => {
+        if (event.target !== 'registry') return;
+        this.metrics.upstreamDuration.observe({ method: event.method, status: String(event.status ?? 'error') }, event.durationMs / 1000);
+      },
     });
   }
 
   onModuleDestroy(): void {
     this.removeObserver?.();
+  }
+
+  /**
+   * Lets a module above this one (cache-entries) say which path an upstream has served, so `test()` probes
+   * something the upstream is known to have (GitLab's behaviour) without this module reading its table.
+   */
+  probeCachedPathsWith(cachedPathOf: (upstreamId: number) => Promise<string | undefined>): void {
+    this.cachedPathOf = cachedPathOf;
   }
 
   /**
@@ -309,12 +339,8 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
       }
     }
     const url = overrides.url !== undefined ? await this.checkedUrl(overrides.url) : upstream.url;
-    const cached = await this.cacheEntries.findOne({
-      select: { id: true, relativePath: true },
-      where: { upstreamId: upstream.id, status: CacheEntryStatus.DEFAULT },
-      order: { id: 'ASC' },
-    });
-    const path = cached ? `/${cached.relativePath.replace(/^\/+/, '')}` : UPSTREAM_TEST_PATH;
+    const cachedPath = await this.cachedPathOf(upstream.id);
+    const path = cachedPath ? `/${cachedPath.replace(/^\/+/, '')}` : UPSTREAM_TEST_PATH;
     return this.probe({ url, username: credentials?.username, password: credentials?.password }, path);
   }
 
@@ -327,15 +353,61 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     return this.probe({ url, username: credentials?.username, password: credentials?.password }, UPSTREAM_TEST_PATH);
   }
 
-  /** What the upstream client needs to talk to this upstream, credentials decrypted. */
-  descriptorOf(upstream: Upstream): UpstreamDescriptor {
+  /**
+   * What a pull needs about a registry, in one query: its group and its upstreams in position order,
+   * credentials decrypted in memory only. Undefined when there is no such registry. An upstream whose
+   * credentials cannot be decrypted fails on its own (`credentialsUnreadable`); the others still answer.
+   */
+  async pullTargetOf(registryId: number): Promise<PullTarget | undefined> {
+    const rows: (PullUpstreamRow & { registry_group_id: number; registry_anonymous_pull: boolean })[] = await this.dataSource.query(
+      `SELECT r.group_id AS registry_group_id, r.anonymous_pull AS registry_anonymous_pull, u.id, u.group_id, ru.position, u.url, u.username,
+              u.password_ciphertext, u.credentials_key_id, u.cache_validity_hours, u.auth_url, u.mirror_hosts
+         FROM registries r
+         LEFT JOIN registry_upstreams ru ON ru.registry_id = r.id
+         LEFT JOIN upstreams u ON u.id = ru.upstream_id
+        WHERE r.id = $1
+        ORDER BY ru.position`,
+      [registryId],
+    );
+    if (rows.length === 0) return undefined;
     return {
-      id: upstream.id,
-      url: upstream.url,
-      username: upstream.username,
-      password: this.passwordOf(upstream),
-      authUrl: upstream.authUrl,
+      registryId,
+      groupId: rows[0].registry_group_id,
+      anonymousPull: rows[0].registry_anonymous_pull,
+      upstreams: rows.filter((r) => r.id !== null).map((r) => this.toPullUpstream(r)),
     };
+  }
+
+  /** One upstream as a pull needs it, for background jobs (no registry involved). */
+  async pullUpstreamOf(upstreamId: number): Promise<PullUpstream | undefined> {
+    const row = await this.upstreams.findOneBy({ id: upstreamId });
+    if (!row) return undefined;
+    return this.toPullUpstream({
+      id: row.id,
+      group_id: row.groupId,
+      position: 0,
+      url: row.url,
+      username: row.username,
+      password_ciphertext: row.passwordCiphertext,
+      credentials_key_id: row.credentialsKeyId,
+      cache_validity_hours: row.cacheValidityHours,
+      auth_url: row.authUrl,
+      mirror_hosts: row.mirrorHosts,
+    });
+  }
+
+  private toPullUpstream(row: PullUpstreamRow): PullUpstream {
+    const upstream = { id: row.id, groupId: row.group_id, position: row.position, cacheValidityHours: row.cache_validity_hours, mirrorHosts: row.mirror_hosts ?? [] };
+    const descriptor = { id: row.id, url: row.url, authUrl: row.auth_url };
+    if (!row.password_ciphertext || !row.credentials_key_id) return { ...upstream, descriptor: { ...descriptor, username: row.username, password: null } };
+    try {
+      const password = this.encryption.decrypt({ ciphertext: row.password_ciphertext, keyId: row.credentials_key_id }, row.id);
+      return { ...upstream, descriptor: { ...descriptor, username: row.username, password } };
+    } catch (err) {
+      if (!(err instanceof UnreadableCredentialsError || err instanceof UnknownEncryptionKeyError)) throw err;
+      this.logger.warn(err.message);
+      return { ...upstream, descriptor: { ...descriptor, credentialsUnreadable: true } };
+    }
   }
 
   private passwordOf(upstream: Upstream): string | null {

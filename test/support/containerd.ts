@@ -47,7 +47,7 @@ export async function startContainerd(): Promise<Containerd> {
     } catch (err) {
       if (child.exitCode !== null || Date.now() > deadline) {
         child.kill('SIGKILL');
-        throw new Error(`containerd did not start: ${(err as Error).message}\n${readFileSync(log, 'utf8').slice(-2000)}`);
+        throw new Error(`containerd did not start: ${(err as Error).message}\n${readFileSync(log, 'utf8').slice(-2000)}`, { cause: err });
       }
       await new Promise((r) => setTimeout(r, 100));
     }

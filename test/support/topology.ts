@@ -30,7 +30,7 @@ import {
   waitUntilServing,
   type AppProcess,
 } from './app-process.js';
-import { startS3Server, type S3TestServer } from './s3-server.js';
+import { startS3Server } from './s3-server.js';
 import { realServices } from './services.js';
 import { TEST_ADMIN_TOKEN, createScratchDatabase } from './test-app.js';
 import { findFreePort, startUpstreamRegistry, type UpstreamRegistry } from './upstream-registry.js';
@@ -270,7 +270,7 @@ export async function startTopology(options: TopologyOptions = {}): Promise<Topo
   } catch (err) {
     const logs = processes.map((p) => `--- ${p.name} ---\n${tail(p.log(), 25)}`).join('\n');
     await close();
-    throw new Error(`${(err as Error).message}${logs ? `\n${logs}` : ''}`);
+    throw new Error(`${(err as Error).message}${logs ? `\n${logs}` : ''}`, { cause: err });
   }
 }
 

@@ -138,7 +138,7 @@ function htpasswdLine(credentials: RegistryCredentials): string {
   try {
     return execFileSync('htpasswd', ['-nbB', credentials.username, credentials.password], { encoding: 'utf8' }).trim();
   } catch (err) {
-    throw new Error(`basic-auth upstream needs apache2-utils' htpasswd (apt-get install apache2-utils): ${String(err)}`);
+    throw new Error(`basic-auth upstream needs apache2-utils' htpasswd (apt-get install apache2-utils): ${String(err)}`, { cause: err });
   }
 }
 

@@ -5,8 +5,8 @@ import { UpstreamClient } from './upstream-client.js';
 import { UpstreamHealth } from './upstream-health.js';
 
 /**
- * The upstream registry HTTP client. Needs the global ConfigModule (upstreamConfig); an optional
- * UPSTREAM_CLIENT_OBSERVER provider (global) receives request and token-endpoint events. UpstreamHealth
+ * The upstream registry HTTP client. Needs the global ConfigModule (upstreamConfig); observers of its
+ * request and token-endpoint events register with UpstreamClient.addObserver(). UpstreamHealth
  * (breakers, budgets, remembered 404s) forgets its 404s on every change the InvalidationBus announces.
  */
 @Module({

@@ -75,9 +75,6 @@ export interface UpstreamClientObserver {
   onRealmDiscovered?(upstreamId: number | string, authUrl: string, upstreamUrl: string): void;
 }
 
-/** Optional provider of an UpstreamClientObserver (observability module). */
-export const UPSTREAM_CLIENT_OBSERVER = 'UPSTREAM_CLIENT_OBSERVER';
-
 export const MAX_UPSTREAM_REDIRECTS = 5;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
@@ -189,7 +186,6 @@ export class UpstreamClient implements OnModuleDestroy {
 
   constructor(
     @Inject(upstreamConfig.KEY) config: UpstreamConfig,
-    @Optional() @Inject(UPSTREAM_CLIENT_OBSERVER) observer?: UpstreamClientObserver,
     @Optional() health?: UpstreamHealth,
   ) {
     this.health = health ?? new UpstreamHealth(config);
@@ -201,7 +197,6 @@ export class UpstreamClient implements OnModuleDestroy {
       keepAliveTimeout: 10_000,
       keepAliveMaxTimeout: 600_000,
     });
-    if (observer) this.observers.push(observer);
   }
 
   /** Register an observer (metrics, auth_url persistence); returns a function that removes it. */

@@ -84,7 +84,7 @@ export function classifyUpstreamError(err: unknown, upstreamId: number | string 
     return new UpstreamError('refused-address', refusal.message, upstreamId, undefined, { cause: err, detail: `${where}host ${refusal.host}${resolved} refused` });
   }
   const code = (err as { code?: unknown } | undefined)?.code;
-  const message = err instanceof Error ? err.message || String(code ?? err.name) : String(err);
+  const message = err instanceof Error ? err.message || String((code as string | number | undefined) ?? err.name) : String(err);
   // the transport's own message names hosts and addresses (`connect ECONNREFUSED 10.0.0.8:443`): only its code is said
   const reason = typeof code === 'string' && /^[A-Z][A-Z0-9_]*$/.test(code) ? ` (${code})` : '';
   const options = { cause: err, detail: `${where}${message}` };

@@ -80,7 +80,7 @@ export class PageHeadersInterceptor implements NestInterceptor {
           'x-prev-page': prev ? String(prev) : '',
           link: links.join(', '),
         });
-        return result.items;
+        return result.items as unknown;
       }),
     );
   }

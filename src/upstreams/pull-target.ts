@@ -1,4 +1,4 @@
-import type { UpstreamDescriptor } from '../upstreams/client/upstream-client.js';
+import type { UpstreamDescriptor } from './client/upstream-client.js';
 
 /** One upstream of the registry being pulled from, credentials decrypted, in position order. */
 export interface PullUpstream {
@@ -19,11 +19,4 @@ export interface PullTarget {
   anonymousPull: boolean;
   /** Ordered by position (1 first). */
   upstreams: PullUpstream[];
-}
-
-/** What the HTTP layer writes: a status, headers and, for GET, a body stream or bytes. */
-export interface PullResponse {
-  status: number;
-  headers: Record<string, string>;
-  body?: NodeJS.ReadableStream | Buffer;
 }

@@ -1,7 +1,7 @@
 import { ForbiddenException, Injectable, NotFoundException } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
-import { Member } from '../accounts/member.entity.js';
+import { Member } from './member.entity.js';
 import { AccessLevel, Actor, GroupPermission, TokenScope } from './actor.js';
 
 /** The lowest membership role that holds each permission. */

@@ -1,8 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { Repository } from 'typeorm';
-import { Group } from '../accounts/group.entity.js';
-import { groupNotFound } from '../accounts/groups.service.js';
+import { Group } from './group.entity.js';
+import { groupNotFound } from './groups.service.js';
 
 /**
  * Resolves the `:id` of `/groups/:id/-/...` routes: a numeric group id or the group's full path
