@@ -3,13 +3,7 @@
  * the registry API (test/support/image-fixtures.ts). Every round has its own images, so a cold pull is
  * cold for every system: no proxy has stored those bytes before, under any upstream.
  */
-import {
-  buildImage,
-  buildImageIndex,
-  imageBlobs,
-  pushImage,
-  type ImageFixture,
-} from '../test/support/image-fixtures.js';
+import { buildImage, buildImageIndex, imageBlobs, pushImage, type ImageFixture } from '../test/support/image-fixtures.js';
 import type { UpstreamRegistry } from '../test/support/upstream-registry.js';
 
 const KiB = 1024;

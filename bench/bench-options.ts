@@ -66,9 +66,13 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions | 'help
         options.resultsDir = resolve(value());
         break;
       case '--only': {
-        const names = value().split(',').map((n) => n.trim()).filter(Boolean);
+        const names = value()
+          .split(',')
+          .map((n) => n.trim())
+          .filter(Boolean);
         const unknown = names.filter((n) => !(SCENARIOS as readonly string[]).includes(n));
-        if (unknown.length || names.length === 0) throw new UsageError(`--only takes a list of ${SCENARIOS.join(', ')}; got ${unknown.join(', ') || 'nothing'}`);
+        if (unknown.length || names.length === 0)
+          throw new UsageError(`--only takes a list of ${SCENARIOS.join(', ')}; got ${unknown.join(', ') || 'nothing'}`);
         options.only = new Set(names as ScenarioName[]);
         break;
       }

@@ -71,9 +71,7 @@ function redactUrl(url: string): string {
 }
 
 function commandLine(argv: readonly string[]): string {
-  const env = ['DATABASE_URL', 'REDIS_URL']
-    .filter((name) => process.env[name])
-    .map((name) => `${name}=${redactUrl(process.env[name]!)}`);
+  const env = ['DATABASE_URL', 'REDIS_URL'].filter((name) => process.env[name]).map((name) => `${name}=${redactUrl(process.env[name]!)}`);
   return [...env, 'npm run bench', ...(argv.length ? ['--', ...argv] : [])].join(' ');
 }
 
@@ -181,7 +179,7 @@ async function runBenchmark(options: BenchOptions, argv: readonly string[], prof
     applySpecTargets(rows);
 
     const notes = [
-      'Pull rows: wall time of `skopeo copy docker://... dir:` (skopeo verifies every digest); cold = the system\'s cache just emptied and images nobody pulled before.',
+      "Pull rows: wall time of `skopeo copy docker://... dir:` (skopeo verifies every digest); cold = the system's cache just emptied and images nobody pulled before.",
       'The upstream and the peers have no auth; the app checks a registry JWT on every request (skopeo does the token flow with a personal access token).',
       'SPEC pull bars are stated for the 200 MiB image; the small-image and index rows are for information.',
     ];

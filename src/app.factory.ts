@@ -110,10 +110,7 @@ function installRequestHooks(fastify: FastifyInstance, metrics: MetricsService):
     }
     bound.requests.inc();
     bound.duration.observe(reply.elapsedTime / 1000);
-    request.log.info(
-      { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
-      'request',
-    );
+    request.log.info({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
     done();
   });
 }

@@ -3,8 +3,7 @@ import { ConfigValidationError } from './config/environment.js';
 
 /** Boot failures end the process with one clear line on stderr and a non-zero exit, no stack trace. */
 export function exitOnBootFailure(err: unknown): never {
-  const message =
-    err instanceof ConfigValidationError ? err.message : `Startup failed: ${describeBootError(err)}`;
+  const message = err instanceof ConfigValidationError ? err.message : `Startup failed: ${describeBootError(err)}`;
   process.stderr.write(`${message}\n`);
   process.exit(1);
 }

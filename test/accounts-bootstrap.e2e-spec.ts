@@ -85,7 +85,10 @@ describe('admin bootstrap and secrets in logs (real process)', () => {
       const generated = first.output().match(GENERATED_TOKEN) ?? [];
       expect(generated).toHaveLength(1);
       rootToken = generated[0]!;
-      const line = first.output().split('\n').find((l) => l.includes(rootToken))!;
+      const line = first
+        .output()
+        .split('\n')
+        .find((l) => l.includes(rootToken))!;
       expect(JSON.parse(line)).toMatchObject({ level: 40, context: 'AdminBootstrapService' });
 
       const me = await api(first.url, rootToken, 'GET', '/api/v4/user');
@@ -93,12 +96,17 @@ describe('admin bootstrap and secrets in logs (real process)', () => {
 
       // use secrets every way the API allows, then look for them in the logs
       const user = await api(first.url, rootToken, 'POST', '/api/v4/users', { username: 'logcheck' });
-      const pat = await api(first.url, rootToken, 'POST', `/api/v4/users/${user.body.id}/personal_access_tokens`, { name: 'x', scopes: ['read_virtual_registry'] });
+      const pat = await api(first.url, rootToken, 'POST', `/api/v4/users/${user.body.id}/personal_access_tokens`, {
+        name: 'x',
+        scopes: ['read_virtual_registry'],
+      });
       const group = await api(first.url, rootToken, 'POST', '/api/v4/groups', { name: 'logs', path: 'logs' });
       const dt = await api(first.url, rootToken, 'POST', `/api/v4/groups/${group.body.id}/deploy_tokens`, { name: 'x', scopes: ['read_virtual_registry'] });
       const rotated = await api(first.url, rootToken, 'POST', '/api/v4/user/personal_access_tokens', { name: 'to-rotate', scopes: ['api'] });
       const rotatedAgain = await api(first.url, rotated.body.token, 'POST', '/api/v4/personal_access_tokens/self/rotate');
-      const login = await fetch(`${first.url}/jwt/auth?service=virtual_registry&offline_token=true`, { headers: { authorization: basic('logcheck', pat.body.token) } });
+      const login = await fetch(`${first.url}/jwt/auth?service=virtual_registry&offline_token=true`, {
+        headers: { authorization: basic('logcheck', pat.body.token) },
+      });
       const loginBody = (await login.json()) as { token: string; refresh_token: string };
       const form = await fetch(`${first.url}/jwt/auth`, {
         method: 'POST',
@@ -108,11 +116,15 @@ describe('admin bootstrap and secrets in logs (real process)', () => {
       expect(form.status).toBe(200);
       const wrong = 'cvrpat-this-is-a-wrong-password-0123456789';
       expect((await fetch(`${first.url}/jwt/auth`, { headers: { authorization: basic(dt.body.username, wrong) } })).status).toBe(401);
-      expect((await fetch(`${first.url}/jwt/auth`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ grant_type: 'password', username: 'logcheck', password: wrong }).toString(),
-      })).status).toBe(401);
+      expect(
+        (
+          await fetch(`${first.url}/jwt/auth`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/x-www-form-urlencoded' },
+            body: new URLSearchParams({ grant_type: 'password', username: 'logcheck', password: wrong }).toString(),
+          })
+        ).status,
+      ).toBe(401);
       expect((await fetch(`${first.url}/v2/`, { headers: { authorization: `Bearer ${loginBody.token}` } })).status).toBe(200);
       expect((await api(first.url, wrong, 'GET', '/api/v4/user')).status).toBe(401);
       secrets.push(pat.body.token, dt.body.token, rotated.body.token, rotatedAgain.body.token, loginBody.token, loginBody.refresh_token, wrong);
@@ -149,27 +161,31 @@ describe('admin bootstrap and secrets in logs (real process)', () => {
   }, 120_000);
 
   const withPostgres = process.env.DATABASE_URL ? it : it.skip;
-  withPostgres('bootstraps once when two replicas start together on one Postgres database (skipped without DATABASE_URL)', async () => {
-    const scratch = await createScratchDatabase();
-    const dirs = [mkdtempSync(join(tmpdir(), 'cvr-replica-')), mkdtempSync(join(tmpdir(), 'cvr-replica-'))];
-    const replicas: Started[] = [];
-    try {
-      replicas.push(...(await Promise.all(dirs.map((d) => start({ DATA_DIR: d, DATABASE_URL: scratch.url })))));
-      const generated = replicas.flatMap((r) => r.output().match(GENERATED_TOKEN) ?? []);
-      expect(generated).toHaveLength(1);
-      for (const r of replicas) expect((await api(r.url, generated[0], 'GET', '/api/v4/user')).body.username).toBe('root');
-      const client = new pg.Client({ connectionString: scratch.url });
-      await client.connect();
+  withPostgres(
+    'bootstraps once when two replicas start together on one Postgres database (skipped without DATABASE_URL)',
+    async () => {
+      const scratch = await createScratchDatabase();
+      const dirs = [mkdtempSync(join(tmpdir(), 'cvr-replica-')), mkdtempSync(join(tmpdir(), 'cvr-replica-'))];
+      const replicas: Started[] = [];
       try {
-        expect((await client.query('SELECT username FROM users')).rows).toEqual([{ username: 'root' }]);
-        expect((await client.query('SELECT count(*)::int AS n FROM personal_access_tokens')).rows).toEqual([{ n: 1 }]);
+        replicas.push(...(await Promise.all(dirs.map((d) => start({ DATA_DIR: d, DATABASE_URL: scratch.url })))));
+        const generated = replicas.flatMap((r) => r.output().match(GENERATED_TOKEN) ?? []);
+        expect(generated).toHaveLength(1);
+        for (const r of replicas) expect((await api(r.url, generated[0], 'GET', '/api/v4/user')).body.username).toBe('root');
+        const client = new pg.Client({ connectionString: scratch.url });
+        await client.connect();
+        try {
+          expect((await client.query('SELECT username FROM users')).rows).toEqual([{ username: 'root' }]);
+          expect((await client.query('SELECT count(*)::int AS n FROM personal_access_tokens')).rows).toEqual([{ n: 1 }]);
+        } finally {
+          await client.end();
+        }
       } finally {
-        await client.end();
+        await Promise.all(replicas.map(stop));
+        await scratch.drop();
+        for (const d of dirs) rmSync(d, { recursive: true, force: true });
       }
-    } finally {
-      await Promise.all(replicas.map(stop));
-      await scratch.drop();
-      for (const d of dirs) rmSync(d, { recursive: true, force: true });
-    }
-  }, 120_000);
+    },
+    120_000,
+  );
 });

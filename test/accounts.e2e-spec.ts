@@ -259,7 +259,7 @@ describe.each(databaseTargets())('accounts admin API (%s database)', (database) 
       expect(JSON.stringify(rows)).not.toContain(own.body.token);
     });
 
-    it('revokes: own token or (admin) anyone\'s; others\' tokens look absent', async () => {
+    it("revokes: own token or (admin) anyone's; others' tokens look absent", async () => {
       const fran = admin.as(await admin.createUserToken('fran'));
       const gail = admin.as(await admin.createUserToken('gail'));
       const extra = await fran.expect(201, 'POST', '/api/v4/user/personal_access_tokens', { name: 'extra', scopes: ['api'] });
@@ -310,7 +310,11 @@ describe.each(databaseTargets())('accounts admin API (%s database)', (database) 
         expired: false,
         token: expect.stringMatching(/^cvrdt-[A-Za-z0-9_-]{43}$/),
       });
-      const named = await admin.expect(201, 'POST', `/api/v4/groups/${group.id}/deploy_tokens`, { name: 'named', scopes: ['read_virtual_registry'], username: 'puller' });
+      const named = await admin.expect(201, 'POST', `/api/v4/groups/${group.id}/deploy_tokens`, {
+        name: 'named',
+        scopes: ['read_virtual_registry'],
+        username: 'puller',
+      });
       expect(named.body.username).toBe('puller');
       const list = await admin.expect(200, 'GET', `/api/v4/groups/${group.id}/deploy_tokens`);
       expect(list.body.map((t: { name: string }) => t.name)).toEqual(['cluster', 'named']);
@@ -322,7 +326,10 @@ describe.each(databaseTargets())('accounts admin API (%s database)', (database) 
       expect(one.body).not.toHaveProperty('token');
 
       expect((await admin.post(`/api/v4/groups/${group.id}/deploy_tokens`, { name: 'x', scopes: ['api'] })).status).toBe(400);
-      expect((await admin.post(`/api/v4/groups/${group.id}/deploy_tokens`, { name: 'x', scopes: ['read_virtual_registry'], expires_at: '2001-01-01T00:00:00Z' })).status).toBe(400);
+      expect(
+        (await admin.post(`/api/v4/groups/${group.id}/deploy_tokens`, { name: 'x', scopes: ['read_virtual_registry'], expires_at: '2001-01-01T00:00:00Z' }))
+          .status,
+      ).toBe(400);
 
       const maintainer = admin.as(await admin.createUserToken('dt-maint', { groupId: group.id, role: 'maintainer' }));
       expect((await maintainer.get(`/api/v4/groups/${group.id}/deploy_tokens`)).status).toBe(403);
@@ -354,12 +361,22 @@ describe.each(databaseTargets())('accounts admin API (%s database)', (database) 
     };
     expect(Object.keys(doc.components.securitySchemes).sort()).toEqual(expect.arrayContaining(['basic', 'bearer', 'private-token']));
     const routes = [
-      ['get', '/api/v4/groups'], ['post', '/api/v4/groups'], ['get', '/api/v4/groups/{id}'], ['delete', '/api/v4/groups/{id}'],
-      ['get', '/api/v4/users'], ['post', '/api/v4/users'], ['get', '/api/v4/user'],
-      ['post', '/api/v4/groups/{id}/members'], ['put', '/api/v4/groups/{id}/members/{user_id}'], ['delete', '/api/v4/groups/{id}/members/{user_id}'],
-      ['post', '/api/v4/users/{user_id}/personal_access_tokens'], ['get', '/api/v4/user/personal_access_tokens'],
-      ['post', '/api/v4/user/personal_access_tokens'], ['delete', '/api/v4/personal_access_tokens/{id}'],
-      ['post', '/api/v4/personal_access_tokens/self/rotate'], ['post', '/api/v4/groups/{id}/deploy_tokens'],
+      ['get', '/api/v4/groups'],
+      ['post', '/api/v4/groups'],
+      ['get', '/api/v4/groups/{id}'],
+      ['delete', '/api/v4/groups/{id}'],
+      ['get', '/api/v4/users'],
+      ['post', '/api/v4/users'],
+      ['get', '/api/v4/user'],
+      ['post', '/api/v4/groups/{id}/members'],
+      ['put', '/api/v4/groups/{id}/members/{user_id}'],
+      ['delete', '/api/v4/groups/{id}/members/{user_id}'],
+      ['post', '/api/v4/users/{user_id}/personal_access_tokens'],
+      ['get', '/api/v4/user/personal_access_tokens'],
+      ['post', '/api/v4/user/personal_access_tokens'],
+      ['delete', '/api/v4/personal_access_tokens/{id}'],
+      ['post', '/api/v4/personal_access_tokens/self/rotate'],
+      ['post', '/api/v4/groups/{id}/deploy_tokens'],
     ];
     for (const [method, path] of routes) {
       const security = doc.paths[path]?.[method]?.security;

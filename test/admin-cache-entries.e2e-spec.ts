@@ -42,7 +42,14 @@ describe.each(databaseTargets())('admin API: cache entries (%s database)', (data
   const seed = (upstreamId: number, relativePath: string, extra: Partial<CacheEntryInput> = {}) =>
     entries.execute(
       null,
-      { upstreamId, relativePath, digest: digestOf(relativePath), size: relativePath.length, contentType: 'application/vnd.oci.image.manifest.v1+json', ...extra },
+      {
+        upstreamId,
+        relativePath,
+        digest: digestOf(relativePath),
+        size: relativePath.length,
+        contentType: 'application/vnd.oci.image.manifest.v1+json',
+        ...extra,
+      },
       { skipPermissionCheck: true },
     );
 
@@ -116,7 +123,12 @@ describe.each(databaseTargets())('admin API: cache entries (%s database)', (data
 
   it('lists live entries with GitLab fields, search and pagination', async () => {
     const { upstreamId } = await registryWithUpstream('listing');
-    for (const path of ['/library/nginx/manifests/latest', '/library/nginx/manifests/1.27', '/library/alpine/manifests/3.20', '/library/alpine/blobs/' + digestOf('layer')]) {
+    for (const path of [
+      '/library/nginx/manifests/latest',
+      '/library/nginx/manifests/1.27',
+      '/library/alpine/manifests/3.20',
+      '/library/alpine/blobs/' + digestOf('layer'),
+    ]) {
       await seed(upstreamId, path);
     }
     const all = await admin.expect(200, 'GET', ENTRIES(upstreamId));
@@ -141,10 +153,7 @@ describe.each(databaseTargets())('admin API: cache entries (%s database)', (data
     expect(Buffer.from(nginx.id, 'base64url').toString()).toBe(`${upstreamId} /library/nginx/manifests/latest`);
 
     const searched = await admin.expect(200, 'GET', `${ENTRIES(upstreamId)}?search=NGINX`);
-    expect(searched.body.map((e: { relative_path: string }) => e.relative_path)).toEqual([
-      '/library/nginx/manifests/1.27',
-      '/library/nginx/manifests/latest',
-    ]);
+    expect(searched.body.map((e: { relative_path: string }) => e.relative_path)).toEqual(['/library/nginx/manifests/1.27', '/library/nginx/manifests/latest']);
     const paged = await admin.expect(200, 'GET', `${ENTRIES(upstreamId)}?per_page=3&page=2`);
     expect(paged.body).toHaveLength(1);
     expect(paged.headers.get('x-page')).toBe('2');
@@ -163,9 +172,7 @@ describe.each(databaseTargets())('admin API: cache entries (%s database)', (data
       '/library/redis/manifests/7': ['pending_destruction'],
       '/library/redis/manifests/8': ['default'],
     });
-    expect((await admin.get(ENTRIES(upstreamId))).body.map((e: { relative_path: string }) => e.relative_path)).toEqual([
-      '/library/redis/manifests/8',
-    ]);
+    expect((await admin.get(ENTRIES(upstreamId))).body.map((e: { relative_path: string }) => e.relative_path)).toEqual(['/library/redis/manifests/8']);
     expect((await admin.delete(ENTRY(id))).status).toBe(404);
     // the path can be cached again, next to the purged row
     await seed(upstreamId, '/library/redis/manifests/7');

@@ -42,13 +42,29 @@ describe.each(databaseTargets())('upstream credentials stay secret (%s database)
 
     const registry = (await maintainer.expect(201, 'POST', `/api/v4/groups/${group.id}/-/virtual_registries/container/registries`, { name: 'r' })).body;
     const base = '/api/v4/virtual_registries/container';
-    const first = (await maintainer.expect(201, 'POST', `${base}/registries/${registry.id}/upstreams`, { name: 'one', url: 'http://127.0.0.1:9', username: 'u1', password: PASSWORDS[0] })).body;
-    const second = (await maintainer.expect(201, 'POST', `${base}/registries/${registry.id}/upstreams`, { name: 'two', url: 'http://127.0.0.1:10', username: 'u2', password: PASSWORDS[1] })).body;
-    await app.app.get(CacheEntryCreateOrUpdateService).execute(
-      null,
-      { upstreamId: first.id, relativePath: '/library/alpine/manifests/latest', digest: `sha256:${'1'.repeat(64)}`, size: 10 },
-      { skipPermissionCheck: true },
-    );
+    const first = (
+      await maintainer.expect(201, 'POST', `${base}/registries/${registry.id}/upstreams`, {
+        name: 'one',
+        url: 'http://127.0.0.1:9',
+        username: 'u1',
+        password: PASSWORDS[0],
+      })
+    ).body;
+    const second = (
+      await maintainer.expect(201, 'POST', `${base}/registries/${registry.id}/upstreams`, {
+        name: 'two',
+        url: 'http://127.0.0.1:10',
+        username: 'u2',
+        password: PASSWORDS[1],
+      })
+    ).body;
+    await app.app
+      .get(CacheEntryCreateOrUpdateService)
+      .execute(
+        null,
+        { upstreamId: first.id, relativePath: '/library/alpine/manifests/latest', digest: `sha256:${'1'.repeat(64)}`, size: 10 },
+        { skipPermissionCheck: true },
+      );
     const entryId = encodeCacheEntryId(first.id, '/library/alpine/manifests/latest');
 
     // every route of the container virtual registry API, as maintainer and as reporter (403 bodies too)
@@ -63,7 +79,11 @@ describe.each(databaseTargets())('upstream credentials stay secret (%s database)
       await api.get(`${base}/upstreams/${first.id}/cache_entries`);
       await api.post(`${base}/upstreams/${first.id}/test`);
       await api.post(`${base}/upstreams/${first.id}/test`, { username: 'u1', password: PASSWORDS[0] });
-      await api.post(`/api/v4/groups/${group.id}/-/virtual_registries/container/upstreams/test`, { url: 'http://127.0.0.1:9', username: 'u1', password: PASSWORDS[0] });
+      await api.post(`/api/v4/groups/${group.id}/-/virtual_registries/container/upstreams/test`, {
+        url: 'http://127.0.0.1:9',
+        username: 'u1',
+        password: PASSWORDS[0],
+      });
       await api.patch(`${base}/upstreams/${first.id}`, { username: 'u1' }); // 400: password missing
       await api.patch(`${base}/upstreams/${first.id}`, { url: 'not a url', username: 'u1', password: PASSWORDS[0] });
       await api.post(`${base}/registries/${registry.id}/upstreams`, { name: 'dup', url: 'http://127.0.0.1:9', username: 'u1', password: PASSWORDS[0] });
@@ -103,7 +123,14 @@ describe.each(databaseTargets())('upstream credentials stay secret (%s database)
   it('stores passwords as AES-256-GCM ciphertext with a key id, and the generated key file is 0600', async () => {
     const group = await admin.createGroup('at-rest');
     const registry = (await admin.expect(201, 'POST', `/api/v4/groups/${group.id}/-/virtual_registries/container/registries`, { name: 'r' })).body;
-    const created = (await admin.expect(201, 'POST', `/api/v4/virtual_registries/container/registries/${registry.id}/upstreams`, { name: 'one', url: 'http://127.0.0.1:11', username: 'robot', password: PASSWORDS[0] })).body;
+    const created = (
+      await admin.expect(201, 'POST', `/api/v4/virtual_registries/container/registries/${registry.id}/upstreams`, {
+        name: 'one',
+        url: 'http://127.0.0.1:11',
+        username: 'robot',
+        password: PASSWORDS[0],
+      })
+    ).body;
 
     const [row] = await db.query('SELECT * FROM upstreams WHERE id = $1', [created.id]);
     expect(row.username).toBe('robot');
@@ -118,7 +145,9 @@ describe.each(databaseTargets())('upstream credentials stay secret (%s database)
     expect(statSync(keyFile).mode & 0o777).toBe(0o600);
     const key = parseEncryptionKey(readFileSync(keyFile, 'utf8').trim());
     expect(row.credentials_key_id).toBe(encryptionKeyId(key));
-    expect(app.app.get(CredentialEncryptionService).decrypt({ ciphertext: row.password_ciphertext, keyId: row.credentials_key_id }, created.id)).toBe(PASSWORDS[0]);
+    expect(app.app.get(CredentialEncryptionService).decrypt({ ciphertext: row.password_ciphertext, keyId: row.credentials_key_id }, created.id)).toBe(
+      PASSWORDS[0],
+    );
 
     // the database refuses half credentials
     await expect(db.query('UPDATE upstreams SET password_ciphertext = NULL, credentials_key_id = NULL WHERE id = $1', [created.id])).rejects.toThrow(
@@ -133,7 +162,14 @@ describe.each(databaseTargets())('upstream credentials stay secret (%s database)
       const api = new AdminApi(rotated.url);
       const group = await api.createGroup('rotation');
       const registry = (await api.expect(201, 'POST', `/api/v4/groups/${group.id}/-/virtual_registries/container/registries`, { name: 'r' })).body;
-      const created = (await api.expect(201, 'POST', `/api/v4/virtual_registries/container/registries/${registry.id}/upstreams`, { name: 'one', url: 'http://127.0.0.1:12', username: 'robot', password: PASSWORDS[1] })).body;
+      const created = (
+        await api.expect(201, 'POST', `/api/v4/virtual_registries/container/registries/${registry.id}/upstreams`, {
+          name: 'one',
+          url: 'http://127.0.0.1:12',
+          username: 'robot',
+          password: PASSWORDS[1],
+        })
+      ).body;
       const rotatedDb = rotated.app.get(DataSource);
       const keyIdOf = async () => (await rotatedDb.query('SELECT credentials_key_id FROM upstreams WHERE id = $1', [created.id]))[0].credentials_key_id;
       expect(await keyIdOf()).toBe(encryptionKeyId(parseEncryptionKey(newKey)));

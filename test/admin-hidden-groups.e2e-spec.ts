@@ -44,7 +44,13 @@ const ROUTES: Row[] = [
   ['delete cache entry', 'DELETE', (i) => `${VR}/cache_entries/${i.entry}`, undefined, 403],
   ["purge upstream's cache", 'DELETE', (i) => `${VR}/upstreams/${i.upstream}/cache`, undefined, 403],
   ["purge registry's cache", 'DELETE', (i) => `${VR}/registries/${i.registry}/cache`, undefined, 403],
-  ['authorize cache entry upload', 'POST', (i) => `${VR}/upstreams/${i.upstream}/cache_entries/authorize_upload`, () => ({ relative_path: '/library/x/manifests/latest' }), 403],
+  [
+    'authorize cache entry upload',
+    'POST',
+    (i) => `${VR}/upstreams/${i.upstream}/cache_entries/authorize_upload`,
+    () => ({ relative_path: '/library/x/manifests/latest' }),
+    403,
+  ],
   ['get cleanup policy', 'GET', (i) => `${GROUP(i)}/cleanup/policy`, undefined, 403],
   ['create cleanup policy', 'POST', (i) => `${GROUP(i)}/cleanup/policy`, () => ({}), 403],
   ['update cleanup policy', 'PATCH', (i) => `${GROUP(i)}/cleanup/policy`, () => ({ enabled: true }), 403],
@@ -89,7 +95,13 @@ describe.each(databaseTargets())('admin API: resources of groups the caller cann
     real = { group: group.id, registry: registry.id, upstream: upstream.id, link: upstream.registry_upstream.id, entry };
     realByPath = { ...real, group: group.path };
     // ids of nothing at all (the cache entry id names an entry of an upstream that does not exist)
-    missing = { group: 999999, registry: 999999, upstream: 999999, link: 999999, entry: Buffer.from('999999 /library/x/manifests/latest').toString('base64url') };
+    missing = {
+      group: 999999,
+      registry: 999999,
+      upstream: 999999,
+      link: 999999,
+      entry: Buffer.from('999999 /library/x/manifests/latest').toString('base64url'),
+    };
   });
   afterAll(async () => app?.close());
 

@@ -114,7 +114,11 @@ describe.each(databaseTargets())('admin API: registry upstreams (%s database)', 
   });
 
   it('moves an upstream and shifts the others; a position past the end moves it last', async () => {
-    const { registryId, upstreams: [a, b, c, d], links } = await registryWith('move', 4);
+    const {
+      registryId,
+      upstreams: [a, b, c, d],
+      links,
+    } = await registryWith('move', 4);
     const moved = await admin.patch(LINK(links[3]), { position: 1 });
     expect(moved.status).toBe(200);
     expect(moved.body).toEqual({ id: links[3], registry_id: registryId, upstream_id: d, position: 1 });
@@ -132,7 +136,11 @@ describe.each(databaseTargets())('admin API: registry upstreams (%s database)', 
   });
 
   it('closes the gap when an association or an upstream is deleted', async () => {
-    const { registryId, upstreams: [a, b, c, d], links } = await registryWith('gaps', 4);
+    const {
+      registryId,
+      upstreams: [a, b, c, d],
+      links,
+    } = await registryWith('gaps', 4);
     expect((await admin.delete(LINK(links[1]))).status).toBe(204);
     expect(await positions(registryId)).toEqual([
       { upstream_id: a, position: 1 },
@@ -178,9 +186,7 @@ describe.each(databaseTargets())('admin API: registry upstreams (%s database)', 
       const deleted = results.filter((r) => r.status === 204).length;
       expect(after).toHaveLength(5 - deleted);
       const listed = await admin.expect(200, 'GET', REGISTRY_UPSTREAMS(registryId));
-      expect(listed.body.map((u: { registry_upstream: { position: number } }) => u.registry_upstream.position)).toEqual(
-        after.map((p) => p.position),
-      );
+      expect(listed.body.map((u: { registry_upstream: { position: number } }) => u.registry_upstream.position)).toEqual(after.map((p) => p.position));
     }
   });
 

@@ -81,7 +81,9 @@ describe.each(databaseTargets())('admin API: upstream URL policy (%s database)',
     it('says "not a public address", never the private address a name resolved to', async () => {
       const created = await admin.post(`/api/v4/virtual_registries/container/registries/${registryId}/upstreams`, { name: 'x', url: 'http://localhost:5000' });
       expect(created.status).toBe(400);
-      expect(created.body.message.url).toEqual(['is blocked: the upstream host is not a public address (allow it with UPSTREAM_ALLOW_PRIVATE or UPSTREAM_ALLOWLIST)']);
+      expect(created.body.message.url).toEqual([
+        'is blocked: the upstream host is not a public address (allow it with UPSTREAM_ALLOW_PRIVATE or UPSTREAM_ALLOWLIST)',
+      ]);
       const tested = await admin.post(`/api/v4/groups/${groupId}/-/virtual_registries/container/upstreams/test`, { url: 'http://localhost:5000' });
       expect(tested.status).toBe(400);
       for (const res of [created, tested]) expect(res.text).not.toMatch(/127\.0\.0\.1|::1/);
@@ -154,7 +156,12 @@ describe.each(databaseTargets())('admin API: upstream URL policy (%s database)',
       const closed = await listen(() => undefined);
       await closed.close();
       try {
-        const test = (url: string) => admin.expect(200, 'POST', `/api/v4/groups/${groupId}/-/virtual_registries/container/upstreams/test`, { url, username: 'robot$ci', password: 's3cret' });
+        const test = (url: string) =>
+          admin.expect(200, 'POST', `/api/v4/groups/${groupId}/-/virtual_registries/container/upstreams/test`, {
+            url,
+            username: 'robot$ci',
+            password: 's3cret',
+          });
         const refused = await test(registry.url);
         expect(refused.body).toEqual({ success: false, result: 'Error: 401 - Unauthorized' });
         const unreachable = await test(closed.url);

@@ -179,9 +179,7 @@ describe.each(databaseTargets())('admin API: upstreams (%s database)', (database
     expect((await admin.delete(UPSTREAM(first.id))).status).toBe(204);
     expect((await admin.get(UPSTREAM(first.id))).status).toBe(404);
     const left = await admin.expect(200, 'GET', REGISTRY_UPSTREAMS(r));
-    expect(left.body.map((u: { id: number; registry_upstream: { position: number } }) => [u.id, u.registry_upstream.position])).toEqual([
-      [second.id, 1],
-    ]);
+    expect(left.body.map((u: { id: number; registry_upstream: { position: number } }) => [u.id, u.registry_upstream.position])).toEqual([[second.id, 1]]);
     expect((await admin.delete(UPSTREAM(first.id))).status).toBe(404);
   });
 
@@ -269,7 +267,8 @@ describe.each(databaseTargets())('admin API: upstreams (%s database)', (database
       const good = (await admin.expect(201, 'POST', REGISTRY_UPSTREAMS(r), { name: 'good', url: upstream.url, ...UPSTREAM_CREDENTIALS })).body;
       expect((await admin.expect(200, 'POST', `${UPSTREAM(good.id)}/test`)).body).toEqual({ success: true });
 
-      const bad = (await admin.expect(201, 'POST', REGISTRY_UPSTREAMS(r), { name: 'bad', url: upstream.url, username: 'upstream-user', password: 'nope' })).body;
+      const bad = (await admin.expect(201, 'POST', REGISTRY_UPSTREAMS(r), { name: 'bad', url: upstream.url, username: 'upstream-user', password: 'nope' }))
+        .body;
       expect((await admin.expect(200, 'POST', `${UPSTREAM(bad.id)}/test`)).body).toEqual({ success: false, result: 'Error: 401 - Unauthorized' });
       // credential overrides are tried without saving them
       expect((await admin.expect(200, 'POST', `${UPSTREAM(bad.id)}/test`, UPSTREAM_CREDENTIALS)).body).toEqual({ success: true });

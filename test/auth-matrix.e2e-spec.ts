@@ -18,10 +18,24 @@ const canRun = realServices.hasBinary('docker-registry');
 const suite = canRun ? describe.each(databaseTargets()) : describe.skip.each(databaseTargets());
 const reason = canRun ? '' : ' (skipped: docker-registry is not installed; bash .ci/install-packages.sh)';
 
-type Actor = 'admin PAT' | 'maintainer PAT' | 'reporter PAT (read_virtual_registry)' | 'PAT without read_virtual_registry'
-  | 'revoked PAT' | 'expired PAT' | 'deploy token of the group' | 'deploy token of another group' | 'anonymous';
-type Action = 'token, own group' | 'pull, own group' | 'token, other group' | 'pull, other group'
-  | 'admin read, own group' | 'admin read, other group' | 'admin write, own group';
+type Actor =
+  | 'admin PAT'
+  | 'maintainer PAT'
+  | 'reporter PAT (read_virtual_registry)'
+  | 'PAT without read_virtual_registry'
+  | 'revoked PAT'
+  | 'expired PAT'
+  | 'deploy token of the group'
+  | 'deploy token of another group'
+  | 'anonymous';
+type Action =
+  | 'token, own group'
+  | 'pull, own group'
+  | 'token, other group'
+  | 'pull, other group'
+  | 'admin read, own group'
+  | 'admin read, other group'
+  | 'admin write, own group';
 
 /**
  * "Own group" is group A (the users are its members; the first deploy token is A's), "other group" is B.
@@ -29,40 +43,85 @@ type Action = 'token, own group' | 'pull, own group' | 'token, other group' | 'p
  */
 const EXPECTED: Record<Actor, Record<Action, string>> = {
   'admin PAT': {
-    'token, own group': '200 granted', 'pull, own group': '200', 'token, other group': '200 granted', 'pull, other group': '200',
-    'admin read, own group': '200', 'admin read, other group': '200', 'admin write, own group': '200',
+    'token, own group': '200 granted',
+    'pull, own group': '200',
+    'token, other group': '200 granted',
+    'pull, other group': '200',
+    'admin read, own group': '200',
+    'admin read, other group': '200',
+    'admin write, own group': '200',
   },
   'maintainer PAT': {
-    'token, own group': '200 granted', 'pull, own group': '200', 'token, other group': '200 nothing', 'pull, other group': '403',
-    'admin read, own group': '200', 'admin read, other group': '404', 'admin write, own group': '200',
+    'token, own group': '200 granted',
+    'pull, own group': '200',
+    'token, other group': '200 nothing',
+    'pull, other group': '403',
+    'admin read, own group': '200',
+    'admin read, other group': '404',
+    'admin write, own group': '200',
   },
   'reporter PAT (read_virtual_registry)': {
-    'token, own group': '200 granted', 'pull, own group': '200', 'token, other group': '200 nothing', 'pull, other group': '403',
-    'admin read, own group': '200', 'admin read, other group': '404', 'admin write, own group': '403',
+    'token, own group': '200 granted',
+    'pull, own group': '200',
+    'token, other group': '200 nothing',
+    'pull, other group': '403',
+    'admin read, own group': '200',
+    'admin read, other group': '404',
+    'admin write, own group': '403',
   },
   'PAT without read_virtual_registry': {
-    'token, own group': '200 nothing', 'pull, own group': '403', 'token, other group': '200 nothing', 'pull, other group': '403',
-    'admin read, own group': '200', 'admin read, other group': '404', 'admin write, own group': '200',
+    'token, own group': '200 nothing',
+    'pull, own group': '403',
+    'token, other group': '200 nothing',
+    'pull, other group': '403',
+    'admin read, own group': '200',
+    'admin read, other group': '404',
+    'admin write, own group': '200',
   },
   'revoked PAT': {
-    'token, own group': '401', 'pull, own group': '401', 'token, other group': '401', 'pull, other group': '401',
-    'admin read, own group': '401', 'admin read, other group': '401', 'admin write, own group': '401',
+    'token, own group': '401',
+    'pull, own group': '401',
+    'token, other group': '401',
+    'pull, other group': '401',
+    'admin read, own group': '401',
+    'admin read, other group': '401',
+    'admin write, own group': '401',
   },
   'expired PAT': {
-    'token, own group': '401', 'pull, own group': '401', 'token, other group': '401', 'pull, other group': '401',
-    'admin read, own group': '401', 'admin read, other group': '401', 'admin write, own group': '401',
+    'token, own group': '401',
+    'pull, own group': '401',
+    'token, other group': '401',
+    'pull, other group': '401',
+    'admin read, own group': '401',
+    'admin read, other group': '401',
+    'admin write, own group': '401',
   },
   'deploy token of the group': {
-    'token, own group': '200 granted', 'pull, own group': '200', 'token, other group': '200 nothing', 'pull, other group': '403',
-    'admin read, own group': '401', 'admin read, other group': '401', 'admin write, own group': '401',
+    'token, own group': '200 granted',
+    'pull, own group': '200',
+    'token, other group': '200 nothing',
+    'pull, other group': '403',
+    'admin read, own group': '401',
+    'admin read, other group': '401',
+    'admin write, own group': '401',
   },
   'deploy token of another group': {
-    'token, own group': '200 nothing', 'pull, own group': '403', 'token, other group': '200 granted', 'pull, other group': '200',
-    'admin read, own group': '401', 'admin read, other group': '401', 'admin write, own group': '401',
+    'token, own group': '200 nothing',
+    'pull, own group': '403',
+    'token, other group': '200 granted',
+    'pull, other group': '200',
+    'admin read, own group': '401',
+    'admin read, other group': '401',
+    'admin write, own group': '401',
   },
   anonymous: {
-    'token, own group': '401', 'pull, own group': '401', 'token, other group': '401', 'pull, other group': '401',
-    'admin read, own group': '401', 'admin read, other group': '401', 'admin write, own group': '401',
+    'token, own group': '401',
+    'pull, own group': '401',
+    'token, other group': '401',
+    'pull, other group': '401',
+    'admin read, own group': '401',
+    'admin read, other group': '401',
+    'admin write, own group': '401',
   },
 };
 
@@ -128,8 +187,15 @@ suite(`authorization matrix (%s database)${reason}`, (database) => {
     admin = new AdminApi(app.url);
     for (const key of ['A', 'B'] as const) {
       group[key] = (await admin.createGroup(`matrix-${key.toLowerCase()}`)).id;
-      registry[key] = (await admin.expect(201, 'POST', `/api/v4/groups/${group[key]}/-/virtual_registries/container/registries`, { name: `registry-${key}` })).body.id;
-      upstreamOf[key] = (await admin.expect(201, 'POST', `/api/v4/virtual_registries/container/registries/${registry[key]}/upstreams`, { name: `upstream-${key}`, url: upstream.url })).body.id;
+      registry[key] = (
+        await admin.expect(201, 'POST', `/api/v4/groups/${group[key]}/-/virtual_registries/container/registries`, { name: `registry-${key}` })
+      ).body.id;
+      upstreamOf[key] = (
+        await admin.expect(201, 'POST', `/api/v4/virtual_registries/container/registries/${registry[key]}/upstreams`, {
+          name: `upstream-${key}`,
+          url: upstream.url,
+        })
+      ).body.id;
     }
     const both = ['api', 'read_virtual_registry'];
     const member = async (username: string, role: 'maintainer' | 'reporter', scopes: string[]) => ({
@@ -147,7 +213,10 @@ suite(`authorization matrix (%s database)${reason}`, (database) => {
     const expiredId = (await admin.as(credentials['expired PAT'].secret).get('/api/v4/user/personal_access_tokens')).body[0].id;
     // the API refuses past expiry dates: expire the token in the database
     await app.app.get(DataSource).query(`UPDATE personal_access_tokens SET expires_at = current_date - 1 WHERE id = $1`, [expiredId]);
-    for (const [actor, key] of [['deploy token of the group', 'A'], ['deploy token of another group', 'B']] as const) {
+    for (const [actor, key] of [
+      ['deploy token of the group', 'A'],
+      ['deploy token of another group', 'B'],
+    ] as const) {
       const dt = (await admin.expect(201, 'POST', `/api/v4/groups/${group[key]}/deploy_tokens`, { name: 'matrix', scopes: ['read_virtual_registry'] })).body;
       credentials[actor] = { username: dt.username, secret: dt.token };
     }
@@ -178,7 +247,8 @@ suite(`authorization matrix (%s database)${reason}`, (database) => {
 
     it('a JWT for registry 1 pulls there, and is refused (403 DENIED) on registry 2 and on another repository', async () => {
       expect((await pull(registry.A, token)).status).toBe(200);
-      const registry2 = (await admin.expect(201, 'POST', `/api/v4/groups/${group.A}/-/virtual_registries/container/registries`, { name: 'registry-A2' })).body.id;
+      const registry2 = (await admin.expect(201, 'POST', `/api/v4/groups/${group.A}/-/virtual_registries/container/registries`, { name: 'registry-A2' })).body
+        .id;
       await admin.expect(201, 'POST', '/api/v4/virtual_registries/container/registry_upstreams', { registry_id: registry2, upstream_id: upstreamOf.A });
       const sameUser = (await tokenRequest(bound, registry2)).token!;
       expect((await pull(registry2, sameUser)).status).toBe(200); // the actor may pull there, with a token for it
@@ -191,10 +261,12 @@ suite(`authorization matrix (%s database)${reason}`, (database) => {
     it('a tampered or expired JWT gets 401 with a fresh challenge naming the scope', async () => {
       const [header, , signature] = token.split('.');
       const forged = Buffer.from(JSON.stringify({ ...claims(token), exp: claims(token).exp + 3600 })).toString('base64url');
-      const expired = await app.app.get(SigningKeyService).sign(
-        { credential: claims(token).credential, access: claims(token).access },
-        { audience: 'virtual_registry', subject: 'bound', issuedAt: new Date(Date.now() - 7_200_000), expiresAt: new Date(Date.now() - 3_600_000) },
-      );
+      const expired = await app.app
+        .get(SigningKeyService)
+        .sign(
+          { credential: claims(token).credential, access: claims(token).access },
+          { audience: 'virtual_registry', subject: 'bound', issuedAt: new Date(Date.now() - 7_200_000), expiresAt: new Date(Date.now() - 3_600_000) },
+        );
       for (const bad of [`${header}.${forged}.${signature}`, expired]) {
         const res = await pull(registry.A, bad);
         expect(res.status).toBe(401);

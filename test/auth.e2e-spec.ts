@@ -95,7 +95,10 @@ describe.each(databaseTargets())('registry token service (%s database)', (databa
     });
 
     it('answers 200 {} to a valid registry token, even one granting nothing', async () => {
-      const login = await tokenRequest(app, basic(alice.username, alice.token), [['account', 'alice'], ['client_id', 'docker']]);
+      const login = await tokenRequest(app, basic(alice.username, alice.token), [
+        ['account', 'alice'],
+        ['client_id', 'docker'],
+      ]);
       expect(login.status).toBe(200);
       const res = await versionCheck(app, `Bearer ${login.body.token}`);
       expect(res.status).toBe(200);
@@ -113,7 +116,10 @@ describe.each(databaseTargets())('registry token service (%s database)', (databa
 
   describe('GET /jwt/auth', () => {
     it('answers a login without scope with a token that grants nothing (docker login)', async () => {
-      const res = await tokenRequest(app, basic('alice', alice.token), [['offline_token', 'true'], ['client_id', 'docker']]);
+      const res = await tokenRequest(app, basic('alice', alice.token), [
+        ['offline_token', 'true'],
+        ['client_id', 'docker'],
+      ]);
       expect(res.status).toBe(200);
       expect(res.headers.get('cache-control')).toBe('no-store');
       expect(res.body).toEqual({
@@ -163,7 +169,7 @@ describe.each(databaseTargets())('registry token service (%s database)', (databa
     it.each([
       ['no credentials', undefined],
       ['a wrong token', basic('alice', 'cvrpat-wrong-wrong-wrong-wrong-wrong-wrong-wrong')],
-      ['another user\'s name', basic('root', 'x'.repeat(10))],
+      ["another user's name", basic('root', 'x'.repeat(10))],
       ['a malformed Basic header', 'Basic !!!'],
       ['an empty password', basic('alice', '')],
     ])('answers 401 to %s', async (_name, authorization) => {
@@ -181,7 +187,10 @@ describe.each(databaseTargets())('registry token service (%s database)', (databa
     it('logs deploy tokens in with their own username; they pull only from their group', async () => {
       const dt = (await admin.expect(201, 'POST', `/api/v4/groups/${groupA}/deploy_tokens`, { name: 'ci', scopes: ['read_virtual_registry'] })).body;
       expect((await tokenRequest(app, basic('alice', dt.token))).status).toBe(401);
-      const res = await tokenRequest(app, basic(dt.username, dt.token), [['scope', scopeFor(registryA1)], ['scope', scopeFor(registryB)]]);
+      const res = await tokenRequest(app, basic(dt.username, dt.token), [
+        ['scope', scopeFor(registryA1)],
+        ['scope', scopeFor(registryB)],
+      ]);
       expect(res.status).toBe(200);
       expect(claims(res.body.token).access.map((a: { name: string }) => a.name)).toEqual([`virtual_registries/containers/${registryA1}/library/alpine`]);
       const actor = await tokens.verifyPullToken(`Bearer ${res.body.token}`, registryA1, 'library/alpine');
@@ -212,7 +221,13 @@ describe.each(databaseTargets())('registry token service (%s database)', (databa
 
     it('trades a refresh token for new access tokens, as long as the credential works', async () => {
       const user = await userToken('refresher', groupA, 'guest', ['read_virtual_registry']);
-      const login = await tokenForm(app, { grant_type: 'password', username: user.username, password: user.token, access_type: 'offline', client_id: 'docker' });
+      const login = await tokenForm(app, {
+        grant_type: 'password',
+        username: user.username,
+        password: user.token,
+        access_type: 'offline',
+        client_id: 'docker',
+      });
       expect(login.status).toBe(200);
       const refreshToken = login.body.refresh_token as string;
       expect(refreshToken).toEqual(expect.any(String));
@@ -285,10 +300,16 @@ describe.each(databaseTargets())('registry token service (%s database)', (databa
     });
 
     it('caps the repeated scope parameters of GET /jwt/auth the same way', async () => {
-      const scopes = manyScopes().slice(0, 60).map((s) => s.replace(/x+:pull$/, 'x:pull'));
+      const scopes = manyScopes()
+        .slice(0, 60)
+        .map((s) => s.replace(/x+:pull$/, 'x:pull'));
       const extra = Array.from({ length: 100 }, (_, i) => scopeFor(registryA1, `extra/${i}`));
       const { result: res, queries } = await accessQueries(() =>
-        tokenRequest(app, basic('alice', alice.token), [...scopes, ...extra].map((s) => ['scope', s] as [string, string])),
+        tokenRequest(
+          app,
+          basic('alice', alice.token),
+          [...scopes, ...extra].map((s) => ['scope', s] as [string, string]),
+        ),
       );
       expect(res.status).toBe(200);
       const names = (claims(res.body.token).access as { name: string }[]).map((a) => a.name);
@@ -327,7 +348,12 @@ describe.each(databaseTargets())('registry token service (%s database)', (databa
 
     it('treats missing, malformed, tampered, foreign-key, alg=none and expired tokens as unauthorized (401 + challenge)', async () => {
       const [header, payload, signature] = jwt.split('.');
-      const forged = Buffer.from(JSON.stringify({ ...claims(jwt), access: [{ type: 'repository', name: `virtual_registries/containers/${registryB}/library/alpine`, actions: ['pull'] }] })).toString('base64url');
+      const forged = Buffer.from(
+        JSON.stringify({
+          ...claims(jwt),
+          access: [{ type: 'repository', name: `virtual_registries/containers/${registryB}/library/alpine`, actions: ['pull'] }],
+        }),
+      ).toString('base64url');
       const flipped = signature.slice(0, -4) + (signature.slice(-4) === 'AAAA' ? 'BBBB' : 'AAAA');
       const noneHeader = Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url');
       const otherKey = createPrivateKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));

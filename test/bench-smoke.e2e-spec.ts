@@ -72,7 +72,15 @@ suite(`benchmark smoke mode${reason}`, () => {
     if (run.code !== 0) throw new Error(`bench --smoke exited ${run.code}:\n${run.stderr.slice(-4000)}`);
     expect(run.stdout).toContain('Medians');
     expect(run.stdout).toContain('Per-round values');
-    for (const title of ['cold pull', 'warm pull', 'blob GET', 'manifest GET by tag', 'manifest GET by digest', 'concurrent cold pulls', 'split across 2 app replicas']) {
+    for (const title of [
+      'cold pull',
+      'warm pull',
+      'blob GET',
+      'manifest GET by tag',
+      'manifest GET by digest',
+      'concurrent cold pulls',
+      'split across 2 app replicas',
+    ]) {
       expect(run.stdout).toContain(title);
     }
     expect(run.stdout).toMatch(/peak RSS.*skipped: smoke mode/);
@@ -154,7 +162,12 @@ suite(`benchmark smoke mode${reason}`, () => {
     expect(existsSync(workDir!)).toBe(false);
     const pids = [...run.stderr.matchAll(/started (.+?) \(pid (\d+)\)/g)].map((m) => ({ name: m[1], pid: Number(m[2]) }));
     expect(pids.map((p) => p.name)).toEqual(
-      expect.arrayContaining(['app', 'distribution proxy', ...(hasNginx ? ['nginx', 'nginx (x-accel front)'] : []), ...(hasReplicaServices ? ['app replica 1', 'app replica 2', 'app worker'] : [])]),
+      expect.arrayContaining([
+        'app',
+        'distribution proxy',
+        ...(hasNginx ? ['nginx', 'nginx (x-accel front)'] : []),
+        ...(hasReplicaServices ? ['app replica 1', 'app replica 2', 'app worker'] : []),
+      ]),
     );
     expect(pids.filter((p) => existsSync(`/proc/${p.pid}`))).toEqual([]);
     expect(processesMentioning(workDir!)).toEqual([]);

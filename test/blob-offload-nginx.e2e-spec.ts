@@ -53,7 +53,8 @@ suite(`blob offload through nginx (BLOB_OFFLOAD=x-accel)${reason}`, () => {
     rmSync(d, { recursive: true });
     return d;
   };
-  const blobPath = (registry: VirtualRegistry, name: string, digest: string) => `/v2/virtual_registries/containers/${registry.registryId}/${name}/blobs/${digest}`;
+  const blobPath = (registry: VirtualRegistry, name: string, digest: string) =>
+    `/v2/virtual_registries/containers/${registry.registryId}/${name}/blobs/${digest}`;
   const prefixVia = (registry: VirtualRegistry) => `${new URL(front.url).host}/virtual_registries/containers/${registry.registryId}`;
   const skopeoCopy = async (source: string, dir: string, creds: string[]) =>
     run('skopeo', ['copy', '--src-tls-verify=false', ...creds, `docker://${source}`, `dir:${dir}`], { timeout: 120_000, maxBuffer: 16 * MiB });
@@ -108,26 +109,37 @@ suite(`blob offload through nginx (BLOB_OFFLOAD=x-accel)${reason}`, () => {
     expect(await metricValue(app, BYTES_SERVED, { source: 'x-accel' })).toBe(offloadedBefore + total);
     // The app sent the manifest itself, and nothing else.
     expect(await metricValue(app, BYTES_SERVED, { source: 'cache' })).toBe(cacheBefore + image.manifest.length);
-    const blobLines = front.accessLog().slice(logBefore).filter((line) => / GET \S+\/blobs\/sha256:/.test(line));
-    expect(blobLines.map((line) => line.split(' ').slice(0, 2).join(' ')).sort()).toEqual(blobsOf(image).map((b) => `200 ${b.size}`).sort());
+    const blobLines = front
+      .accessLog()
+      .slice(logBefore)
+      .filter((line) => / GET \S+\/blobs\/sha256:/.test(line));
+    expect(blobLines.map((line) => line.split(' ').slice(0, 2).join(' ')).sort()).toEqual(
+      blobsOf(image)
+        .map((b) => `200 ${b.size}`)
+        .sort(),
+    );
   }, 180_000);
 
-  podmanIt('podman pulls the warm image through nginx', async () => {
-    const root = tempDir();
-    const env = { ...process.env, REGISTRY_AUTH_FILE: `${root}-auth.json` };
-    const storage = ['--root', join(root, 'storage'), '--runroot', join(root, 'run'), '--storage-driver', 'vfs'];
-    const offloadedBefore = await metricValue(app, BYTES_SERVED, { source: 'x-accel' });
-    try {
-      await run('podman', ['login', '--tls-verify=false', '-u', vr.pullUser.username, '-p', vr.pullUser.token, prefixVia(vr)], { env, timeout: 60_000 });
-      await run('podman', [...storage, 'pull', '--tls-verify=false', `${prefixVia(vr)}/library/offload:latest`], { env, timeout: 120_000 });
-      const { stdout } = await run('podman', [...storage, 'images', '--format', '{{.Digest}}'], { env });
-      expect(stdout).toContain(image.digest);
-    } finally {
-      await run('podman', [...storage, 'rmi', '--all', '--force'], { env }).catch(() => undefined);
-      rmSync(`${root}-auth.json`, { force: true });
-    }
-    expect(await metricValue(app, BYTES_SERVED, { source: 'x-accel' })).toBe(offloadedBefore + blobsOf(image).reduce((sum, b) => sum + b.size, 0));
-  }, 180_000);
+  podmanIt(
+    'podman pulls the warm image through nginx',
+    async () => {
+      const root = tempDir();
+      const env = { ...process.env, REGISTRY_AUTH_FILE: `${root}-auth.json` };
+      const storage = ['--root', join(root, 'storage'), '--runroot', join(root, 'run'), '--storage-driver', 'vfs'];
+      const offloadedBefore = await metricValue(app, BYTES_SERVED, { source: 'x-accel' });
+      try {
+        await run('podman', ['login', '--tls-verify=false', '-u', vr.pullUser.username, '-p', vr.pullUser.token, prefixVia(vr)], { env, timeout: 60_000 });
+        await run('podman', [...storage, 'pull', '--tls-verify=false', `${prefixVia(vr)}/library/offload:latest`], { env, timeout: 120_000 });
+        const { stdout } = await run('podman', [...storage, 'images', '--format', '{{.Digest}}'], { env });
+        expect(stdout).toContain(image.digest);
+      } finally {
+        await run('podman', [...storage, 'rmi', '--all', '--force'], { env }).catch(() => undefined);
+        rmSync(`${root}-auth.json`, { force: true });
+      }
+      expect(await metricValue(app, BYTES_SERVED, { source: 'x-accel' })).toBe(offloadedBefore + blobsOf(image).reduce((sum, b) => sum + b.size, 0));
+    },
+    180_000,
+  );
 
   it('a ranged GET of a hit returns the exact bytes (nginx does the range), with the blob headers of the app', async () => {
     const layer = image.layers[1];
@@ -209,7 +221,10 @@ suite(`blob offload through nginx (BLOB_OFFLOAD=x-accel)${reason}`, () => {
     const layer = image.layers[1];
     const path = blobPath(vr, 'library/offload', layer.digest);
     // A pull credential of its own, revoked below.
-    const pat = await adminApi<{ token: string }>(app, 'POST', '/api/v4/user/personal_access_tokens', { name: 'revoked-later', scopes: ['read_virtual_registry'] });
+    const pat = await adminApi<{ token: string }>(app, 'POST', '/api/v4/user/personal_access_tokens', {
+      name: 'revoked-later',
+      scopes: ['read_virtual_registry'],
+    });
     const token = await pullToken(app, { ...vr, pullUser: { username: 'root', token: pat.token } }, 'library/offload');
     const before = await fetch(`${front.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
     expect([before.status, sha256Digest(Buffer.from(await before.arrayBuffer()))]).toEqual([200, layer.digest]);
@@ -237,13 +252,17 @@ suite(`blob offload through nginx (BLOB_OFFLOAD=x-accel)${reason}`, () => {
     for (const headers of attempts) {
       const res = await rawRequest(front.url, 'GET', internal, headers);
       expect([JSON.stringify(headers), res.status, res.headers['docker-content-digest']]).toEqual([JSON.stringify(headers), 404, undefined]);
-      expect(res.body).not.toContain(readFileSync(join(app.dataDir, 'blobs', blobContentPath(layer.digest))).subarray(0, 64).toString());
+      expect(res.body).not.toContain(
+        readFileSync(join(app.dataDir, 'blobs', blobContentPath(layer.digest)))
+          .subarray(0, 64)
+          .toString(),
+      );
     }
     // Nor through a path that normalizes into it.
     expect((await rawRequest(front.url, 'GET', `/v2/../_offload/blobs/${blobContentPath(layer.digest)}`)).status).toBe(404);
   });
 
-  it('a file gone between the app\'s check and nginx\'s open is a retryable 503, never a 404', async () => {
+  it("a file gone between the app's check and nginx's open is a retryable 503, never a 404", async () => {
     // A second front reading another (empty) directory: the app finds the file, nginx does not.
     const elsewhere = mkdtempSync(join(tmpdir(), 'cvr-offload-empty-'));
     dirs.push(elsewhere);
@@ -252,7 +271,11 @@ suite(`blob offload through nginx (BLOB_OFFLOAD=x-accel)${reason}`, () => {
       const layer = image.layers[1];
       const token = await pullToken(app, vr, 'library/offload');
       const res = await rawRequest(blind.url, 'GET', blobPath(vr, 'library/offload', layer.digest), { authorization: `Bearer ${token}` });
-      expect([res.status, res.headers['retry-after'], (JSON.parse(res.body) as { errors: { code: string }[] }).errors[0].code]).toEqual([503, '1', 'UNAVAILABLE']);
+      expect([res.status, res.headers['retry-after'], (JSON.parse(res.body) as { errors: { code: string }[] }).errors[0].code]).toEqual([
+        503,
+        '1',
+        'UNAVAILABLE',
+      ]);
     } finally {
       await blind.stop();
     }

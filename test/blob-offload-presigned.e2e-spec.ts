@@ -53,15 +53,24 @@ suite(`blob offload to S3 presigned URLs (BLOB_REDIRECT=presigned)${reason}`, ()
   const skopeoCopy = async (dir: string) =>
     run(
       'skopeo',
-      ['copy', '--src-tls-verify=false', '--src-creds', `${vr.pullUser.username}:${vr.pullUser.token}`, `docker://${vr.imagePrefix}/library/offload:latest`, `dir:${dir}`],
+      [
+        'copy',
+        '--src-tls-verify=false',
+        '--src-creds',
+        `${vr.pullUser.username}:${vr.pullUser.token}`,
+        `docker://${vr.imagePrefix}/library/offload:latest`,
+        `dir:${dir}`,
+      ],
       { timeout: 120_000, maxBuffer: 16 * MiB },
     );
   const downloadsOf = async (digest: string): Promise<number> => {
     await app.app.get(CacheEntryLookupService).flushDownloads();
-    const [row] = (await app.app.get(DataSource).query(`SELECT downloads_count FROM cache_entries WHERE relative_path = $1 AND upstream_id = $2`, [
-      `/library/offload/blobs/${digest}`,
-      vr.upstreamIds[0],
-    ])) as { downloads_count: string }[];
+    const [row] = (await app.app
+      .get(DataSource)
+      .query(`SELECT downloads_count FROM cache_entries WHERE relative_path = $1 AND upstream_id = $2`, [
+        `/library/offload/blobs/${digest}`,
+        vr.upstreamIds[0],
+      ])) as { downloads_count: string }[];
     return Number(row.downloads_count);
   };
 
@@ -139,7 +148,12 @@ suite(`blob offload to S3 presigned URLs (BLOB_REDIRECT=presigned)${reason}`, ()
     const url = new URL(location);
     expect(url.origin).toBe(publicEndpoint);
     expect(url.pathname).toBe(`/${BUCKET}/${objectKey(layer.digest)}`);
-    for (const secret of [token, vr.pullUser.token, encodeURIComponent(token), Buffer.from(`${vr.pullUser.username}:${vr.pullUser.token}`).toString('base64')]) {
+    for (const secret of [
+      token,
+      vr.pullUser.token,
+      encodeURIComponent(token),
+      Buffer.from(`${vr.pullUser.username}:${vr.pullUser.token}`).toString('base64'),
+    ]) {
       expect(location).not.toContain(secret);
     }
     expect([...url.searchParams.keys()].filter((k) => !k.startsWith('X-Amz-') && k !== 'x-id')).toEqual([]);
@@ -149,10 +163,15 @@ suite(`blob offload to S3 presigned URLs (BLOB_REDIRECT=presigned)${reason}`, ()
     // No header at all: the URL is the whole credential.
     const whole = await fetch(location);
     expect([whole.status, sha256Digest(Buffer.from(await whole.arrayBuffer()))]).toEqual([200, layer.digest]);
-    const ranged = await fetch((await rawRequest(app.url, 'GET', blobPath(layer.digest), { authorization: `Bearer ${token}`, range: 'bytes=10-1009' })).headers.location!, {
-      headers: { range: 'bytes=10-1009' },
-    });
-    const stored = Buffer.from(await (await fetch((await rawRequest(app.url, 'GET', blobPath(layer.digest), { authorization: `Bearer ${token}` })).headers.location!)).arrayBuffer());
+    const ranged = await fetch(
+      (await rawRequest(app.url, 'GET', blobPath(layer.digest), { authorization: `Bearer ${token}`, range: 'bytes=10-1009' })).headers.location!,
+      {
+        headers: { range: 'bytes=10-1009' },
+      },
+    );
+    const stored = Buffer.from(
+      await (await fetch((await rawRequest(app.url, 'GET', blobPath(layer.digest), { authorization: `Bearer ${token}` })).headers.location!)).arrayBuffer(),
+    );
     expect([ranged.status, Buffer.from(await ranged.arrayBuffer()).equals(stored.subarray(10, 1010))]).toEqual([206, true]);
 
     // Authorization first: no token, no redirect; HEAD and manifests stay in the app.

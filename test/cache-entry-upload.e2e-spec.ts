@@ -104,21 +104,25 @@ describe('cache-entry upload (pre-seeding)', () => {
   });
 
   it('needs maintainer rights on the upstream group: a reporter gets 403, anonymous 401', async () => {
-    const user = await (await fetch(`${app.url}/api/v4/users`, {
-      method: 'POST',
-      headers: { 'private-token': TEST_ADMIN_TOKEN, 'content-type': 'application/json' },
-      body: JSON.stringify({ username: 'seed-reporter' }),
-    })).json() as { id: number };
+    const user = (await (
+      await fetch(`${app.url}/api/v4/users`, {
+        method: 'POST',
+        headers: { 'private-token': TEST_ADMIN_TOKEN, 'content-type': 'application/json' },
+        body: JSON.stringify({ username: 'seed-reporter' }),
+      })
+    ).json()) as { id: number };
     await fetch(`${app.url}/api/v4/groups/${vr.groupId}/members`, {
       method: 'POST',
       headers: { 'private-token': TEST_ADMIN_TOKEN, 'content-type': 'application/json' },
       body: JSON.stringify({ user_id: user.id, access_level: 20 }),
     });
-    const pat = await (await fetch(`${app.url}/api/v4/users/${user.id}/personal_access_tokens`, {
-      method: 'POST',
-      headers: { 'private-token': TEST_ADMIN_TOKEN, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'reporter', scopes: ['api'] }),
-    })).json() as { token: string };
+    const pat = (await (
+      await fetch(`${app.url}/api/v4/users/${user.id}/personal_access_tokens`, {
+        method: 'POST',
+        headers: { 'private-token': TEST_ADMIN_TOKEN, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'reporter', scopes: ['api'] }),
+      })
+    ).json()) as { token: string };
     expect((await upload(`/library/seeded/blobs/${sha256(layer)}`, layer, 'application/octet-stream', pat.token)).status).toBe(403);
     const anonymous = await fetch(`${app.url}/api/v4/virtual_registries/container/upstreams/${upstreamId}/cache_entries/upload?relative_path=x`, {
       method: 'POST',

@@ -54,7 +54,8 @@ suite(`caching across replicas: one upstream download per blob, whichever replic
     const path = `/v2/virtual_registries/containers/${vr.registryId}/team/split/blobs/${blob.digest}`;
     const rowSuffix = `/team/split/blobs/${blob.digest}`;
     const mark = await upstream.mark();
-    const coalescedBefore = (await metricValue(first, 'registry_cache_requests_total', { result: 'coalesced', kind: 'blob' })) +
+    const coalescedBefore =
+      (await metricValue(first, 'registry_cache_requests_total', { result: 'coalesced', kind: 'blob' })) +
       (await metricValue(second, 'registry_cache_requests_total', { result: 'coalesced', kind: 'blob' }));
 
     const rowsAtFirstByte: Promise<number>[] = [];
@@ -75,7 +76,8 @@ suite(`caching across replicas: one upstream download per blob, whichever replic
     expect(faulty.requests.filter((r) => r.method === 'GET' && r.path.endsWith(`/blobs/${blob.digest}`))).toHaveLength(1);
     // every client, on either replica, had bytes while the fill was still running (no cache row yet)
     expect(await Promise.all(rowsAtFirstByte)).toEqual(Array.from({ length: 8 }, () => 0));
-    const coalescedAfter = (await metricValue(first, 'registry_cache_requests_total', { result: 'coalesced', kind: 'blob' })) +
+    const coalescedAfter =
+      (await metricValue(first, 'registry_cache_requests_total', { result: 'coalesced', kind: 'blob' })) +
       (await metricValue(second, 'registry_cache_requests_total', { result: 'coalesced', kind: 'blob' }));
     expect(coalescedAfter - coalescedBefore).toBe(7);
     expect(await waitForLiveRow(first, rowSuffix, 10_000, vr.upstreamIds)).toBeDefined();

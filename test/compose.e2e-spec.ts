@@ -33,7 +33,9 @@ const appServices = Object.entries(compose.services).filter(([, s]) => s.build !
 
 /** The final stage of the Dockerfile: its WORKDIR, CMD, HEALTHCHECK and what it copies from the build stage. */
 function finalStage(): { workdir: string; cmd: string[]; healthcheck: boolean; copies: { from: string; to: string }[]; buildWorkdir: string } {
-  const stages = read('Dockerfile').split(/^FROM /m).slice(1);
+  const stages = read('Dockerfile')
+    .split(/^FROM /m)
+    .slice(1);
   const buildWorkdir = /^WORKDIR (\S+)/m.exec(stages[0])?.[1] ?? '/';
   const last = stages[stages.length - 1];
   const workdir = [...last.matchAll(/^WORKDIR (\S+)/gm)].pop()?.[1] ?? '/';

@@ -82,7 +82,14 @@ suite(`storage quota: 300 MiB, three 150 MiB images pulled in turn (%s database)
     rmSync(dir, { recursive: true });
     await run(
       'skopeo',
-      ['copy', '--src-tls-verify=false', '--src-creds', `${vr.pullUser.username}:${vr.pullUser.token}`, `docker://${vr.imagePrefix}/quota/image${index}:latest`, `dir:${dir}`],
+      [
+        'copy',
+        '--src-tls-verify=false',
+        '--src-creds',
+        `${vr.pullUser.username}:${vr.pullUser.token}`,
+        `docker://${vr.imagePrefix}/quota/image${index}:latest`,
+        `dir:${dir}`,
+      ],
       { timeout: 180_000, maxBuffer: 16 * MiB },
     );
     const image = images[index];

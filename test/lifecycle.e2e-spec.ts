@@ -132,13 +132,19 @@ describe.each(databaseTargets())('cache lifecycle (%s database)', (database: Dat
   });
 
   it('purge -> destroy leaves no rows and no objects of the upstream, and keeps objects another upstream still serves', async () => {
-    const { upstreamIds: [purged, other] } = await groupWithUpstreams('purge', 2);
+    const {
+      upstreamIds: [purged, other],
+    } = await groupWithUpstreams('purge', 2);
     const own = await seedEntry(app.app, purged, '/library/alpine/blobs/own', randomBytes(4096));
     const manifest = await seedEntry(app.app, purged, '/library/alpine/manifests/latest', randomBytes(512));
     // The tag and its digest path share one object (as the pull path records a tag manifest).
     const byDigest = await app.app
       .get(CacheEntryCreateOrUpdateService)
-      .execute(null, { upstreamId: purged, relativePath: `/library/alpine/manifests/${manifest.digest}`, digest: manifest.digest, size: manifest.size }, { skipPermissionCheck: true });
+      .execute(
+        null,
+        { upstreamId: purged, relativePath: `/library/alpine/manifests/${manifest.digest}`, digest: manifest.digest, size: manifest.size },
+        { skipPermissionCheck: true },
+      );
     const sharedBytes = randomBytes(8192);
     const shared = await seedEntry(app.app, purged, '/library/alpine/blobs/shared', sharedBytes);
     const kept = await seedEntry(app.app, other, '/library/alpine/blobs/shared', sharedBytes);
@@ -169,7 +175,9 @@ describe.each(databaseTargets())('cache lifecycle (%s database)', (database: Dat
   });
 
   it('a failed object deletion leaves the entry in error with the reason, and a later run retries it', async () => {
-    const { upstreamIds: [upstream] } = await groupWithUpstreams('failing', 1);
+    const {
+      upstreamIds: [upstream],
+    } = await groupWithUpstreams('failing', 1);
     const entry = await seedEntry(app.app, upstream, '/stuck/blobs/one', randomBytes(1024));
     // Something the store cannot unlink sits where the object was (a non-empty directory).
     const path = objectPath(app.dataDir, entry.digest);
@@ -194,7 +202,9 @@ describe.each(databaseTargets())('cache lifecycle (%s database)', (database: Dat
   });
 
   it('rows claimed by a worker that died are claimed again after the reclaim delay', async () => {
-    const { upstreamIds: [upstream] } = await groupWithUpstreams('reclaim', 1);
+    const {
+      upstreamIds: [upstream],
+    } = await groupWithUpstreams('reclaim', 1);
     const entry = await seedEntry(app.app, upstream, '/dead/blobs/one', randomBytes(1024));
     await db.query(`UPDATE cache_entries SET status = 'processing' WHERE id = $1`, [entry.id]);
     expect(await destruction.destroyPending()).toMatchObject({ requeued: 0, entries: 0 });
@@ -250,7 +260,10 @@ describe.each(databaseTargets())('cache lifecycle (%s database)', (database: Dat
         expect(reports.every((r) => r.entries > 0)).toBe(true); // both really took part
         expect(await rowsOf(db, 'upstream_id = ANY($1::int[])', [[a, b]])).toEqual([]);
         expect(await rowsOf(db, `status <> 'default'`)).toEqual([]);
-        const unreferenced = digests.filter((d) => !d.referenced).map((d) => d.digest).sort();
+        const unreferenced = digests
+          .filter((d) => !d.referenced)
+          .map((d) => d.digest)
+          .sort();
         expect([...deletions.keys()].sort()).toEqual(unreferenced);
         expect([...deletions.values()].every((n) => n === 1)).toBe(true);
         for (const d of digests) expect(Boolean(await blobs.stat(d.digest))).toBe(d.referenced);
@@ -267,10 +280,13 @@ describe.each(databaseTargets())('cache lifecycle (%s database)', (database: Dat
     let upstreamId: number;
 
     beforeAll(async () => {
-      ({ groupId, upstreamIds: [upstreamId] } = await groupWithUpstreams('policy', 1));
+      ({
+        groupId,
+        upstreamIds: [upstreamId],
+      } = await groupWithUpstreams('policy', 1));
     });
 
-    it('are absent until created; created with GitLab\'s defaults; one per group', async () => {
+    it("are absent until created; created with GitLab's defaults; one per group", async () => {
       expect((await admin.request('GET', POLICY(groupId))).status).toBe(404);
       const created = await admin.expect(201, 'POST', POLICY(groupId), {});
       expect(created.body).toMatchObject({
@@ -355,9 +371,7 @@ describe.each(databaseTargets())('cache lifecycle (%s database)', (database: Dat
 
       time.mockReturnValue(now);
       const runs = await runner.runDuePolicies();
-      expect(runs).toEqual([
-        expect.objectContaining({ groupId, status: 'scheduled', deletedEntries: 2, deletedSize: justOver.size + longAgo.size }),
-      ]);
+      expect(runs).toEqual([expect.objectContaining({ groupId, status: 'scheduled', deletedEntries: 2, deletedSize: justOver.size + longAgo.size })]);
       const status = async (entry: Row) => (await rowsOf(db, 'id = $1', [entry.id]))[0]?.status;
       expect(await status(justOver)).toBe('pending_destruction');
       expect(await status(longAgo)).toBe('pending_destruction');
@@ -397,7 +411,9 @@ describe.each(databaseTargets())('cache lifecycle (%s database)', (database: Dat
   });
 
   it('the orphan job removes a planted orphan object and a stale temp object, and marks an entry whose object was deleted by hand', async () => {
-    const { upstreamIds: [upstream] } = await groupWithUpstreams('orphans', 1);
+    const {
+      upstreamIds: [upstream],
+    } = await groupWithUpstreams('orphans', 1);
     const intact = await seedEntry(app.app, upstream, '/o/blobs/intact', randomBytes(2048));
     const lost = await seedEntry(app.app, upstream, '/o/blobs/lost', randomBytes(2048));
     rmSync(objectPath(app.dataDir, lost.digest)); // deleted by hand
@@ -444,7 +460,10 @@ describe.each(databaseTargets())('cache lifecycle (%s database)', (database: Dat
         const group = await api.createGroup(`check-${database}`);
         const registry = (await api.expect(201, 'POST', `/api/v4/groups/${group.id}/-/virtual_registries/container/registries`, { name: 'check' })).body;
         const upstream = (
-          await api.expect(201, 'POST', `/api/v4/virtual_registries/container/registries/${registry.id}/upstreams`, { name: 'check', url: 'http://127.0.0.1:9' })
+          await api.expect(201, 'POST', `/api/v4/virtual_registries/container/registries/${registry.id}/upstreams`, {
+            name: 'check',
+            url: 'http://127.0.0.1:9',
+          })
         ).body;
         await seedEntry(ctx, upstream.id, '/k/blobs/intact', randomBytes(1000));
         const lost = await seedEntry(ctx, upstream.id, '/k/blobs/lost', randomBytes(1000));
@@ -502,8 +521,9 @@ withRedis(`lifecycle jobs on BullMQ${process.env.REDIS_URL ? '' : ' (skipped: RE
     const admin = new AdminApi(app.url);
     const group = await admin.createGroup('bullmq-lifecycle');
     const registry = (await admin.expect(201, 'POST', `/api/v4/groups/${group.id}/-/virtual_registries/container/registries`, { name: 'r' })).body;
-    const upstream = (await admin.expect(201, 'POST', `/api/v4/virtual_registries/container/registries/${registry.id}/upstreams`, { name: 'u', url: 'http://127.0.0.1:9' }))
-      .body;
+    const upstream = (
+      await admin.expect(201, 'POST', `/api/v4/virtual_registries/container/registries/${registry.id}/upstreams`, { name: 'u', url: 'http://127.0.0.1:9' })
+    ).body;
     const db = app.app.get(DataSource);
     const blobs = app.app.get<BlobStore>(BLOB_STORE);
     const doomed = await seedEntry(app.app, upstream.id, '/q/blobs/doomed', randomBytes(500));
@@ -524,7 +544,9 @@ withRedis(`lifecycle jobs on BullMQ${process.env.REDIS_URL ? '' : ' (skipped: RE
 /** A second application instance (no HTTP) on the same database and storage as `app`. */
 async function startSecondInstance(app: TestApp): Promise<INestApplicationContext> {
   const url = (app.app.get(DataSource).options as { url: string }).url;
-  useEnvironment(parseEnvironment({ LOG_LEVEL: 'warn', DATA_DIR: app.dataDir, DATABASE_URL: url, INITIAL_ADMIN_TOKEN: TEST_ADMIN_TOKEN, UPSTREAM_ALLOW_PRIVATE: 'true' }));
+  useEnvironment(
+    parseEnvironment({ LOG_LEVEL: 'warn', DATA_DIR: app.dataDir, DATABASE_URL: url, INITIAL_ADMIN_TOKEN: TEST_ADMIN_TOKEN, UPSTREAM_ALLOW_PRIVATE: 'true' }),
+  );
   return NestFactory.createApplicationContext(AppModule, { logger: ['error', 'warn'] });
 }
 
@@ -542,7 +564,14 @@ interface OwnApp {
 async function startOwnApp(databaseUrl?: string, dropDatabase?: () => Promise<void>): Promise<OwnApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cvr-check-'));
   useEnvironment(
-    parseEnvironment({ LOG_LEVEL: 'warn', DATA_DIR: dataDir, DATABASE_URL: databaseUrl, INITIAL_ADMIN_TOKEN: TEST_ADMIN_TOKEN, UPSTREAM_ALLOW_PRIVATE: 'true', HOST: '127.0.0.1' }),
+    parseEnvironment({
+      LOG_LEVEL: 'warn',
+      DATA_DIR: dataDir,
+      DATABASE_URL: databaseUrl,
+      INITIAL_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+      UPSTREAM_ALLOW_PRIVATE: 'true',
+      HOST: '127.0.0.1',
+    }),
   );
   const app = await createApp();
   await app.listen(0, '127.0.0.1');

@@ -78,7 +78,7 @@ suite(`mirror mode with real clients${reason}`, () => {
   });
 
   describe('containerd (ctr images pull --hosts-dir)', () => {
-    it('pulls an image of the upstream\'s host through a _default mirror, with credentials (containerd sends ?ns=)', async () => {
+    it("pulls an image of the upstream's host through a _default mirror, with credentials (containerd sends ?ns=)", async () => {
       const hostsDir = mirrorHosts('default-creds', '_default', vr.registryId);
       const ref = `${ghcr.host}/bench/small:1`;
       await containerd.ctr(['images', 'pull', '--hosts-dir', hostsDir, '--user', creds(), ref]);
@@ -116,7 +116,7 @@ suite(`mirror mode with real clients${reason}`, () => {
     });
   });
 
-  it('podman pulls a short name through a registries.conf mirror with the registry\'s path', async () => {
+  it("podman pulls a short name through a registries.conf mirror with the registry's path", async () => {
     const conf = join(work, 'registries.conf');
     writeFileSync(
       conf,
@@ -150,7 +150,10 @@ suite(`mirror mode with real clients${reason}`, () => {
     const skopeoCopy = (ref: string, dir: string, extra: string[] = []) =>
       exec('skopeo', ['copy', '--src-tls-verify=false', ...extra, `docker://${ref}`, `dir:${dir}`], { timeout: 120_000 });
     const curl = async (path: string, args: string[] = []) => {
-      const { stdout } = await exec('curl', ['-s', '-o', '-', '-w', '\n%{http_code}', ...args, `${app.url}${path}`], { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 });
+      const { stdout } = await exec('curl', ['-s', '-o', '-', '-w', '\n%{http_code}', ...args, `${app.url}${path}`], {
+        encoding: 'buffer',
+        maxBuffer: 64 * 1024 * 1024,
+      });
       const text = stdout as unknown as Buffer;
       const cut = text.lastIndexOf(0x0a);
       return { status: Number(text.subarray(cut + 1).toString()), body: text.subarray(0, cut) };

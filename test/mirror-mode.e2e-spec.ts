@@ -81,7 +81,7 @@ suite(`mirror mode${reason}`, () => {
     const manifest = async (name: string, ref: string, ns: string, method = 'GET') =>
       registryFetch(app, vr, name, `manifests/${ref}?ns=${encodeURIComponent(ns)}`, { method });
 
-    it('a host only the second upstream serves gets its content, not the first upstream\'s image of the same name', async () => {
+    it("a host only the second upstream serves gets its content, not the first upstream's image of the same name", async () => {
       await hub.reset();
       const res = await manifest('yourorg/app', 'v1', ghcr.host);
       expect(res.status).toBe(200);
@@ -103,7 +103,7 @@ suite(`mirror mode${reason}`, () => {
     // and path, not by the target's upstreams, so a tag just served for docker.io is served for the same name
     // asked as another host for MEMORY_CACHE_TTL_MS. Keying both by `upstreamIds(target)` fixes it; then turn
     // this into a plain `it`.
-    it('never serves a tag remembered in memory for one host to another host\'s name', async () => {
+    it("never serves a tag remembered in memory for one host to another host's name", async () => {
       expect((await manifest('yourorg/app', 'v1', 'docker.io')).headers.get('docker-content-digest')).toBe(hubApp.manifestDigest);
       const res = await manifest('yourorg/app', 'v1', ghcr.host);
       expect(res.headers.get('docker-content-digest')).toBe(ghcrApp.manifestDigest);
@@ -122,7 +122,7 @@ suite(`mirror mode${reason}`, () => {
       expect(await ghcr.requests()).toEqual([]);
     });
 
-    it('never serves one host\'s cached content for another host\'s name', async () => {
+    it("never serves one host's cached content for another host's name", async () => {
       // bench/small:1 cached from ghcr (no ns: both upstreams are asked in order, ghcr has it)
       const cached = await registryFetch(app, vr, 'bench/small', 'manifests/1');
       expect(cached.status).toBe(200);
@@ -212,7 +212,9 @@ suite(`mirror mode${reason}`, () => {
       const challenge = await get('/v2/bench/small/manifests/1');
       expect(challenge.status).toBe(401);
       expect(challenge.headers.get('www-authenticate')).toContain(`realm="${app.url}/jwt/auth?registry=${vr.registryId}"`);
-      expect((await get('/v2/')).headers.get('www-authenticate')).toBe(`Bearer realm="${app.url}/jwt/auth?registry=${vr.registryId}",service="virtual_registry"`);
+      expect((await get('/v2/')).headers.get('www-authenticate')).toBe(
+        `Bearer realm="${app.url}/jwt/auth?registry=${vr.registryId}",service="virtual_registry"`,
+      );
       // no registry hint: the Host's root registry is the bare scope's registry
       const issued = await tokenFor('scope=repository:bench/small:pull', { authorization: basic(vr.pullUser) });
       const res = await get('/v2/bench/small/manifests/1', bearer(issued.body.token!));

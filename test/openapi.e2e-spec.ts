@@ -171,7 +171,9 @@ describe('OpenAPI document and Swagger UI', () => {
         const names = declared.map((p) => p.name).sort();
         const optional = declared.filter((p) => p.required !== true).map((p) => p.name);
         if (JSON.stringify(names) !== JSON.stringify(templated) || optional.length) {
-          mismatches.push(`${method.toUpperCase()} ${path}: template {${templated.join('},{')}} but path parameters [${names.join(', ')}]${optional.length ? `, not required: ${optional.join(', ')}` : ''}`);
+          mismatches.push(
+            `${method.toUpperCase()} ${path}: template {${templated.join('},{')}} but path parameters [${names.join(', ')}]${optional.length ? `, not required: ${optional.join(', ')}` : ''}`,
+          );
         }
       }
     }

@@ -66,7 +66,11 @@ describe('the API process', () => {
       expect(metrics).toContain('process_resident_memory_bytes');
 
       // JSON logs, one object per line, with a request id on request lines
-      const lines = first.stdout().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const lines = first
+        .stdout()
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(lines.some((l) => l.msg === 'request' && typeof l.reqId === 'string')).toBe(true);
     } finally {
       expect(await stop(first)).toEqual({ code: 0, log: '' });
@@ -84,21 +88,25 @@ describe('the API process', () => {
   }, 120_000);
 
   const withServices = process.env.DATABASE_URL && process.env.REDIS_URL ? it : it.skip;
-  withServices('uses Postgres and BullMQ when DATABASE_URL and REDIS_URL are set (skipped without them)', async () => {
-    const scratch = await createScratchDatabase();
-    try {
-      const p = await start({ DATA_DIR: dataDir, DATABASE_URL: scratch.url, REDIS_URL: process.env.REDIS_URL! });
+  withServices(
+    'uses Postgres and BullMQ when DATABASE_URL and REDIS_URL are set (skipped without them)',
+    async () => {
+      const scratch = await createScratchDatabase();
       try {
-        expect((await fetch(`${p.url}/-/ready`)).status).toBe(200);
-        expect(p.stdout()).toContain('database: postgres, queue: bullmq');
+        const p = await start({ DATA_DIR: dataDir, DATABASE_URL: scratch.url, REDIS_URL: process.env.REDIS_URL! });
+        try {
+          expect((await fetch(`${p.url}/-/ready`)).status).toBe(200);
+          expect(p.stdout()).toContain('database: postgres, queue: bullmq');
+        } finally {
+          expect(await stop(p)).toEqual({ code: 0, log: '' });
+        }
+        expect(existsSync(join(dataDir, 'pgdata'))).toBe(false);
       } finally {
-        expect(await stop(p)).toEqual({ code: 0, log: '' });
+        await scratch.drop();
       }
-      expect(existsSync(join(dataDir, 'pgdata'))).toBe(false);
-    } finally {
-      await scratch.drop();
-    }
-  }, 120_000);
+    },
+    120_000,
+  );
 
   it('`npm run migration:run` applies every migration once; a second run is a no-op', async () => {
     const once = async (): Promise<{ code: number | null; out: string }> => {
@@ -115,13 +123,17 @@ describe('the API process', () => {
     [{ DATABASE_URL: 'postgres//nope' }, /DATABASE_URL/],
     [{ REDIS_URL: 'redis://127.0.0.1:1' }, /redis|127\.0\.0\.1:1/i],
     [{ DATABASE_URL: 'postgres://postgres@127.0.0.1:1/nope' }, /127\.0\.0\.1:1|connect/i],
-  ])('exits non-zero with one clear line for %j', async (vars, pattern) => {
-    const p = run(baseEnv({ ...vars, DATA_DIR: dataDir, PORT: '0' }));
-    const code = await p.exited;
-    expect(code).not.toBe(0);
-    const stderr = p.stderr().trim();
-    expect(stderr).toMatch(pattern);
-    expect(stderr.split('\n')).toHaveLength(1);
-    expect(stderr).not.toMatch(/\n\s+at /);
-  }, 60_000);
+  ])(
+    'exits non-zero with one clear line for %j',
+    async (vars, pattern) => {
+      const p = run(baseEnv({ ...vars, DATA_DIR: dataDir, PORT: '0' }));
+      const code = await p.exited;
+      expect(code).not.toBe(0);
+      const stderr = p.stderr().trim();
+      expect(stderr).toMatch(pattern);
+      expect(stderr.split('\n')).toHaveLength(1);
+      expect(stderr).not.toMatch(/\n\s+at /);
+    },
+    60_000,
+  );
 });

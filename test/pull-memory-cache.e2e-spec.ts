@@ -24,7 +24,13 @@ function manifestUrl(app: TestApp, vr: VirtualRegistry, name: string, reference:
   return `${app.url}/v2/virtual_registries/containers/${vr.registryId}/${name}/manifests/${reference}`;
 }
 
-async function getManifest(app: TestApp, vr: VirtualRegistry, name: string, reference: string, token: string): Promise<{ status: number; body: Buffer; digest: string | null }> {
+async function getManifest(
+  app: TestApp,
+  vr: VirtualRegistry,
+  name: string,
+  reference: string,
+  token: string,
+): Promise<{ status: number; body: Buffer; digest: string | null }> {
   const res = await fetch(manifestUrl(app, vr, name, reference), { headers: { authorization: `Bearer ${token}`, accept: MANIFEST_ACCEPT } });
   return { status: res.status, body: Buffer.from(await res.arrayBuffer()), digest: res.headers.get('docker-content-digest') };
 }
@@ -86,14 +92,19 @@ suite(`memory caches of the pull path${reason}`, () => {
     expect(accessLog.manifestRequests(await upstream.requests(mark), 'team/app')).toEqual([]);
 
     const head = await fetch(manifestUrl(app, vr, 'team/app', '1.0'), { method: 'HEAD', headers: { authorization: `Bearer ${token}` } });
-    expect([head.status, head.headers.get('docker-content-digest'), head.headers.get('content-length')]).toEqual([200, image.digest, String(image.manifest.length)]);
+    expect([head.status, head.headers.get('docker-content-digest'), head.headers.get('content-length')]).toEqual([
+      200,
+      image.digest,
+      String(image.manifest.length),
+    ]);
 
     // downloads are still counted (written in batches about a second later)
     await eventually(async () => {
-      const [row] = (await app.app.get(DataSource).query(
-        `SELECT downloads_count FROM cache_entries WHERE upstream_id = $1 AND relative_path = '/team/app/manifests/1.0' AND status = 'default'`,
-        [vr.upstreamIds[0]],
-      )) as { downloads_count: string }[];
+      const [row] = (await app.app
+        .get(DataSource)
+        .query(`SELECT downloads_count FROM cache_entries WHERE upstream_id = $1 AND relative_path = '/team/app/manifests/1.0' AND status = 'default'`, [
+          vr.upstreamIds[0],
+        ])) as { downloads_count: string }[];
       return row && Number(row.downloads_count) >= 7;
     });
   });
@@ -205,23 +216,27 @@ suite(`memory caches of the pull path${reason}`, () => {
   }, 120_000); // boots a second app on the embedded database
 
   const withServices = process.env.DATABASE_URL && process.env.REDIS_URL ? it : it.skip;
-  withServices('tells the other replicas through Redis: a token revoked on one is refused on the other at once (skipped without Postgres and Redis)', async () => {
-    const redis = { REDIS_URL: process.env.REDIS_URL };
-    const first = await startTestApp(redis, { database: 'postgres' });
-    const second = await startTestApp(redis, { replicaOf: first });
-    try {
-      const vr = await createVirtualRegistry(first, [{ url: upstream.url }]);
-      const { patId, jwt } = await freshPullCredential(first, vr, 'team/app');
-      for (let i = 0; i < 3; i++) expect((await getManifest(second, vr, 'team/app', '1.0', jwt)).status).toBe(200);
-      expect(await memoryHits(second, 'authorization')).toBeGreaterThanOrEqual(2);
+  withServices(
+    'tells the other replicas through Redis: a token revoked on one is refused on the other at once (skipped without Postgres and Redis)',
+    async () => {
+      const redis = { REDIS_URL: process.env.REDIS_URL };
+      const first = await startTestApp(redis, { database: 'postgres' });
+      const second = await startTestApp(redis, { replicaOf: first });
+      try {
+        const vr = await createVirtualRegistry(first, [{ url: upstream.url }]);
+        const { patId, jwt } = await freshPullCredential(first, vr, 'team/app');
+        for (let i = 0; i < 3; i++) expect((await getManifest(second, vr, 'team/app', '1.0', jwt)).status).toBe(200);
+        expect(await memoryHits(second, 'authorization')).toBeGreaterThanOrEqual(2);
 
-      await adminApi(first, 'DELETE', `/api/v4/personal_access_tokens/${patId}`);
-      const refusedAfter = Date.now();
-      await eventually(async () => (await getManifest(second, vr, 'team/app', '1.0', jwt)).status === 401, 2000);
-      expect(Date.now() - refusedAfter).toBeLessThan(2000);
-    } finally {
-      await second.close();
-      await first.close();
-    }
-  }, 60_000);
+        await adminApi(first, 'DELETE', `/api/v4/personal_access_tokens/${patId}`);
+        const refusedAfter = Date.now();
+        await eventually(async () => (await getManifest(second, vr, 'team/app', '1.0', jwt)).status === 401, 2000);
+        expect(Date.now() - refusedAfter).toBeLessThan(2000);
+      } finally {
+        await second.close();
+        await first.close();
+      }
+    },
+    60_000,
+  );
 });

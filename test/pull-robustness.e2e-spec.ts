@@ -132,42 +132,46 @@ suite(`pull path robustness${reason}`, () => {
       ['429 with Retry-After', { kind: 'status', status: 429, retryAfterSeconds: 60 }],
       ['a hang (no answer within the header timeout)', { kind: 'hang' }],
     ];
-    it.each(failures)('upstream answering %s: the stale tag, its digest and its blobs are served; uncached content is 503/504', async (_label, mode) => {
-      await backdate('/library/stale/manifests/latest');
-      const staleBefore = await metricValue(app, 'registry_cache_requests_total', { result: 'stale' });
-      const seenBefore = faulty.requests.length;
-      faulty.set(mode);
+    it.each(failures)(
+      'upstream answering %s: the stale tag, its digest and its blobs are served; uncached content is 503/504',
+      async (_label, mode) => {
+        await backdate('/library/stale/manifests/latest');
+        const staleBefore = await metricValue(app, 'registry_cache_requests_total', { result: 'stale' });
+        const seenBefore = faulty.requests.length;
+        faulty.set(mode);
 
-      const byTag = await registryFetch(app, vr, 'library/stale', 'manifests/latest');
-      expect(byTag.status).toBe(200);
-      expect(byTag.headers.get('docker-content-digest')).toBe(image.digest);
-      expect(byTag.headers.get('content-type')).toBe(image.mediaType);
-      expect(Buffer.from(await byTag.arrayBuffer()).equals(image.manifest)).toBe(true);
-      // the tag was revalidated (so the failure was met), and the failure was counted as a stale serve
-      const reached = faulty.requests.slice(seenBefore).filter((r) => r.path === '/v2/library/stale/manifests/latest');
-      expect(reached.length).toBeGreaterThanOrEqual(1);
-      expect(reached.every((r) => r.handling === mode.kind)).toBe(true);
-      expect(await metricValue(app, 'registry_cache_requests_total', { result: 'stale' })).toBeGreaterThan(staleBefore);
+        const byTag = await registryFetch(app, vr, 'library/stale', 'manifests/latest');
+        expect(byTag.status).toBe(200);
+        expect(byTag.headers.get('docker-content-digest')).toBe(image.digest);
+        expect(byTag.headers.get('content-type')).toBe(image.mediaType);
+        expect(Buffer.from(await byTag.arrayBuffer()).equals(image.manifest)).toBe(true);
+        // the tag was revalidated (so the failure was met), and the failure was counted as a stale serve
+        const reached = faulty.requests.slice(seenBefore).filter((r) => r.path === '/v2/library/stale/manifests/latest');
+        expect(reached.length).toBeGreaterThanOrEqual(1);
+        expect(reached.every((r) => r.handling === mode.kind)).toBe(true);
+        expect(await metricValue(app, 'registry_cache_requests_total', { result: 'stale' })).toBeGreaterThan(staleBefore);
 
-      const byDigest = await registryFetch(app, vr, 'library/stale', `manifests/${image.digest}`);
-      expect(byDigest.status).toBe(200);
-      expect(Buffer.from(await byDigest.arrayBuffer()).equals(image.manifest)).toBe(true);
-      const layer = await registryFetch(app, vr, 'library/stale', `blobs/${image.layers[1].digest}`);
-      expect(layer.status).toBe(200);
-      expect(sha256Digest(Buffer.from(await layer.arrayBuffer()))).toBe(image.layers[1].digest);
+        const byDigest = await registryFetch(app, vr, 'library/stale', `manifests/${image.digest}`);
+        expect(byDigest.status).toBe(200);
+        expect(Buffer.from(await byDigest.arrayBuffer()).equals(image.manifest)).toBe(true);
+        const layer = await registryFetch(app, vr, 'library/stale', `blobs/${image.layers[1].digest}`);
+        expect(layer.status).toBe(200);
+        expect(sha256Digest(Buffer.from(await layer.arrayBuffer()))).toBe(image.layers[1].digest);
 
-      const uncached = await registryFetch(app, vr, 'library/never-pulled', 'manifests/latest');
-      expect(mode.kind === 'hang' ? [503, 504] : [503]).toContain(uncached.status);
-      expect(await errorCode(uncached)).toBe('UNAVAILABLE');
+        const uncached = await registryFetch(app, vr, 'library/never-pulled', 'manifests/latest');
+        expect(mode.kind === 'hang' ? [503, 504] : [503]).toContain(uncached.status);
+        expect(await errorCode(uncached)).toBe('UNAVAILABLE');
 
-      // the stale entry was not marked as checked: once the upstream is back, the tag is revalidated again
-      faulty.forward();
-      const mark = faulty.requests.length;
-      const recovered = await registryFetch(app, vr, 'library/stale', 'manifests/latest');
-      expect(recovered.status).toBe(200);
-      await recovered.arrayBuffer();
-      expect(faulty.requests.slice(mark).map((r) => `${r.method} ${r.path}`)).toContain('HEAD /v2/library/stale/manifests/latest');
-    }, 30_000);
+        // the stale entry was not marked as checked: once the upstream is back, the tag is revalidated again
+        faulty.forward();
+        const mark = faulty.requests.length;
+        const recovered = await registryFetch(app, vr, 'library/stale', 'manifests/latest');
+        expect(recovered.status).toBe(200);
+        await recovered.arrayBuffer();
+        expect(faulty.requests.slice(mark).map((r) => `${r.method} ${r.path}`)).toContain('HEAD /v2/library/stale/manifests/latest');
+      },
+      30_000,
+    );
 
     it('a tag that moved upstream but whose new manifest cannot be fetched (GET 500): the old copy is served', async () => {
       // its own upstream row: the 429 above paused GETs to the suite's upstream for its Retry-After (60 s)
@@ -228,7 +232,9 @@ suite(`pull path robustness${reason}`, () => {
         });
         const body = Buffer.from(await res.arrayBuffer());
         const announced = res.headers.get('docker-content-digest');
-        answers.push(`${method} ${res.status < 500 ? 'not 5xx' : res.status} ${method === 'GET' && res.status === 200 && announced !== sha256Digest(body) ? 'digest mismatch' : 'consistent'}`);
+        answers.push(
+          `${method} ${res.status < 500 ? 'not 5xx' : res.status} ${method === 'GET' && res.status === 200 && announced !== sha256Digest(body) ? 'digest mismatch' : 'consistent'}`,
+        );
       }
       expect(answers).toEqual(['HEAD not 5xx consistent', 'GET not 5xx consistent']);
     });
@@ -259,7 +265,34 @@ suite(`pull path robustness${reason}`, () => {
       const junk = fc.string({ unit: printable, maxLength: 24 });
       const fragment = fc.oneof(
         { weight: 4, arbitrary: fc.constantFrom('library', 'stale', 'alpine', 'a', 'x-y', 'a.b', 'a__b', 'team', 'sub') },
-        { weight: 3, arbitrary: fc.constantFrom('..', '.', '%2e%2e', '%2E%2e', '%2f', '%2F..', '%00', '%ff', '%c0%ae%c0%ae', '%252e%252e', '..;', '', 'A', 'Library', '-a', 'a-', '_a', 'a..b', 'a___b', '%', '%zz', '\\..', 'a%20b') },
+        {
+          weight: 3,
+          arbitrary: fc.constantFrom(
+            '..',
+            '.',
+            '%2e%2e',
+            '%2E%2e',
+            '%2f',
+            '%2F..',
+            '%00',
+            '%ff',
+            '%c0%ae%c0%ae',
+            '%252e%252e',
+            '..;',
+            '',
+            'A',
+            'Library',
+            '-a',
+            'a-',
+            '_a',
+            'a..b',
+            'a___b',
+            '%',
+            '%zz',
+            '\\..',
+            'a%20b',
+          ),
+        },
         { weight: 1, arbitrary: fc.constantFrom('a'.repeat(129), 'b'.repeat(256), 'c'.repeat(4096)) },
         { weight: 2, arbitrary: fc.stringMatching(/^[a-z0-9]+([._-][a-z0-9]+)*$/).filter((s) => s.length <= 40) },
         { weight: 2, arbitrary: junk },
@@ -275,7 +308,20 @@ suite(`pull path robustness${reason}`, () => {
         { weight: 1, arbitrary: hex(64).map((h) => `sha256:${h.toUpperCase()}`) },
         { weight: 1, arbitrary: hex(63).map((h) => `sha256:${h}`) },
         { weight: 1, arbitrary: hex(65).map((h) => `sha256:${h}`) },
-        { weight: 1, arbitrary: fc.constantFrom('md5:abc', 'sha256:', 'sha256', ':', 'sha256:..', 'sha256+b64u:abc', 'SHA256:' + '0'.repeat(64), 'sha256:%2e%2e', 'sha384:' + 'a'.repeat(96)) },
+        {
+          weight: 1,
+          arbitrary: fc.constantFrom(
+            'md5:abc',
+            'sha256:',
+            'sha256',
+            ':',
+            'sha256:..',
+            'sha256+b64u:abc',
+            'SHA256:' + '0'.repeat(64),
+            'sha256:%2e%2e',
+            'sha384:' + 'a'.repeat(96),
+          ),
+        },
         { weight: 1, arbitrary: junk },
       );
       const reference = fc.oneof(
@@ -294,21 +340,74 @@ suite(`pull path robustness${reason}`, () => {
       );
       const query = fc.oneof(
         { weight: 4, arbitrary: fc.constant('') },
-        { weight: 1, arbitrary: fc.constantFrom('?n=5', '?n=0', '?n=-1', '?n=99999999999999999999', '?n=abc&last=', '?last=zzz', '?n=1&last=%ff', '?artifactType=application/x', '?artifactType=%00', '?', '?&&', '?digest=sha256:0') },
+        {
+          weight: 1,
+          arbitrary: fc.constantFrom(
+            '?n=5',
+            '?n=0',
+            '?n=-1',
+            '?n=99999999999999999999',
+            '?n=abc&last=',
+            '?last=zzz',
+            '?n=1&last=%ff',
+            '?artifactType=application/x',
+            '?artifactType=%00',
+            '?',
+            '?&&',
+            '?digest=sha256:0',
+          ),
+        },
         { weight: 1, arbitrary: junk.map((j) => `?${j}`) },
       );
       const registryId = fc.oneof(
         { weight: 8, arbitrary: fc.constant(String(direct.registryId)) },
-        { weight: 1, arbitrary: fc.constantFrom('0', '-1', '999999', 'abc', '1e3', '99999999999999999999', '%31', '', '0x1', `${direct.registryId}.0`, `0${direct.registryId}`) },
+        {
+          weight: 1,
+          arbitrary: fc.constantFrom(
+            '0',
+            '-1',
+            '999999',
+            'abc',
+            '1e3',
+            '99999999999999999999',
+            '%31',
+            '',
+            '0x1',
+            `${direct.registryId}.0`,
+            `0${direct.registryId}`,
+          ),
+        },
       );
-      const spelling = fc.oneof({ weight: 8, arbitrary: fc.constantFrom('containers', 'container') }, { weight: 1, arbitrary: fc.constantFrom('Containers', 'containerz', '', '..', '%63ontainers') });
+      const spelling = fc.oneof(
+        { weight: 8, arbitrary: fc.constantFrom('containers', 'container') },
+        { weight: 1, arbitrary: fc.constantFrom('Containers', 'containerz', '', '..', '%63ontainers') },
+      );
       const path = fc.oneof(
         { weight: 9, arbitrary: fc.record({ spelling, registryId, name, tail, query }).map((p) => ({ ...p, raw: undefined as string | undefined })) },
         {
           weight: 1,
           arbitrary: fc
-            .tuple(fc.constantFrom('/v2', '/v2/', '/v2/virtual_registries', '/v2/virtual_registries/', '/v2/virtual_registries/containers/', '/v2/virtual_registries/containers//', '/v2/..', '/v2/virtual_registries/containers/../../'), junk)
-            .map(([prefix, rest]) => ({ spelling: '', registryId: '', name: 'library/stale', tail: '', query: '', raw: `${prefix}${rest}` as string | undefined })),
+            .tuple(
+              fc.constantFrom(
+                '/v2',
+                '/v2/',
+                '/v2/virtual_registries',
+                '/v2/virtual_registries/',
+                '/v2/virtual_registries/containers/',
+                '/v2/virtual_registries/containers//',
+                '/v2/..',
+                '/v2/virtual_registries/containers/../../',
+              ),
+              junk,
+            )
+            .map(([prefix, rest]) => ({
+              spelling: '',
+              registryId: '',
+              name: 'library/stale',
+              tail: '',
+              query: '',
+              raw: `${prefix}${rest}` as string | undefined,
+            })),
         },
       );
       const rangeHeader = fc.oneof(
@@ -319,7 +418,26 @@ suite(`pull path robustness${reason}`, () => {
             .tuple(fc.oneof(fc.nat(400_000), fc.constantFrom(0, 2 ** 31, 2 ** 53, 2 ** 64)), fc.oneof(fc.nat(400_000), fc.constantFrom(0, 2 ** 53, 2 ** 64)))
             .map(([a, b]) => `bytes=${a}-${b}`),
         },
-        { weight: 2, arbitrary: fc.constantFrom('bytes=0-0', 'bytes=-1', 'bytes=-0', 'bytes=5-', 'bytes=-99999999999', 'bytes=0-1,2-3', 'bytes=', 'bytes=-', 'items=0-1', 'bytes=a-b', 'bytes=1-0', 'bytes= 0-1', 'bytes=0-1 ', 'BYTES=0-1', 'bytes=00000000000000000000001-2') },
+        {
+          weight: 2,
+          arbitrary: fc.constantFrom(
+            'bytes=0-0',
+            'bytes=-1',
+            'bytes=-0',
+            'bytes=5-',
+            'bytes=-99999999999',
+            'bytes=0-1,2-3',
+            'bytes=',
+            'bytes=-',
+            'items=0-1',
+            'bytes=a-b',
+            'bytes=1-0',
+            'bytes= 0-1',
+            'bytes=0-1 ',
+            'BYTES=0-1',
+            'bytes=00000000000000000000001-2',
+          ),
+        },
         { weight: 1, arbitrary: junk },
       );
       const acceptHeader = fc.oneof(
@@ -339,14 +457,20 @@ suite(`pull path robustness${reason}`, () => {
             ])
             .map((types) => types.join(', ')),
         },
-        { weight: 1, arbitrary: fc.constantFrom('', '*/*', ',,,', 'application/vnd.oci.image.manifest.v1+json;q=abc', 'x'.repeat(8000), 'application/json, '.repeat(200)) },
+        {
+          weight: 1,
+          arbitrary: fc.constantFrom('', '*/*', ',,,', 'application/vnd.oci.image.manifest.v1+json;q=abc', 'x'.repeat(8000), 'application/json, '.repeat(200)),
+        },
         { weight: 1, arbitrary: junk },
       );
       const auth = fc.oneof(
         { weight: 12, arbitrary: fc.constant('valid') },
         { weight: 1, arbitrary: fc.constantFrom('none', 'garbage', 'basic', 'empty-bearer') },
       );
-      const method = fc.oneof({ weight: 10, arbitrary: fc.constantFrom('GET', 'HEAD') }, { weight: 1, arbitrary: fc.constantFrom('PUT', 'POST', 'PATCH', 'DELETE', 'OPTIONS') });
+      const method = fc.oneof(
+        { weight: 10, arbitrary: fc.constantFrom('GET', 'HEAD') },
+        { weight: 1, arbitrary: fc.constantFrom('PUT', 'POST', 'PATCH', 'DELETE', 'OPTIONS') },
+      );
 
       const property = fc.asyncProperty(fc.record({ path, range: rangeHeader, accept: acceptHeader, auth, method }), async (c) => {
         const url = c.path.raw ?? `/v2/virtual_registries/${c.path.spelling}/${c.path.registryId}/${c.path.name}/${c.path.tail}${c.path.query}`;
@@ -383,7 +507,6 @@ suite(`pull path robustness${reason}`, () => {
       await fc.assert(property, { numRuns: 300, seed: Number(process.env.FC_SEED ?? Date.now() % 2 ** 31) });
     }, 110_000);
   });
-
 });
 
 /** Resident set size of a process (Linux /proc), in bytes. */

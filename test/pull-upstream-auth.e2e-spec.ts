@@ -90,14 +90,14 @@ suite(`pull through upstreams that require credentials${reason}`, () => {
     }
   }, 120_000);
 
-  it('does not serve a Basic upstream\'s content when the stored password is wrong (404 MANIFEST_UNKNOWN, not a 5xx)', async () => {
+  it("does not serve a Basic upstream's content when the stored password is wrong (404 MANIFEST_UNKNOWN, not a 5xx)", async () => {
     const vr = await createVirtualRegistry(app, [{ url: basic.url, username: basic.credentials!.username, password: 'not-the-password' }]);
     const res = await registryFetch(app, vr, 'private/basic', 'manifests/v1');
     expect(res.status).toBe(404);
     expect(((await res.json()) as { errors: { code: string }[] }).errors[0].code).toBe('MANIFEST_UNKNOWN');
   });
 
-  it('refuses to use a password copied from another upstream\'s row: a clean 503, nothing sent upstream', async () => {
+  it("refuses to use a password copied from another upstream's row: a clean 503, nothing sent upstream", async () => {
     const a = await createVirtualRegistry(app, [{ url: basic.url, username: basic.credentials!.username, password: basic.credentials!.password }]);
     const b = await createVirtualRegistry(app, [{ url: basic.url, username: basic.credentials!.username, password: 'b-has-its-own-password' }]);
     const db = app.app.get(DataSource);
@@ -121,7 +121,8 @@ suite(`pull through upstreams that require credentials${reason}`, () => {
     const vr = await createVirtualRegistry(app, [{ url: bearer.url, username: bearer.credentials!.username, password: bearer.credentials!.password }]);
     const [id] = vr.upstreamIds;
     const upstreams = app.app.get(UpstreamsService);
-    const authUrlOf = async () => ((await app.app.get(DataSource).query('SELECT auth_url FROM upstreams WHERE id = $1', [id])) as { auth_url: string | null }[])[0].auth_url;
+    const authUrlOf = async () =>
+      ((await app.app.get(DataSource).query('SELECT auth_url FROM upstreams WHERE id = $1', [id])) as { auth_url: string | null }[])[0].auth_url;
     const realm = `${bearer.tokenServer!.realm}?service=${encodeURIComponent(bearer.tokenServer!.service)}`;
     const admin = new AdminApi(app.url);
     await admin.expect(200, 'PATCH', `/api/v4/virtual_registries/container/upstreams/${id}`, { url: basic.url });
@@ -131,7 +132,11 @@ suite(`pull through upstreams that require credentials${reason}`, () => {
     expect(await authUrlOf()).toBeNull();
     await upstreams.rememberAuthUrl(id, realm, basic.url);
     expect(await authUrlOf()).toBe(realm);
-    await admin.expect(200, 'PATCH', `/api/v4/virtual_registries/container/upstreams/${id}`, { url: bearer.url, username: bearer.credentials!.username, password: bearer.credentials!.password });
+    await admin.expect(200, 'PATCH', `/api/v4/virtual_registries/container/upstreams/${id}`, {
+      url: bearer.url,
+      username: bearer.credentials!.username,
+      password: bearer.credentials!.password,
+    });
     expect(await authUrlOf()).toBeNull();
 
     // and a real pull through the current url learns and keeps its realm
@@ -140,22 +145,18 @@ suite(`pull through upstreams that require credentials${reason}`, () => {
   });
 
   it('pulls through a token-auth upstream and fetches the token once per scope, not once per request', async () => {
-    const vr = await createVirtualRegistry(app, [
-      { url: bearer.url, username: bearer.credentials!.username, password: bearer.credentials!.password },
-    ]);
+    const vr = await createVirtualRegistry(app, [{ url: bearer.url, username: bearer.credentials!.username, password: bearer.credentials!.password }]);
     const tokens = bearer.tokenServer!;
     tokens.reset();
     const mark = await bearer.mark();
     const scope = 'repository:private/token:pull';
     const otherScope = 'repository:private/other:pull';
     const token = await pullToken(app, vr, 'private/token');
-    const get = (path: string, init: { method?: string; headers?: Record<string, string> } = {}) => registryFetch(app, vr, 'private/token', path, { ...init, token });
+    const get = (path: string, init: { method?: string; headers?: Record<string, string> } = {}) =>
+      registryFetch(app, vr, 'private/token', path, { ...init, token });
 
     // 1. a cold burst: the manifest and every blob at once (all of them meet the upstream's challenge together)
-    const [manifest, ...blobs] = await Promise.all([
-      get('manifests/v1'),
-      ...[tokenImage.config, ...tokenImage.layers].map((b) => get(`blobs/${b.digest}`)),
-    ]);
+    const [manifest, ...blobs] = await Promise.all([get('manifests/v1'), ...[tokenImage.config, ...tokenImage.layers].map((b) => get(`blobs/${b.digest}`))]);
     expect(manifest.status).toBe(200);
     expect(Buffer.from(await manifest.arrayBuffer()).equals(tokenImage.manifest)).toBe(true);
     for (const [i, blob] of [tokenImage.config, ...tokenImage.layers].entries()) await expectBlob(blobs[i], blob.digest);
@@ -166,14 +167,15 @@ suite(`pull through upstreams that require credentials${reason}`, () => {
       expect(tags.status).toBe(200);
       expect(((await tags.json()) as { tags: string[] }).tags).toEqual(['v1']);
     }
-    const fresh = await createVirtualRegistry(app, [
-      { url: bearer.url, username: bearer.credentials!.username, password: bearer.credentials!.password },
-    ]);
+    const fresh = await createVirtualRegistry(app, [{ url: bearer.url, username: bearer.credentials!.username, password: bearer.credentials!.password }]);
     const freshToken = await pullToken(app, fresh, 'private/token');
     const head = await registryFetch(app, fresh, 'private/token', `blobs/${tokenImage.layers[2].digest}`, { method: 'HEAD', token: freshToken });
     expect(head.status).toBe(200);
     expect(head.headers.get('content-length')).toBe(String(tokenImage.layers[2].size));
-    const ranged = await registryFetch(app, fresh, 'private/token', `blobs/${tokenImage.layers[1].digest}`, { headers: { range: 'bytes=0-99' }, token: freshToken });
+    const ranged = await registryFetch(app, fresh, 'private/token', `blobs/${tokenImage.layers[1].digest}`, {
+      headers: { range: 'bytes=0-99' },
+      token: freshToken,
+    });
     expect(ranged.status).toBe(206);
     expect((await ranged.arrayBuffer()).byteLength).toBe(100);
     for (let i = 0; i < 3; i++) {
@@ -211,9 +213,7 @@ suite(`pull through upstreams that require credentials${reason}`, () => {
   }, 120_000);
 
   it('per upstream and scope: one registry, several requests for one repository -> exactly one token', async () => {
-    const vr = await createVirtualRegistry(app, [
-      { url: bearer.url, username: bearer.credentials!.username, password: bearer.credentials!.password },
-    ]);
+    const vr = await createVirtualRegistry(app, [{ url: bearer.url, username: bearer.credentials!.username, password: bearer.credentials!.password }]);
     const tokens = bearer.tokenServer!;
     tokens.reset();
     const token = await pullToken(app, vr, 'private/token');

@@ -35,7 +35,15 @@ const reason = canRun ? '' : ' (skipped: docker-registry or skopeo is not instal
 async function skopeoCopy(vr: VirtualRegistry, ref: string, dir: string, extra: string[] = []): Promise<void> {
   await run(
     'skopeo',
-    ['copy', '--src-tls-verify=false', '--src-creds', `${vr.pullUser.username}:${vr.pullUser.token}`, ...extra, `docker://${vr.imagePrefix}/${ref}`, `dir:${dir}`],
+    [
+      'copy',
+      '--src-tls-verify=false',
+      '--src-creds',
+      `${vr.pullUser.username}:${vr.pullUser.token}`,
+      ...extra,
+      `docker://${vr.imagePrefix}/${ref}`,
+      `dir:${dir}`,
+    ],
     { timeout: 120_000 },
   );
 }
@@ -59,212 +67,220 @@ function dirFile(dir: string, digest: string): Buffer {
 }
 
 describe.each(['filesystem', 's3'] as const)('storage %s:', (storage) => {
-suite(`pull path against a real upstream${reason}`, () => {
-  let app: TestApp;
-  let upstream: UpstreamRegistry;
-  let second: UpstreamRegistry;
-  let docker: ImageManifestFixture;
-  let big: ImageManifestFixture;
-  let vr: VirtualRegistry;
-  let s3Server: S3TestServer | undefined;
-  const dirs: string[] = [];
-  /** An S3-compatible server (s3rver) with a fresh bucket; the app gets STORAGE_DRIVER=s3 pointing at it. */
-  const startS3Storage = async (cleanup: string[]): Promise<Record<string, string>> => {
-    const dir = mkdtempSync(join(tmpdir(), 'cvr-s3-'));
-    cleanup.push(dir);
-    s3Server = await startS3Server(dir);
-    const client = new S3Client({
-      endpoint: s3Server.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: s3Server.accessKeyId, secretAccessKey: s3Server.secretAccessKey },
-    });
-    await client.send(new CreateBucketCommand({ Bucket: 'registry-cache' }));
-    client.destroy();
-    return {
-      STORAGE_DRIVER: 's3',
-      S3_ENDPOINT: s3Server.endpoint,
-      S3_BUCKET: 'registry-cache',
-      S3_REGION: 'us-east-1',
-      S3_ACCESS_KEY_ID: s3Server.accessKeyId,
-      S3_SECRET_ACCESS_KEY: s3Server.secretAccessKey,
-      S3_FORCE_PATH_STYLE: 'true',
+  suite(`pull path against a real upstream${reason}`, () => {
+    let app: TestApp;
+    let upstream: UpstreamRegistry;
+    let second: UpstreamRegistry;
+    let docker: ImageManifestFixture;
+    let big: ImageManifestFixture;
+    let vr: VirtualRegistry;
+    let s3Server: S3TestServer | undefined;
+    const dirs: string[] = [];
+    /** An S3-compatible server (s3rver) with a fresh bucket; the app gets STORAGE_DRIVER=s3 pointing at it. */
+    const startS3Storage = async (cleanup: string[]): Promise<Record<string, string>> => {
+      const dir = mkdtempSync(join(tmpdir(), 'cvr-s3-'));
+      cleanup.push(dir);
+      s3Server = await startS3Server(dir);
+      const client = new S3Client({
+        endpoint: s3Server.endpoint,
+        region: 'us-east-1',
+        forcePathStyle: true,
+        credentials: { accessKeyId: s3Server.accessKeyId, secretAccessKey: s3Server.secretAccessKey },
+      });
+      await client.send(new CreateBucketCommand({ Bucket: 'registry-cache' }));
+      client.destroy();
+      return {
+        STORAGE_DRIVER: 's3',
+        S3_ENDPOINT: s3Server.endpoint,
+        S3_BUCKET: 'registry-cache',
+        S3_REGION: 'us-east-1',
+        S3_ACCESS_KEY_ID: s3Server.accessKeyId,
+        S3_SECRET_ACCESS_KEY: s3Server.secretAccessKey,
+        S3_FORCE_PATH_STYLE: 'true',
+      };
     };
-  };
-  const tempDir = () => {
-    const d = mkdtempSync(join(tmpdir(), 'cvr-pull-'));
-    dirs.push(d);
-    rmSync(d, { recursive: true });
-    return d;
-  };
+    const tempDir = () => {
+      const d = mkdtempSync(join(tmpdir(), 'cvr-pull-'));
+      dirs.push(d);
+      rmSync(d, { recursive: true });
+      return d;
+    };
 
-  beforeAll(async () => {
-    [upstream, second] = await Promise.all([startUpstreamRegistry(), startUpstreamRegistry()]);
-    docker = await buildDockerImage({ seed: 'pull-docker' });
-    big = await buildOciImage({ seed: 'pull-big', layerSizes: [100 * 1024 * 1024] } as never);
-    await pushImage(upstream.url, 'library/alpine', 'latest', docker);
-    await pushImage(upstream.url, 'team/big', '1.0', big);
-    await pushImage(upstream.url, 'multi/arch', 'latest', await buildImageIndex({ seed: 'pull-index' }));
-    await pushImage(second.url, 'only/second', 'v1', await buildDockerImage({ seed: 'only-second' }));
-    await pushImage(second.url, 'library/alpine', 'latest', await buildDockerImage({ seed: 'alpine-on-second' }));
-    app = await startTestApp(storage === 's3' ? await startS3Storage(dirs) : {});
-    vr = await createVirtualRegistry(app, [{ url: upstream.url }, { url: second.url }]);
-  }, 180_000);
+    beforeAll(async () => {
+      [upstream, second] = await Promise.all([startUpstreamRegistry(), startUpstreamRegistry()]);
+      docker = await buildDockerImage({ seed: 'pull-docker' });
+      big = await buildOciImage({ seed: 'pull-big', layerSizes: [100 * 1024 * 1024] } as never);
+      await pushImage(upstream.url, 'library/alpine', 'latest', docker);
+      await pushImage(upstream.url, 'team/big', '1.0', big);
+      await pushImage(upstream.url, 'multi/arch', 'latest', await buildImageIndex({ seed: 'pull-index' }));
+      await pushImage(second.url, 'only/second', 'v1', await buildDockerImage({ seed: 'only-second' }));
+      await pushImage(second.url, 'library/alpine', 'latest', await buildDockerImage({ seed: 'alpine-on-second' }));
+      app = await startTestApp(storage === 's3' ? await startS3Storage(dirs) : {});
+      vr = await createVirtualRegistry(app, [{ url: upstream.url }, { url: second.url }]);
+    }, 180_000);
 
-  afterAll(async () => {
-    await app?.close();
-    await s3Server?.stop();
-    await Promise.all([upstream?.close(), second?.close()]);
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  });
+    afterAll(async () => {
+      await app?.close();
+      await s3Server?.stop();
+      await Promise.all([upstream?.close(), second?.close()]);
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    });
 
-  it('skopeo copies a Docker schema2 image byte-identical to the upstream, one upstream GET per blob; then fully from cache', async () => {
-    const mark = await upstream.mark();
-    const dir = tempDir();
-    await skopeoCopy(vr, 'library/alpine:latest', dir);
-    expect(readFileSync(join(dir, 'manifest.json')).equals(docker.manifest)).toBe(true);
-    for (const blob of [docker.config, ...docker.layers]) {
-      expect(sha256Digest(dirFile(dir, blob.digest))).toBe(blob.digest);
-    }
-    const cold = await upstream.requests(mark);
-    for (const blob of [docker.config, ...docker.layers]) {
-      expect([blob.digest, accessLog.blobDownloads(cold, blob.digest).length]).toEqual([blob.digest, 1]);
-    }
+    it('skopeo copies a Docker schema2 image byte-identical to the upstream, one upstream GET per blob; then fully from cache', async () => {
+      const mark = await upstream.mark();
+      const dir = tempDir();
+      await skopeoCopy(vr, 'library/alpine:latest', dir);
+      expect(readFileSync(join(dir, 'manifest.json')).equals(docker.manifest)).toBe(true);
+      for (const blob of [docker.config, ...docker.layers]) {
+        expect(sha256Digest(dirFile(dir, blob.digest))).toBe(blob.digest);
+      }
+      const cold = await upstream.requests(mark);
+      for (const blob of [docker.config, ...docker.layers]) {
+        expect([blob.digest, accessLog.blobDownloads(cold, blob.digest).length]).toEqual([blob.digest, 1]);
+      }
 
-    // the fills have recorded their entries (the last may commit just after its client got the last byte)
-    for (const blob of [docker.config, ...docker.layers]) expect(await waitForLiveRow(app, `/library/alpine/blobs/${blob.digest}`, 10_000)).toBeDefined();
-    const warmMark = await upstream.mark();
-    await skopeoCopy(vr, 'library/alpine:latest', tempDir());
-    const warm = await upstream.requests(warmMark);
-    expect(warm).toEqual([]); // tag within its validity window and every digest: no upstream contact at all
-  }, 120_000);
+      // the fills have recorded their entries (the last may commit just after its client got the last byte)
+      for (const blob of [docker.config, ...docker.layers]) expect(await waitForLiveRow(app, `/library/alpine/blobs/${blob.digest}`, 10_000)).toBeDefined();
+      const warmMark = await upstream.mark();
+      await skopeoCopy(vr, 'library/alpine:latest', tempDir());
+      const warm = await upstream.requests(warmMark);
+      expect(warm).toEqual([]); // tag within its validity window and every digest: no upstream contact at all
+    }, 120_000);
 
-  it('copies a multi-arch index with --all: the index and both children keep their digests', async () => {
-    const dir = tempDir();
-    await skopeoCopy(vr, 'multi/arch:latest', dir, ['--all']);
-    const index = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { manifests: { digest: string }[] };
-    expect(index.manifests).toHaveLength(2);
-    const files = readdirSync(dir);
-    for (const child of index.manifests) {
-      expect(files.some((f) => f.startsWith(child.digest.replace('sha256:', '')))).toBe(true);
-    }
-  }, 120_000);
+    it('copies a multi-arch index with --all: the index and both children keep their digests', async () => {
+      const dir = tempDir();
+      await skopeoCopy(vr, 'multi/arch:latest', dir, ['--all']);
+      const index = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { manifests: { digest: string }[] };
+      expect(index.manifests).toHaveLength(2);
+      const files = readdirSync(dir);
+      for (const child of index.manifests) {
+        expect(files.some((f) => f.startsWith(child.digest.replace('sha256:', '')))).toBe(true);
+      }
+    }, 120_000);
 
-  it('streams an image with a 100 MiB layer and caches it (second pull makes no upstream blob GET)', async () => {
-    const dir = tempDir();
-    const mark = await upstream.mark();
-    await skopeoCopy(vr, 'team/big:1.0', dir);
-    const layer = big.layers[0];
-    expect((await streamDigest(blobBytes(big, layer.digest))).digest).toBe(layer.digest);
-    expect(sha256Digest(dirFile(dir, layer.digest))).toBe(layer.digest);
-    expect(accessLog.blobDownloads(await upstream.requests(mark), layer.digest)).toHaveLength(1);
-    expect(await waitForLiveRow(app, `/team/big/blobs/${layer.digest}`, 10_000)).toBeDefined();
-    const warmMark = await upstream.mark();
-    await skopeoCopy(vr, 'team/big:1.0', tempDir());
-    expect(accessLog.blobDownloads(await upstream.requests(warmMark))).toHaveLength(0);
-  }, 180_000);
+    it('streams an image with a 100 MiB layer and caches it (second pull makes no upstream blob GET)', async () => {
+      const dir = tempDir();
+      const mark = await upstream.mark();
+      await skopeoCopy(vr, 'team/big:1.0', dir);
+      const layer = big.layers[0];
+      expect((await streamDigest(blobBytes(big, layer.digest))).digest).toBe(layer.digest);
+      expect(sha256Digest(dirFile(dir, layer.digest))).toBe(layer.digest);
+      expect(accessLog.blobDownloads(await upstream.requests(mark), layer.digest)).toHaveLength(1);
+      expect(await waitForLiveRow(app, `/team/big/blobs/${layer.digest}`, 10_000)).toBeDefined();
+      const warmMark = await upstream.mark();
+      await skopeoCopy(vr, 'team/big:1.0', tempDir());
+      expect(accessLog.blobDownloads(await upstream.requests(warmMark))).toHaveLength(0);
+    }, 180_000);
 
-  it('walks upstreams in position order: only on the second -> from the second; on both -> from the first', async () => {
-    const onlySecond = await registryFetch(app, vr, 'only/second', 'manifests/v1');
-    expect(onlySecond.status).toBe(200);
-    const both = await registryFetch(app, vr, 'library/alpine', 'manifests/latest');
-    expect(both.status).toBe(200);
-    expect(both.headers.get('docker-content-digest')).toBe(docker.digest);
-  });
+    it('walks upstreams in position order: only on the second -> from the second; on both -> from the first', async () => {
+      const onlySecond = await registryFetch(app, vr, 'only/second', 'manifests/v1');
+      expect(onlySecond.status).toBe(200);
+      const both = await registryFetch(app, vr, 'library/alpine', 'manifests/latest');
+      expect(both.status).toBe(200);
+      expect(both.headers.get('docker-content-digest')).toBe(docker.digest);
+    });
 
-  it('answers HEAD on an uncached blob with size and digest, and Range with 206 on a miss and on a hit', async () => {
-    const layer = big.layers[0];
-    const vr2 = await createVirtualRegistry(app, [{ url: upstream.url }]); // a fresh registry: nothing cached for its upstream
-    const head = await registryFetch(app, vr2, 'team/big', `blobs/${big.config.digest}`, { method: 'HEAD' });
-    expect(head.status).toBe(200);
-    expect(head.headers.get('content-length')).toBe(String(big.config.size));
-    expect(head.headers.get('docker-content-digest')).toBe(big.config.digest);
+    it('answers HEAD on an uncached blob with size and digest, and Range with 206 on a miss and on a hit', async () => {
+      const layer = big.layers[0];
+      const vr2 = await createVirtualRegistry(app, [{ url: upstream.url }]); // a fresh registry: nothing cached for its upstream
+      const head = await registryFetch(app, vr2, 'team/big', `blobs/${big.config.digest}`, { method: 'HEAD' });
+      expect(head.status).toBe(200);
+      expect(head.headers.get('content-length')).toBe(String(big.config.size));
+      expect(head.headers.get('docker-content-digest')).toBe(big.config.digest);
 
-    const expected = Buffer.alloc(100);
-    let offset = 0;
-    for await (const chunk of blobBytes(big, layer.digest)) {
-      const buf = chunk as Buffer;
-      const from = Math.max(0, 100 - offset);
-      const to = Math.min(buf.length, 200 - offset);
-      if (to > from) buf.copy(expected, offset + from - 100, from, to);
-      offset += buf.length;
-      if (offset >= 200) break;
-    }
-    for (const registry of [vr2, vr]) {
-      const res = await registryFetch(app, registry, 'team/big', `blobs/${layer.digest}`, { headers: { range: 'bytes=100-199' } });
-      expect(res.status).toBe(206);
-      expect(res.headers.get('content-range')).toBe(`bytes 100-199/${layer.size}`);
-      expect(Buffer.from(await res.arrayBuffer()).equals(expected)).toBe(true);
-    }
-  }, 60_000);
+      const expected = Buffer.alloc(100);
+      let offset = 0;
+      for await (const chunk of blobBytes(big, layer.digest)) {
+        const buf = chunk as Buffer;
+        const from = Math.max(0, 100 - offset);
+        const to = Math.min(buf.length, 200 - offset);
+        if (to > from) buf.copy(expected, offset + from - 100, from, to);
+        offset += buf.length;
+        if (offset >= 200) break;
+      }
+      for (const registry of [vr2, vr]) {
+        const res = await registryFetch(app, registry, 'team/big', `blobs/${layer.digest}`, { headers: { range: 'bytes=100-199' } });
+        expect(res.status).toBe(206);
+        expect(res.headers.get('content-range')).toBe(`bytes 100-199/${layer.size}`);
+        expect(Buffer.from(await res.arrayBuffer()).equals(expected)).toBe(true);
+      }
+    }, 60_000);
 
-  it('by digest: zero upstream requests on a hit; by tag: zero within the validity window, one HEAD after it', async () => {
-    await registryFetch(app, vr, 'library/alpine', 'manifests/latest'); // cached (earlier test or now)
-    let mark = await upstream.mark();
-    expect((await registryFetch(app, vr, 'library/alpine', `manifests/${docker.digest}`)).status).toBe(200);
-    expect((await registryFetch(app, vr, 'library/alpine', `blobs/${docker.layers[0].digest}`)).status).toBe(200);
-    expect((await registryFetch(app, vr, 'library/alpine', 'manifests/latest')).status).toBe(200);
-    expect(await upstream.requests(mark)).toEqual([]);
-
-    await backdateTagCheck(app, '/library/alpine/manifests/latest');
-    mark = await upstream.mark();
-    const res = await registryFetch(app, vr, 'library/alpine', 'manifests/latest');
-    expect(res.status).toBe(200);
-    const after = (await upstream.requests(mark)).filter((e) => e.kind === 'manifest');
-    expect(after.map((e) => e.method)).toEqual(['HEAD']);
-  });
-
-  it('serves cached content while the upstream is down, and 503 OCI JSON for what is not cached', async () => {
-    await registryFetch(app, vr, 'library/alpine', 'manifests/latest');
-    await backdateTagCheck(app, '/library/alpine/manifests/latest');
-    await Promise.all([upstream.stop(), second.stop()]);
-    try {
-      const byTag = await registryFetch(app, vr, 'library/alpine', 'manifests/latest');
-      expect(byTag.status).toBe(200);
-      expect(byTag.headers.get('docker-content-digest')).toBe(docker.digest);
+    it('by digest: zero upstream requests on a hit; by tag: zero within the validity window, one HEAD after it', async () => {
+      await registryFetch(app, vr, 'library/alpine', 'manifests/latest'); // cached (earlier test or now)
+      let mark = await upstream.mark();
       expect((await registryFetch(app, vr, 'library/alpine', `manifests/${docker.digest}`)).status).toBe(200);
-      const layer = await registryFetch(app, vr, 'library/alpine', `blobs/${docker.layers[0].digest}`);
-      expect(layer.status).toBe(200);
-      expect(sha256Digest(Buffer.from(await layer.arrayBuffer()))).toBe(docker.layers[0].digest);
+      expect((await registryFetch(app, vr, 'library/alpine', `blobs/${docker.layers[0].digest}`)).status).toBe(200);
+      expect((await registryFetch(app, vr, 'library/alpine', 'manifests/latest')).status).toBe(200);
+      expect(await upstream.requests(mark)).toEqual([]);
 
-      const uncached = await registryFetch(app, vr, 'never/pulled', 'manifests/latest');
-      expect(uncached.status).toBe(503);
-      expect(((await uncached.json()) as { errors: { code: string }[] }).errors[0].code).toBe('UNAVAILABLE');
-    } finally {
-      await Promise.all([upstream.restart(), second.restart()]);
-    }
-  }, 60_000);
+      await backdateTagCheck(app, '/library/alpine/manifests/latest');
+      mark = await upstream.mark();
+      const res = await registryFetch(app, vr, 'library/alpine', 'manifests/latest');
+      expect(res.status).toBe(200);
+      const after = (await upstream.requests(mark)).filter((e) => e.kind === 'manifest');
+      expect(after.map((e) => e.method)).toEqual(['HEAD']);
+    });
 
-  it('refuses bad input with 400 OCI errors and push verbs with 405, never a 500', async () => {
-    const cases: [string, string, number, string][] = [
-      ['GET', 'Library/alpine/manifests/latest', 400, 'NAME_INVALID'],
-      ['GET', 'library/../etc/manifests/latest', 400, 'NAME_INVALID'],
-      ['GET', 'library/%2e%2e/manifests/latest', 400, 'NAME_INVALID'],
-      ['GET', 'library/alpine/blobs/md5:abc', 400, 'DIGEST_INVALID'],
-      ['GET', 'library/alpine/blobs/sha256:xyz', 400, 'DIGEST_INVALID'],
-      ['GET', `${'a'.repeat(300)}/manifests/latest`, 400, 'NAME_INVALID'],
-      ['PUT', 'library/alpine/manifests/latest', 405, 'UNSUPPORTED'],
-      ['DELETE', 'library/alpine/blobs/sha256:' + '0'.repeat(64), 405, 'UNSUPPORTED'],
-    ];
-    for (const [method, path, status, code] of cases) {
-      // node:http sends the path as written (fetch would resolve the `..` before sending it)
-      const res = await rawRequest(app.url, method, `/v2/virtual_registries/containers/${vr.registryId}/${path}`);
-      const code_ = (JSON.parse(res.body) as { errors?: { code: string }[] }).errors?.[0].code ?? res.body;
-      expect([method, path, res.status, code_]).toEqual([method, path, status, code]);
-    }
+    it('serves cached content while the upstream is down, and 503 OCI JSON for what is not cached', async () => {
+      await registryFetch(app, vr, 'library/alpine', 'manifests/latest');
+      await backdateTagCheck(app, '/library/alpine/manifests/latest');
+      await Promise.all([upstream.stop(), second.stop()]);
+      try {
+        const byTag = await registryFetch(app, vr, 'library/alpine', 'manifests/latest');
+        expect(byTag.status).toBe(200);
+        expect(byTag.headers.get('docker-content-digest')).toBe(docker.digest);
+        expect((await registryFetch(app, vr, 'library/alpine', `manifests/${docker.digest}`)).status).toBe(200);
+        const layer = await registryFetch(app, vr, 'library/alpine', `blobs/${docker.layers[0].digest}`);
+        expect(layer.status).toBe(200);
+        expect(sha256Digest(Buffer.from(await layer.arrayBuffer()))).toBe(docker.layers[0].digest);
+
+        const uncached = await registryFetch(app, vr, 'never/pulled', 'manifests/latest');
+        expect(uncached.status).toBe(503);
+        expect(((await uncached.json()) as { errors: { code: string }[] }).errors[0].code).toBe('UNAVAILABLE');
+      } finally {
+        await Promise.all([upstream.restart(), second.restart()]);
+      }
+    }, 60_000);
+
+    it('refuses bad input with 400 OCI errors and push verbs with 405, never a 500', async () => {
+      const cases: [string, string, number, string][] = [
+        ['GET', 'Library/alpine/manifests/latest', 400, 'NAME_INVALID'],
+        ['GET', 'library/../etc/manifests/latest', 400, 'NAME_INVALID'],
+        ['GET', 'library/%2e%2e/manifests/latest', 400, 'NAME_INVALID'],
+        ['GET', 'library/alpine/blobs/md5:abc', 400, 'DIGEST_INVALID'],
+        ['GET', 'library/alpine/blobs/sha256:xyz', 400, 'DIGEST_INVALID'],
+        ['GET', `${'a'.repeat(300)}/manifests/latest`, 400, 'NAME_INVALID'],
+        ['PUT', 'library/alpine/manifests/latest', 405, 'UNSUPPORTED'],
+        ['DELETE', 'library/alpine/blobs/sha256:' + '0'.repeat(64), 405, 'UNSUPPORTED'],
+      ];
+      for (const [method, path, status, code] of cases) {
+        // node:http sends the path as written (fetch would resolve the `..` before sending it)
+        const res = await rawRequest(app.url, method, `/v2/virtual_registries/containers/${vr.registryId}/${path}`);
+        const code_ = (JSON.parse(res.body) as { errors?: { code: string }[] }).errors?.[0].code ?? res.body;
+        expect([method, path, res.status, code_]).toEqual([method, path, status, code]);
+      }
+    });
+
+    const podman = realServices.hasBinary('podman') ? it : it.skip;
+    podman(
+      'podman login + podman pull work through the virtual registry (the seed merge request steps 2 and 3)',
+      async () => {
+        const root = tempDir();
+        const env = { ...process.env, REGISTRY_AUTH_FILE: join(root + '-auth.json') };
+        const host = new URL(app.url).host;
+        await run(
+          'podman',
+          ['login', '--tls-verify=false', '-u', vr.pullUser.username, '-p', vr.pullUser.token, `${host}/virtual_registries/containers/${vr.registryId}`],
+          { env, timeout: 60_000 },
+        );
+        const storage = ['--root', join(root, 'storage'), '--runroot', join(root, 'run'), '--storage-driver', 'vfs'];
+        await run('podman', [...storage, 'pull', '--tls-verify=false', `${vr.imagePrefix}/library/alpine:latest`], { env, timeout: 120_000 });
+        const { stdout } = await run('podman', [...storage, 'images', '--format', '{{.Digest}}'], { env });
+        expect(stdout).toContain(docker.digest);
+        rmSync(root + '-auth.json', { force: true });
+      },
+      180_000,
+    );
   });
-
-  const podman = realServices.hasBinary('podman') ? it : it.skip;
-  podman('podman login + podman pull work through the virtual registry (the seed merge request steps 2 and 3)', async () => {
-    const root = tempDir();
-    const env = { ...process.env, REGISTRY_AUTH_FILE: join(root + '-auth.json') };
-    const host = new URL(app.url).host;
-    await run('podman', ['login', '--tls-verify=false', '-u', vr.pullUser.username, '-p', vr.pullUser.token, `${host}/virtual_registries/containers/${vr.registryId}`], { env, timeout: 60_000 });
-    const storage = ['--root', join(root, 'storage'), '--runroot', join(root, 'run'), '--storage-driver', 'vfs'];
-    await run('podman', [...storage, 'pull', '--tls-verify=false', `${vr.imagePrefix}/library/alpine:latest`], { env, timeout: 120_000 });
-    const { stdout } = await run('podman', [...storage, 'images', '--format', '{{.Digest}}'], { env });
-    expect(stdout).toContain(docker.digest);
-    rmSync(root + '-auth.json', { force: true });
-  }, 180_000);
-});
 });

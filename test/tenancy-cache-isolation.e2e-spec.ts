@@ -57,9 +57,7 @@ interface Observed {
 async function observe(res: Response, digest: string): Promise<Observed & { raw: Buffer }> {
   const raw = Buffer.from(await res.arrayBuffer());
   const anonymise = (s: string) => s.split(digest).join('<digest>');
-  const headers = Object.fromEntries(
-    [...res.headers].filter(([name]) => !PER_REQUEST_HEADERS.has(name)).map(([name, value]) => [name, anonymise(value)]),
-  );
+  const headers = Object.fromEntries([...res.headers].filter(([name]) => !PER_REQUEST_HEADERS.has(name)).map(([name, value]) => [name, anonymise(value)]));
   return { status: res.status, headers, body: anonymise(raw.toString('utf8')), raw };
 }
 
@@ -101,7 +99,12 @@ suite(`tenancy: a digest cached for one group never reaches another's registry (
     contents = [
       { what: 'manifest', digest: image.digest, path: refPath('manifests', image.digest), bytes: image.manifest },
       ...(await Promise.all(
-        imageBlobs(image).map(async (b, i) => ({ what: i === 0 ? 'config' : `layer ${i}`, digest: b.digest, path: refPath('blobs', b.digest), bytes: await read(b.digest) })),
+        imageBlobs(image).map(async (b, i) => ({
+          what: i === 0 ? 'config' : `layer ${i}`,
+          digest: b.digest,
+          path: refPath('blobs', b.digest),
+          bytes: await read(b.digest),
+        })),
       )),
     ];
     // every pull below must reach B's upstream (that is how the tests see where it went): no remembered 404s
@@ -120,7 +123,14 @@ suite(`tenancy: a digest cached for one group never reaches another's registry (
     rmSync(dir, { recursive: true });
     await run(
       'skopeo',
-      ['copy', '--src-tls-verify=false', '--src-creds', `${vrA.pullUser.username}:${vrA.pullUser.token}`, `docker://${vrA.imagePrefix}/${PRIVATE_NAME}:1.0`, `dir:${dir}`],
+      [
+        'copy',
+        '--src-tls-verify=false',
+        '--src-creds',
+        `${vrA.pullUser.username}:${vrA.pullUser.token}`,
+        `docker://${vrA.imagePrefix}/${PRIVATE_NAME}:1.0`,
+        `dir:${dir}`,
+      ],
       { timeout: 120_000 },
     );
     expect(readFileSync(join(dir, 'manifest.json')).equals(image.manifest)).toBe(true);

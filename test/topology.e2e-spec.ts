@@ -59,8 +59,12 @@ suite(`production topology: 2 API replicas + 1 worker on Postgres, Redis and S3$
   let multiLayer: ImageManifestFixture;
 
   const rows = (upstreamId: number, digest: string) =>
-    topology.query<Row>(`SELECT id, upstream_id, relative_path, digest, status FROM cache_entries WHERE upstream_id = $1 AND digest = $2`, [upstreamId, digest]);
-  const blobPath = (registry: VirtualRegistry, name: string, digest: string) => `/v2/virtual_registries/containers/${registry.registryId}/${name}/blobs/${digest}`;
+    topology.query<Row>(`SELECT id, upstream_id, relative_path, digest, status FROM cache_entries WHERE upstream_id = $1 AND digest = $2`, [
+      upstreamId,
+      digest,
+    ]);
+  const blobPath = (registry: VirtualRegistry, name: string, digest: string) =>
+    `/v2/virtual_registries/containers/${registry.registryId}/${name}/blobs/${digest}`;
   const listed = async (upstreamId: number, digest: string) =>
     adminApi<{ relative_path: string; digest: string }[]>(
       topology.api[1],
@@ -160,7 +164,12 @@ suite(`production topology: 2 API replicas + 1 worker on Postgres, Redis and S3$
       const left = await topology.query<{ n: number }>(`SELECT count(*)::int AS n FROM cache_entries WHERE upstream_id = $1`, [upstreamId]);
       return left[0].n === 0;
     });
-    await until(topology, 'the object only the purged upstream used is deleted', 10_000, async () => !(await topology.objectKeys()).includes(topology.blobKey(own.digest)));
+    await until(
+      topology,
+      'the object only the purged upstream used is deleted',
+      10_000,
+      async () => !(await topology.objectKeys()).includes(topology.blobKey(own.digest)),
+    );
     const destroyedWithinMs = Date.now() - purgedAt;
     expect(destroyedWithinMs).toBeLessThan(30_000);
 
@@ -222,7 +231,9 @@ suite(`production topology: 2 API replicas + 1 worker on Postgres, Redis and S3$
       );
       for (const dir of dirs) {
         // skopeo verified every digest; the copies hold exactly the image's blobs
-        const blobs = readdirSync(dir).filter((f) => /^[a-f0-9]{64}$/.test(f)).map((f) => sha256Digest(readFileSync(join(dir, f))));
+        const blobs = readdirSync(dir)
+          .filter((f) => /^[a-f0-9]{64}$/.test(f))
+          .map((f) => sha256Digest(readFileSync(join(dir, f))));
         expect(blobs.sort()).toEqual([multiLayer.config.digest, ...multiLayer.layers.map((l) => l.digest)].sort());
       }
     } finally {
@@ -237,7 +248,10 @@ suite(`production topology: 2 API replicas + 1 worker on Postgres, Redis and S3$
     slow.set({ kind: 'throttle', bytesPerSecond: 16 * MiB }, { method: 'GET', path: /\/blobs\// }); // about 2.5 s
     const path = blobPath(slowVr, 'topo/follow', blob.digest);
     const since = await topology.upstream.mark();
-    const [leaderToken, followerToken] = await Promise.all([pullToken(topology.api[0], slowVr, 'topo/follow'), pullToken(topology.api[1], slowVr, 'topo/follow')]);
+    const [leaderToken, followerToken] = await Promise.all([
+      pullToken(topology.api[0], slowVr, 'topo/follow'),
+      pullToken(topology.api[1], slowVr, 'topo/follow'),
+    ]);
     const rowsAtFirstByte: Promise<number>[] = [];
     const followers: Promise<StreamedDownload>[] = [];
     const leader = await streamDownload(topology.api[0].url, path, {
@@ -307,13 +321,17 @@ suite(`production topology: 2 API replicas + 1 worker on Postgres, Redis and S3$
     const next = await streamDownload(topology.api[1].url, path, { headers: { authorization: `Bearer ${followerToken}` }, timeoutMs: 60_000 });
     expect([next.status, next.complete, next.digest]).toEqual([200, true, blob.digest]);
     expect(next.endedAt - killedAt).toBeLessThan(30_000);
-    await until(topology, 'the blob is cached after the takeover', 30_000, async () => (await rows(slowVr.upstreamIds[0], blob.digest)).some((r) => r.status === 'default'));
+    await until(topology, 'the blob is cached after the takeover', 30_000, async () =>
+      (await rows(slowVr.upstreamIds[0], blob.digest)).some((r) => r.status === 'default'),
+    );
     expect(await topology.objectKeys()).toContain(topology.blobKey(blob.digest));
 
     await topology.api[0].restart();
     const check = await topology.consistencyCheck();
     expect({ code: check.code, entriesWithoutObject: check.report?.found.entriesWithoutObject.count }).toEqual({ code: 0, entriesWithoutObject: 0 });
-    const served = await streamDownload(topology.api[0].url, path, { headers: { authorization: `Bearer ${await pullToken(topology.api[0], slowVr, 'topo/kill')}` } });
+    const served = await streamDownload(topology.api[0].url, path, {
+      headers: { authorization: `Bearer ${await pullToken(topology.api[0], slowVr, 'topo/kill')}` },
+    });
     expect([served.status, served.complete, served.digest]).toEqual([200, true, blob.digest]);
   }, 180_000);
 

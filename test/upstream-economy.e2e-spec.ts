@@ -32,7 +32,14 @@ interface PrefetchAnswer {
 }
 
 interface UpstreamDetail {
-  rate_limit: { limit: number | null; remaining: number | null; window_seconds: number | null; source: string | null; seen_at: string | null; paused_until: string | null };
+  rate_limit: {
+    limit: number | null;
+    remaining: number | null;
+    window_seconds: number | null;
+    source: string | null;
+    seen_at: string | null;
+    paused_until: string | null;
+  };
   circuit_breaker: { state: string; consecutive_failures: number; open_until: string | null };
 }
 
@@ -66,7 +73,15 @@ suite(`upstream economy${reason}`, () => {
   const skopeoCopyAll = (vr: VirtualRegistry, ref: string) =>
     run(
       'skopeo',
-      ['copy', '--all', '--src-tls-verify=false', '--src-creds', `${vr.pullUser.username}:${vr.pullUser.token}`, `docker://${vr.imagePrefix}/${ref}`, `dir:${tempDir()}`],
+      [
+        'copy',
+        '--all',
+        '--src-tls-verify=false',
+        '--src-creds',
+        `${vr.pullUser.username}:${vr.pullUser.token}`,
+        `docker://${vr.imagePrefix}/${ref}`,
+        `dir:${tempDir()}`,
+      ],
       { timeout: 120_000 },
     );
   const prefetchDone = (vr: VirtualRegistry, id: number) =>
@@ -217,7 +232,9 @@ suite(`upstream economy${reason}`, () => {
     const statuses: number[] = [];
     for (let batch = 0; batch < 10; batch++) {
       const answers = await Promise.all(
-        Array.from({ length: 10 }, () => registryFetch(app, vr, 'absent/app', 'manifests/nope', { token }).then(async (r) => (await r.arrayBuffer(), r.status))),
+        Array.from({ length: 10 }, () =>
+          registryFetch(app, vr, 'absent/app', 'manifests/nope', { token }).then(async (r) => (await r.arrayBuffer(), r.status)),
+        ),
       );
       statuses.push(...answers);
     }
@@ -250,7 +267,10 @@ suite(`upstream economy${reason}`, () => {
         images: [{ image: 'warm/app:v1' }, { image: 'warm/missing:v1' }],
       });
       expect(created.status).toBe('pending');
-      expect(created.images.map((i) => [i.repository, i.reference])).toEqual([['warm/app', 'v1'], ['warm/missing', 'v1']]);
+      expect(created.images.map((i) => [i.repository, i.reference])).toEqual([
+        ['warm/app', 'v1'],
+        ['warm/missing', 'v1'],
+      ]);
       const done = await prefetchDone(vr, created.id);
       expect(done.status).toBe('failed');
       expect(done.images[0]).toMatchObject({ status: 'done', reason: null, manifests: 3, blobs: imageBlobs(index).length });
@@ -266,7 +286,10 @@ suite(`upstream economy${reason}`, () => {
       const only = await buildImageIndex({ seed: 'economy-prefetch-platform' });
       await pushImage(upstream.url, 'warm/platform', 'v1', only);
       const created = await adminApi<PrefetchAnswer>(app, 'POST', `/api/v4/virtual_registries/container/registries/${vr.registryId}/prefetch`, {
-        images: [{ image: 'warm/platform:v1', platforms: ['linux/arm64'] }, { image: 'warm/platform:v1', platforms: ['linux/s390x'] }],
+        images: [
+          { image: 'warm/platform:v1', platforms: ['linux/arm64'] },
+          { image: 'warm/platform:v1', platforms: ['linux/s390x'] },
+        ],
       });
       const done = await prefetchDone(vr, created.id);
       const arm = only.children.find((c) => c.platform?.architecture === 'arm64')!;
@@ -289,7 +312,9 @@ suite(`upstream economy${reason}`, () => {
       slow.set({ kind: 'throttle', bytesPerSecond: 8 * 1024 * 1024 }, { path: /\/blobs\// });
       const raceVr = await createVirtualRegistry(app, [{ url: slow.url }]);
       const [created] = await Promise.all([
-        adminApi<PrefetchAnswer>(app, 'POST', `/api/v4/virtual_registries/container/registries/${raceVr.registryId}/prefetch`, { images: [{ image: 'warm/race:v1' }] }),
+        adminApi<PrefetchAnswer>(app, 'POST', `/api/v4/virtual_registries/container/registries/${raceVr.registryId}/prefetch`, {
+          images: [{ image: 'warm/race:v1' }],
+        }),
         skopeoCopyAll(raceVr, 'warm/race:v1'),
       ]);
       expect((await prefetchDone(raceVr, created.id)).images[0].status).toBe('done');

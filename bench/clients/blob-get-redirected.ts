@@ -26,7 +26,8 @@ export async function redirectedBlobGetRate(url: string, headers: Record<string,
     const res = await clientFor(stored.origin).request({ method: 'GET', path: `${stored.pathname}${stored.search}` });
     let received = 0;
     for await (const chunk of res.body) received += (chunk as Buffer).length;
-    if (res.statusCode !== 200 || received !== size) throw new Error(`GET ${stored.origin}${stored.pathname} -> ${res.statusCode}, ${received} of ${size} bytes`);
+    if (res.statusCode !== 200 || received !== size)
+      throw new Error(`GET ${stored.origin}${stored.pathname} -> ${res.statusCode}, ${received} of ${size} bytes`);
   };
   try {
     await once();

@@ -19,13 +19,7 @@ export interface SkopeoPullOptions {
 }
 
 /** Pulls one image into a fresh directory under `workDir` (deleted afterwards); returns seconds. */
-export async function skopeoPull(
-  system: PullSystem,
-  name: string,
-  reference: string,
-  workDir: string,
-  options: SkopeoPullOptions = {},
-): Promise<number> {
+export async function skopeoPull(system: PullSystem, name: string, reference: string, workDir: string, options: SkopeoPullOptions = {}): Promise<number> {
   const dest = await mkdtemp(join(workDir, 'pull-'));
   const args = [
     'copy',

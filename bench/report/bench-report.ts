@@ -81,9 +81,7 @@ export function compare(measured: number, op: Comparison, limit: number): boolea
 /** Target on the median ratio of `system` to `baseline` (both in this row). */
 export function ratioTarget(row: BenchRow, text: string, op: Comparison, limit: number, system: SystemId = 'app', baseline: SystemId = 'direct'): TargetResult {
   const measured = medianRatio(row, system, baseline);
-  return measured === undefined || !Number.isFinite(measured)
-    ? { text, measured: null, met: null }
-    : { text, measured, met: compare(measured, op, limit) };
+  return measured === undefined || !Number.isFinite(measured) ? { text, measured: null, met: null } : { text, measured, met: compare(measured, op, limit) };
 }
 
 /** Target on the median value of `system` in this row. */

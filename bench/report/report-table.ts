@@ -61,7 +61,11 @@ function perRoundRows(report: BenchReport): string[][] {
 
 function textTable(rows: string[][]): string {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
-  const line = (r: string[]) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ').trimEnd();
+  const line = (r: string[]) =>
+    r
+      .map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c])))
+      .join('  ')
+      .trimEnd();
   const rule = widths.map((w) => '-'.repeat(w)).join('  ');
   return [line(rows[0]), rule, ...rows.slice(1).map(line)].join('\n');
 }
@@ -78,7 +82,9 @@ function context(report: BenchReport): string[] {
   return [
     `${report.mode} run, ${report.rounds} round(s), ${report.startedAt} .. ${report.finishedAt}`,
     `machine: ${report.machine.cpus} x ${report.machine.cpuModel}, ${report.machine.memoryGiB} GiB RAM, Linux ${report.machine.kernel}, Node ${report.machine.node}, load average ${report.machine.loadAverage.atStart.toFixed(2)} at start, ${report.machine.loadAverage.atEnd.toFixed(2)} at end`,
-    `versions: ${Object.entries(report.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+    `versions: ${Object.entries(report.versions)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
     `app: ${report.appConfiguration}`,
     `manifest req/s measured with: ${report.loadTool}`,
     ...skipped,

@@ -19,7 +19,8 @@ const RULES: Record<string, TargetRule> = {
   'replicas-wall': (row) => valueTarget(row, 'app, 2 replicas <= 1.10 x 1 replica', '<=', 1.1),
   'replicas-upstream-bytes': (row) => valueTarget(row, 'app, 2 replicas <= 1.00 (each blob once)', '<=', 1.0),
   'blob-get': (row) => ratioTarget(row, "app >= 1.00 x nginx's", '>=', 1.0, 'app', 'nginx'),
-  'manifest-rate-tag': (row) => bothTargets(ratioTarget(row, 'app >= 5 x direct', '>=', 5), ratioTarget(row, "app >= 0.30 x nginx's", '>=', 0.3, 'app', 'nginx')),
+  'manifest-rate-tag': (row) =>
+    bothTargets(ratioTarget(row, 'app >= 5 x direct', '>=', 5), ratioTarget(row, "app >= 0.30 x nginx's", '>=', 0.3, 'app', 'nginx')),
   'memory-cold': (row) => valueTarget(row, 'app < 256 MiB', '<', 256),
   'memory-warm': (row) => valueTarget(row, 'app < 256 MiB', '<', 256),
   'latency-1000000': (row, rows) => crossRowTarget(row, rows.get('latency-1000'), 'app <= 1.2 x (1,000 rows)', '<=', 1.2),

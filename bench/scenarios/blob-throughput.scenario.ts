@@ -15,12 +15,7 @@ export async function measureBlobThroughput(ctx: BenchContext, image: BenchImage
   ctx.rows.declare('blob-get', `warm ${formatSize(layer.size)} blob GET, ${count} sequential (${blobGetTool()})`, 'MB/s');
   for (const system of rotated(ctx.systems, round)) {
     const authorization = await system.authorization(image.name);
-    const mbPerSecond = await blobGetRate(
-      registryUrl(system, image.name, `blobs/${layer.digest}`),
-      authorization ? { authorization } : {},
-      layer.size,
-      count,
-    );
+    const mbPerSecond = await blobGetRate(registryUrl(system, image.name, `blobs/${layer.digest}`), authorization ? { authorization } : {}, layer.size, count);
     ctx.rows.record('blob-get', system.id, round, mbPerSecond);
     ctx.progress(`round ${round + 1} warm blob GET ${system.id}: ${Math.round(mbPerSecond)} MB/s`);
   }

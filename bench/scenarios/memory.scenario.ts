@@ -43,9 +43,7 @@ export async function measureMemory(ctx: BenchContext): Promise<void> {
         // the process went away; the download results will say so
       }
     }, 50);
-    const downloads = await Promise.all(
-      Array.from({ length: CLIENTS }, () => streamDownload(app.baseUrl, path, { headers, timeoutMs: 600_000 })),
-    );
+    const downloads = await Promise.all(Array.from({ length: CLIENTS }, () => streamDownload(app.baseUrl, path, { headers, timeoutMs: 600_000 })));
     clearInterval(sampler);
     const after = app.app.memory();
     const peak = Math.max(sampled, peakReset ? after.peak : 0);
@@ -56,7 +54,8 @@ export async function measureMemory(ctx: BenchContext): Promise<void> {
     }
     const seconds = Math.max(...downloads.map((d) => d.endedAt - d.startedAt)) / 1000;
     ctx.rows.record(`memory-${phase}`, 'app', 0, peak / MiB);
-    ctx.rows.get(`memory-${phase}`).note = `RSS just before: ${Math.round(before / MiB)} MiB (the app process had served the whole run so far); ${CLIENTS} clients done in ${seconds.toFixed(1)} s`;
+    ctx.rows.get(`memory-${phase}`).note =
+      `RSS just before: ${Math.round(before / MiB)} MiB (the app process had served the whole run so far); ${CLIENTS} clients done in ${seconds.toFixed(1)} s`;
     ctx.progress(
       `${phase} ${CLIENTS} x ${formatSize(size)}: app peak RSS ${Math.round(peak / MiB)} MiB (before ${Math.round(before / MiB)} MiB), ${seconds.toFixed(1)} s`,
     );

@@ -24,7 +24,12 @@ export async function measureOffload(ctx: BenchContext, systems: readonly Offloa
   // The same row as blob-throughput's (same title), so the offload systems sit beside the others.
   ctx.rows.declare('blob-get', `warm ${formatSize(layer.size)} blob GET, ${count} sequential`, 'MB/s');
   const counted = systems.map((s) => `${s.id}: ${s.cpuCounted}`).join('; ');
-  ctx.rows.declare('offload-warm-pull-cpu', `CPU per GiB of a warm ${formatSize(imageBytes(image))} pull, offload systems`, 'CPU s/GiB', `counted: ${counted}; skopeo not counted`);
+  ctx.rows.declare(
+    'offload-warm-pull-cpu',
+    `CPU per GiB of a warm ${formatSize(imageBytes(image))} pull, offload systems`,
+    'CPU s/GiB',
+    `counted: ${counted}; skopeo not counted`,
+  );
   for (const system of rotated([...systems], round)) {
     await system.freshCache();
     await skopeoPull(system, image.name, image.tag, ctx.workDir, { signal: ctx.signal });
@@ -40,7 +45,9 @@ export async function measureOffload(ctx: BenchContext, systems: readonly Offloa
     await skopeoPull(system, image.name, image.tag, ctx.workDir, { signal: ctx.signal });
     const cpuPerGiB = (system.cpuSeconds() - before) / (imageBytes(image) / GiB);
     ctx.rows.record('offload-warm-pull-cpu', system.id, round, cpuPerGiB);
-    ctx.progress(`round ${round + 1} ${system.id}: warm blob GET ${Math.round(mbPerSecond)} MB/s, warm pull ${cpuPerGiB.toFixed(3)} CPU s/GiB (${system.cpuCounted})`);
+    ctx.progress(
+      `round ${round + 1} ${system.id}: warm blob GET ${Math.round(mbPerSecond)} MB/s, warm pull ${cpuPerGiB.toFixed(3)} CPU s/GiB (${system.cpuCounted})`,
+    );
   }
 }
 

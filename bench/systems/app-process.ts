@@ -167,7 +167,12 @@ export class AppDeployment {
     }
     if (options.extraEnv) {
       Object.assign(env, options.extraEnv);
-      parts.push(Object.keys(options.extraEnv).filter((k) => k.startsWith('BLOB_')).map((k) => `${k}=${options.extraEnv![k]}`).join(', '));
+      parts.push(
+        Object.keys(options.extraEnv)
+          .filter((k) => k.startsWith('BLOB_'))
+          .map((k) => `${k}=${options.extraEnv![k]}`)
+          .join(', '),
+      );
     }
   }
 

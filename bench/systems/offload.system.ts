@@ -48,7 +48,14 @@ export class OffloadAppSystem implements PullSystem {
 
   /** The app behind nginx (the shipped configuration) with BLOB_OFFLOAD=x-accel. */
   static async startXAccel(options: OffloadSystemOptions, nginxBinary = 'nginx'): Promise<OffloadAppSystem> {
-    const app = await AppProcess.start({ storage: 'filesystem', workDir: options.workDir, processes: options.processes, name: 'app-x-accel', extraEnv: { BLOB_OFFLOAD: 'x-accel' }, readyTimeoutMs: READY_TIMEOUT_MS });
+    const app = await AppProcess.start({
+      storage: 'filesystem',
+      workDir: options.workDir,
+      processes: options.processes,
+      name: 'app-x-accel',
+      extraEnv: { BLOB_OFFLOAD: 'x-accel' },
+      readyTimeoutMs: READY_TIMEOUT_MS,
+    });
     let nginx: StartedProcess | undefined;
     try {
       const prefix = join(options.workDir, 'app-x-accel', 'nginx');

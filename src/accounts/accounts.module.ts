@@ -27,7 +27,16 @@ import { UsersService } from './users.service.js';
 @Module({
   imports: [TypeOrmModule.forFeature([Group, User, Member, PersonalAccessToken, DeployToken])],
   controllers: [GroupsController, UsersController, MembersController, PersonalAccessTokensController, DeployTokensController],
-  providers: [GroupsService, UsersService, MembersService, PersonalAccessTokensService, DeployTokensService, AdminBootstrapService, GroupAccessPolicy, GroupResolver],
+  providers: [
+    GroupsService,
+    UsersService,
+    MembersService,
+    PersonalAccessTokensService,
+    DeployTokensService,
+    AdminBootstrapService,
+    GroupAccessPolicy,
+    GroupResolver,
+  ],
   exports: [GroupsService, UsersService, GroupAccessPolicy, GroupResolver, TypeOrmModule],
 })
 export class AccountsModule {}

@@ -65,9 +65,7 @@ export class AdminBootstrapService implements OnApplicationBootstrap {
       this.logger.log(`created the administrator "${BOOTSTRAP_USERNAME}" with the api token from INITIAL_ADMIN_TOKEN`);
       return { user: created };
     }
-    this.logger.warn(
-      `created the administrator "${BOOTSTRAP_USERNAME}"; its api token is shown this once, store it now: ${secret}`,
-    );
+    this.logger.warn(`created the administrator "${BOOTSTRAP_USERNAME}"; its api token is shown this once, store it now: ${secret}`);
     return { user: created, generatedSecret: secret };
   }
 }

@@ -14,7 +14,9 @@ export function ApiAdminAuth(): ClassDecorator & MethodDecorator {
     SetMetadata(ADMIN_AUTH, true),
     ApiSecurity('private-token'),
     ApiBearerAuth('bearer'),
-    ApiUnauthorizedResponse({ description: 'No personal access token, or one that is unknown, revoked, expired or of a blocked user: `{"message":"401 Unauthorized"}`.' }),
+    ApiUnauthorizedResponse({
+      description: 'No personal access token, or one that is unknown, revoked, expired or of a blocked user: `{"message":"401 Unauthorized"}`.',
+    }),
     ApiForbiddenResponse({ description: 'The token lacks the `api` scope, or the user lacks the role this route needs.' }),
   );
 }

@@ -27,7 +27,7 @@ export class PersonalAccessTokenCreateDto {
 }
 
 export class PersonalAccessTokenRotateDto {
-  @ApiPropertyOptional({ example: '2030-12-31', description: 'Expiry of the new token (default: the old token\'s)' })
+  @ApiPropertyOptional({ example: '2030-12-31', description: "Expiry of the new token (default: the old token's)" })
   @IsOptional()
   @Matches(/^\d{4}-\d{2}-\d{2}$/, { message: 'must be a date like 2030-12-31' })
   @IsISO8601({ strict: true })

@@ -20,7 +20,7 @@ export class PersonalAccessTokensController {
   constructor(private readonly tokens: PersonalAccessTokensService) {}
 
   @Post('users/:user_id/personal_access_tokens')
-  @ApiOperation({ summary: "Create a token for a user (instance admin); the answer is the only time the secret is shown" })
+  @ApiOperation({ summary: 'Create a token for a user (instance admin); the answer is the only time the secret is shown' })
   @ApiCreatedResponse({ type: PersonalAccessTokenCreatedDto })
   async createFor(
     @CurrentActor() actor: UserActor,

@@ -21,7 +21,15 @@ import { SigningKeyService } from './signing-key.service.js';
 @Module({
   imports: [AccountsModule, RedisModule, TypeOrmModule.forFeature([Registry])],
   controllers: [RegistryBaseController, RegistryTokenController],
-  providers: [CredentialService, AdminAuthGuard, { provide: APP_GUARD, useExisting: AdminAuthGuard }, SigningKeyService, RegistryTokenService, LoginThrottle, RegistryPingService],
+  providers: [
+    CredentialService,
+    AdminAuthGuard,
+    { provide: APP_GUARD, useExisting: AdminAuthGuard },
+    SigningKeyService,
+    RegistryTokenService,
+    LoginThrottle,
+    RegistryPingService,
+  ],
   exports: [CredentialService, SigningKeyService, RegistryTokenService, RegistryPingService],
 })
 export class AuthModule {}

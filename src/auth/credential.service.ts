@@ -9,9 +9,7 @@ import { UserState } from '../accounts/user.entity.js';
 import { Actor, DeployTokenActor, UserActor } from '../accounts/actor.js';
 
 /** What a registry JWT remembers about the credential it was minted from (re-checked on every use). */
-export type CredentialReference =
-  | { type: 'personal_access_token'; id: number }
-  | { type: 'deploy_token'; id: number };
+export type CredentialReference = { type: 'personal_access_token'; id: number } | { type: 'deploy_token'; id: number };
 
 /**
  * Generated secrets are 49-50 characters; the bootstrap token (INITIAL_ADMIN_TOKEN) may be any string of
@@ -102,10 +100,7 @@ export class CredentialService {
   }
 
   /** Records the use (without bumping updated_at, which tracks changes to the token itself). */
-  private async touch(
-    repository: Repository<PersonalAccessToken> | Repository<DeployToken>,
-    token: { id: number; lastUsedAt: Date | null },
-  ): Promise<void> {
+  private async touch(repository: Repository<PersonalAccessToken> | Repository<DeployToken>, token: { id: number; lastUsedAt: Date | null }): Promise<void> {
     if (token.lastUsedAt && Date.now() - token.lastUsedAt.getTime() < LAST_USED_RESOLUTION_MS) return;
     await repository.query(`UPDATE ${repository.metadata.tableName} SET last_used_at = now() WHERE id = $1`, [token.id]);
   }

@@ -91,7 +91,9 @@ class RedisFailureCounter implements FailureCounter {
 
   async retryAfterMs(key: string, limit: number, now: number): Promise<number> {
     const name = this.name(key);
-    const [, countResult, rangeResult] = (await (await this.redis())
+    const [, countResult, rangeResult] = (await (
+      await this.redis()
+    )
       .multi()
       .zremrangebyscore(name, '-inf', now - LOGIN_FAILURE_WINDOW_MS)
       .zcard(name)
@@ -105,7 +107,9 @@ class RedisFailureCounter implements FailureCounter {
 
   async record(key: string, _limit: number, now: number): Promise<void> {
     const name = this.name(key);
-    await (await this.redis())
+    await (
+      await this.redis()
+    )
       .multi()
       .zadd(name, now, `${now}-${Math.random().toString(36).slice(2)}`)
       .pexpire(name, LOGIN_FAILURE_WINDOW_MS)

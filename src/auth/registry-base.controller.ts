@@ -8,9 +8,9 @@ import { rootRegistryFor } from './root-registry.js';
 
 const SUMMARY = 'Registry API version check, `/v2/` (OCI distribution `end-1`)';
 const DESCRIPTION =
-  'With MIRROR_DEFAULT_REGISTRY or MIRROR_HOST_REGISTRIES, the challenge names the root `/v2` registry of the request\'s Host ' +
+  "With MIRROR_DEFAULT_REGISTRY or MIRROR_HOST_REGISTRIES, the challenge names the root `/v2` registry of the request's Host " +
   '(`realm="<base>/jwt/auth?registry=<id>"`), and a root registry allowing anonymous pulls answers 200 without credentials. ' +
-  'A registry in Docker\'s `registry-mirrors` form answers the same at `/virtual_registries/containers/<id>/v2/`.';
+  "A registry in Docker's `registry-mirrors` form answers the same at `/virtual_registries/containers/<id>/v2/`.";
 const UNAUTHORIZED = 'No, an invalid or an expired token: `WWW-Authenticate: Bearer realm="<base>/jwt/auth",service="virtual_registry"`';
 
 /**

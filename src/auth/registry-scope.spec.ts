@@ -1,4 +1,12 @@
-import { accessCovers, MAX_SCOPES_PER_REQUEST, parseBareRepositoryScope, parseRepositoryScope, pullScope, requestedScopes, resolveRequestedScope } from './registry-scope.js';
+import {
+  accessCovers,
+  MAX_SCOPES_PER_REQUEST,
+  parseBareRepositoryScope,
+  parseRepositoryScope,
+  pullScope,
+  requestedScopes,
+  resolveRequestedScope,
+} from './registry-scope.js';
 
 describe('registry scopes', () => {
   it('parses a pull scope of a virtual registry, in both spellings', () => {
@@ -63,8 +71,8 @@ describe('registry scopes', () => {
     expect(accessCovers([null, 3], 1, 'library/alpine')).toBe(false);
   });
 
-  describe('scopes of mirror clients (the image\'s own name)', () => {
-    it('reads a bare scope as the mirror registry\'s, and leaves prefixed scopes as they are', () => {
+  describe("scopes of mirror clients (the image's own name)", () => {
+    it("reads a bare scope as the mirror registry's, and leaves prefixed scopes as they are", () => {
       expect(parseBareRepositoryScope('repository:library/alpine:pull')).toEqual({ repository: 'library/alpine', actions: ['pull'] });
       expect(resolveRequestedScope('repository:library/alpine:pull', 4)).toEqual({
         registryId: 4,
@@ -77,7 +85,14 @@ describe('registry scopes', () => {
 
     it('ignores a bare scope without a mirror registry, and what is not a repository scope', () => {
       expect(resolveRequestedScope('repository:library/alpine:pull', undefined)).toBeNull();
-      for (const scope of ['registry:catalog:*', 'repository:Library/alpine:pull', 'repository:../x:pull', 'repository:alpine', 'repository::pull', `repository:${'a'.repeat(600)}:pull`]) {
+      for (const scope of [
+        'registry:catalog:*',
+        'repository:Library/alpine:pull',
+        'repository:../x:pull',
+        'repository:alpine',
+        'repository::pull',
+        `repository:${'a'.repeat(600)}:pull`,
+      ]) {
         expect(resolveRequestedScope(scope, 4)).toBeNull();
       }
     });

@@ -14,7 +14,10 @@ import { rootRegistryFor } from './root-registry.js';
 type ErrorCode = 'UNAUTHORIZED' | 'TOOMANYREQUESTS' | 'UNSUPPORTED';
 
 function sendError(reply: FastifyReply, status: number, code: ErrorCode, message: string): FastifyReply {
-  return reply.code(status).header('cache-control', 'no-store').send({ errors: [{ code, message, detail: null }] });
+  return reply
+    .code(status)
+    .header('cache-control', 'no-store')
+    .send({ errors: [{ code, message, detail: null }] });
 }
 
 function sendToken(reply: FastifyReply, body: RegistryTokenResponse): FastifyReply {
@@ -66,11 +69,22 @@ export class RegistryTokenController {
   @ApiQuery({ name: 'service', required: false, example: 'virtual_registry' })
   @ApiQuery({ name: 'scope', required: false, isArray: true, description: 'Repeatable; e.g. `repository:virtual_registries/containers/1/library/alpine:pull`' })
   @ApiQuery({ name: 'offline_token', required: false, description: '`true`: also return a refresh_token for the OAuth2 form' })
-  @ApiQuery({ name: 'registry', required: false, description: 'The registry a mirror client\'s scope without the `virtual_registries/containers/<id>/` prefix refers to (the mirror routes\' challenges put it in the realm)' })
+  @ApiQuery({
+    name: 'registry',
+    required: false,
+    description:
+      "The registry a mirror client's scope without the `virtual_registries/containers/<id>/` prefix refers to (the mirror routes' challenges put it in the realm)",
+  })
   @ApiQuery({ name: 'account', required: false })
   @ApiQuery({ name: 'client_id', required: false })
-  @ApiOkResponse({ description: '`{token, access_token, expires_in, issued_at[, refresh_token]}`; without credentials, a pull-only token for the requested repositories of registries allowing anonymous pulls' })
-  @ApiResponse({ status: 401, description: 'No or wrong credentials (without credentials: no requested scope allows anonymous pulls): `{"errors":[{"code":"UNAUTHORIZED"}]}`' })
+  @ApiOkResponse({
+    description:
+      '`{token, access_token, expires_in, issued_at[, refresh_token]}`; without credentials, a pull-only token for the requested repositories of registries allowing anonymous pulls',
+  })
+  @ApiResponse({
+    status: 401,
+    description: 'No or wrong credentials (without credentials: no requested scope allows anonymous pulls): `{"errors":[{"code":"UNAUTHORIZED"}]}`',
+  })
   @ApiResponse(THROTTLED_RESPONSE)
   async getToken(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<FastifyReply> {
     const query = (request.query ?? {}) as Record<string, unknown>;
@@ -84,7 +98,10 @@ export class RegistryTokenController {
     const actor = await this.login(request, reply, username, credentials === 'malformed' ? undefined : credentials.password);
     if (!actor) return reply;
     const scopes = requestedScopes(query.scope as string | string[] | undefined);
-    const { body } = await this.tokens.issue(actor, scopes, { offline: first(query.offline_token) === 'true', mirrorRegistryId: this.mirrorRegistryOf(request) });
+    const { body } = await this.tokens.issue(actor, scopes, {
+      offline: first(query.offline_token) === 'true',
+      mirrorRegistryId: this.mirrorRegistryOf(request),
+    });
     return sendToken(reply, body);
   }
 

@@ -253,10 +253,7 @@ export class RegistryTokenService {
 
   private async actorOf(claims: TokenClaims): Promise<Actor> {
     const { type, id } = claims.credential ?? {};
-    const actor =
-      (type === 'personal_access_token' || type === 'deploy_token') && typeof id === 'number'
-        ? await this.credentials.resolve({ type, id })
-        : null;
+    const actor = (type === 'personal_access_token' || type === 'deploy_token') && typeof id === 'number' ? await this.credentials.resolve({ type, id }) : null;
     if (!actor) throw new RegistryAuthError('unauthorized', 'the credential behind this token no longer works');
     return actor;
   }

@@ -7,10 +7,9 @@ import type { AppConfig, DatabaseConfig, SecurityConfig } from '../config/config
 import { generatedKeyPath, InvalidTokenError, SigningKeyService } from './signing-key.service.js';
 
 const pem = (type: 'ec' | 'rsa') =>
-  (type === 'ec'
-    ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
-    : generateKeyPairSync('rsa', { modulusLength: 2048 })
-  ).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  (type === 'ec' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('rsa', { modulusLength: 2048 })).privateKey
+    .export({ type: 'pkcs8', format: 'pem' })
+    .toString();
 const publicPem = (privatePem: string) => createPublicKey(privatePem).export({ type: 'spki', format: 'pem' }).toString();
 
 describe('SigningKeyService', () => {
@@ -23,11 +22,7 @@ describe('SigningKeyService', () => {
   afterEach(() => rmSync(dataDir, { recursive: true, force: true }));
 
   async function service(security: Partial<SecurityConfig> = {}): Promise<SigningKeyService> {
-    const s = new SigningKeyService(
-      { jwtTtlSeconds: 900, ...security } as SecurityConfig,
-      { dataDir } as AppConfig,
-      { url: undefined } as DatabaseConfig,
-    );
+    const s = new SigningKeyService({ jwtTtlSeconds: 900, ...security } as SecurityConfig, { dataDir } as AppConfig, { url: undefined } as DatabaseConfig);
     await s.onModuleInit();
     return s;
   }
@@ -76,7 +71,10 @@ describe('SigningKeyService', () => {
 
   it('refuses expired tokens, other audiences and garbage', async () => {
     const s = await service();
-    const expired = await s.sign({}, { audience: 'virtual_registry', subject: 'a', issuedAt: new Date(Date.now() - 120_000), expiresAt: new Date(Date.now() - 60_000) });
+    const expired = await s.sign(
+      {},
+      { audience: 'virtual_registry', subject: 'a', issuedAt: new Date(Date.now() - 120_000), expiresAt: new Date(Date.now() - 60_000) },
+    );
     await expect(s.verify(expired, 'virtual_registry')).rejects.toThrow(/invalid token/);
     await expect(s.verify(await sign(s), 'virtual_registry/refresh')).rejects.toBeInstanceOf(InvalidTokenError);
     await expect(s.verify('a.b.c', 'virtual_registry')).rejects.toBeInstanceOf(InvalidTokenError);

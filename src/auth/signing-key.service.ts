@@ -86,7 +86,7 @@ export class SigningKeyService implements OnModuleInit {
     if (!this.security.jwtPrivateKey && this.database.url) {
       this.logger.warn(
         `JWT_PRIVATE_KEY is unset, so the signing key lives in ${generatedKeyPath(this.app.dataDir)}: ` +
-          'replicas that do not share it reject each other\'s tokens; set JWT_PRIVATE_KEY when running several',
+          "replicas that do not share it reject each other's tokens; set JWT_PRIVATE_KEY when running several",
       );
     }
   }

@@ -38,7 +38,11 @@ export class CacheEntriesController {
     description: 'Marks it for destruction: it is no longer served, and the next pull fetches it again.',
   })
   // The route is a wildcard (the id may contain "/" in GitLab's standard-alphabet form); OpenAPI names it `path`.
-  @ApiParam({ name: 'path', description: 'The cache entry id: URL-safe Base64 of "<upstream_id> <relative_path>".', example: 'MSAvbGlicmFyeS9hbHBpbmUvbWFuaWZlc3RzL2xhdGVzdA==' })
+  @ApiParam({
+    name: 'path',
+    description: 'The cache entry id: URL-safe Base64 of "<upstream_id> <relative_path>".',
+    example: 'MSAvbGlicmFyeS9hbHBpbmUvbWFuaWZlc3RzL2xhdGVzdA==',
+  })
   @ApiNoContentResponse({ description: 'Marked for destruction.' })
   @ApiForbiddenResponse({ description: 'The caller may read but not change the upstream.' })
   async delete(@CurrentActor() actor: Actor, @Req() request: FastifyRequest): Promise<void> {

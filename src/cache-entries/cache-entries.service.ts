@@ -77,11 +77,7 @@ export class CacheEntriesService implements OnModuleInit {
       .createQueryBuilder('e')
       .where('e.upstream_id = :upstreamId AND e.status = :status', { upstreamId: upstream.id, status: CacheEntryStatus.DEFAULT });
     if (search) query.andWhere(`e.relative_path ILIKE :search ESCAPE '\\'`, { search: `%${escapeLike(search)}%` });
-    const [items, total] = await query
-      .orderBy('e.relative_path', 'ASC')
-      .skip(page.skip)
-      .take(page.perPage)
-      .getManyAndCount();
+    const [items, total] = await query.orderBy('e.relative_path', 'ASC').skip(page.skip).take(page.perPage).getManyAndCount();
     return new Page(items, total, page.page, page.perPage);
   }
 
@@ -115,8 +111,7 @@ export class CacheEntriesService implements OnModuleInit {
    * on a fill in progress). Idempotent; returns how many entries it marked.
    */
   async markForDestruction(job: MarkForDestructionJob): Promise<number> {
-    const upstreamIds =
-      'upstreamId' in job ? [job.upstreamId] : await exclusiveUpstreamIds(this.dataSource.manager, job.registryId);
+    const upstreamIds = 'upstreamId' in job ? [job.upstreamId] : await exclusiveUpstreamIds(this.dataSource.manager, job.registryId);
     if (upstreamIds.length === 0) return 0;
     let marked = 0;
     for (;;) {

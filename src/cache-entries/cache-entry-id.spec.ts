@@ -24,10 +24,14 @@ describe('cache entry id', () => {
     expect(decodeCacheEntryId('MTUgbGlicmFyeS9uZ2lueC9tYW5pZmVzdC9zaGEyNTY6YWJjZGVmZ2hpams')?.upstreamId).toBe(15);
   });
 
-  it.each(['', '!!!', Buffer.from('abc /x').toString('base64'), Buffer.from('0 /x').toString('base64'), Buffer.from('99999999999 /x').toString('base64'), Buffer.from('12').toString('base64')])(
-    'refuses %j',
-    (id) => {
-      expect(decodeCacheEntryId(id)).toBeUndefined();
-    },
-  );
+  it.each([
+    '',
+    '!!!',
+    Buffer.from('abc /x').toString('base64'),
+    Buffer.from('0 /x').toString('base64'),
+    Buffer.from('99999999999 /x').toString('base64'),
+    Buffer.from('12').toString('base64'),
+  ])('refuses %j', (id) => {
+    expect(decodeCacheEntryId(id)).toBeUndefined();
+  });
 });

@@ -89,10 +89,7 @@ export class CacheEntryUploadService {
       return entry;
     }
     const digest = request.digest.toString();
-    const committed = await this.store(
-      (writer) => pipeline(input.body, new SizeLimit(this.limits.maxCachedFileSize), writer.stream),
-      digest,
-    );
+    const committed = await this.store((writer) => pipeline(input.body, new SizeLimit(this.limits.maxCachedFileSize), writer.stream), digest);
     return this.cacheEntries.execute(
       actor,
       { upstreamId: upstream.id, relativePath: pathOf(request), digest, size: committed.size, contentType: BLOB_CONTENT_TYPE },
@@ -100,11 +97,7 @@ export class CacheEntryUploadService {
     );
   }
 
-  private async store(
-    write: (writer: Awaited<ReturnType<BlobStore['create']>>) => Promise<unknown>,
-    digest: string,
-    size?: number,
-  ): Promise<{ size: number }> {
+  private async store(write: (writer: Awaited<ReturnType<BlobStore['create']>>) => Promise<unknown>, digest: string, size?: number): Promise<{ size: number }> {
     const writer = await this.blobs.create();
     try {
       await write(writer);

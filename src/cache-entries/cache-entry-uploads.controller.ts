@@ -19,7 +19,10 @@ export class CacheEntryUploadsController {
 
   @Post('authorize_upload')
   @HttpCode(HttpStatus.OK)
-  @ApiOperation({ summary: 'Authorize a cache-entry upload', description: 'Where to send the body, its size limit and the digest it must have. Maintainer or above.' })
+  @ApiOperation({
+    summary: 'Authorize a cache-entry upload',
+    description: 'Where to send the body, its size limit and the digest it must have. Maintainer or above.',
+  })
   @ApiParam({ name: 'id', description: 'The ID of the upstream.', example: 1 })
   @ApiOkResponse({ type: CacheEntryUploadAuthorizationDto })
   authorize(

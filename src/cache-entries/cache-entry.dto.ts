@@ -13,7 +13,10 @@ export class CacheEntryListQueryDto extends PageQueryDto {
 }
 
 export class CacheEntryResponseDto {
-  @ApiProperty({ description: 'URL-safe Base64 of "<upstream_id> <relative_path>"; use it to delete the entry.', example: 'MSAvbGlicmFyeS9hbHBpbmUvbWFuaWZlc3RzL2xhdGVzdA==' })
+  @ApiProperty({
+    description: 'URL-safe Base64 of "<upstream_id> <relative_path>"; use it to delete the entry.',
+    example: 'MSAvbGlicmFyeS9hbHBpbmUvbWFuaWZlc3RzL2xhdGVzdA==',
+  })
   id: string;
 
   @ApiProperty({ type: 'integer', description: 'The ID of the group.', example: 5 })
@@ -46,7 +49,13 @@ export class CacheEntryResponseDto {
   @ApiProperty({ description: 'When the entry was last served.', format: 'date-time', example: '2024-06-05T14:58:32.855Z' })
   downloaded_at: string;
 
-  @ApiProperty({ description: 'SHA-1 of the bytes, when known.', nullable: true, type: String, required: false, example: '74d101856d26f2db17b39bd22d3204021eb0bf7d' })
+  @ApiProperty({
+    description: 'SHA-1 of the bytes, when known.',
+    nullable: true,
+    type: String,
+    required: false,
+    example: '74d101856d26f2db17b39bd22d3204021eb0bf7d',
+  })
   file_sha1: string | null;
 
   @ApiProperty({ description: 'When the entry was created.', format: 'date-time', example: '2024-05-30T12:28:27.855Z' })

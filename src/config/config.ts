@@ -18,7 +18,10 @@ export function useEnvironment(env: Environment): void {
   current = env;
 }
 
-const section = <K extends keyof Environment>(key: K) => () => loadEnvironment()[key];
+const section =
+  <K extends keyof Environment>(key: K) =>
+  () =>
+    loadEnvironment()[key];
 
 export const appConfig = registerAs('app', section('app'));
 export const databaseConfig = registerAs('database', section('database'));
@@ -28,9 +31,7 @@ export const securityConfig = registerAs('security', section('security'));
 export const upstreamConfig = registerAs('upstream', section('upstream'));
 export const limitsConfig = registerAs('limits', section('limits'));
 
-export const allConfigNamespaces = [
-  appConfig, databaseConfig, queueConfig, storageConfig, securityConfig, upstreamConfig, limitsConfig,
-];
+export const allConfigNamespaces = [appConfig, databaseConfig, queueConfig, storageConfig, securityConfig, upstreamConfig, limitsConfig];
 
 export type AppConfig = ConfigType<typeof appConfig>;
 export type DatabaseConfig = ConfigType<typeof databaseConfig>;

@@ -54,7 +54,10 @@ describe('parseEnvironment', () => {
     expect(parseEnvironment({ TRUST_PROXY: 'TRUE' }).app.trustProxy).toBe(true);
     expect(parseEnvironment({ TRUST_PROXY: '2' }).app.trustProxy).toBe(2);
     expect(parseEnvironment({ TRUST_PROXY: '10.0.0.0/8, 192.168.1.7,fd00::/8, loopback' }).app.trustProxy).toEqual([
-      '10.0.0.0/8', '192.168.1.7', 'fd00::/8', 'loopback',
+      '10.0.0.0/8',
+      '192.168.1.7',
+      'fd00::/8',
+      'loopback',
     ]);
   });
 
@@ -71,7 +74,10 @@ describe('parseEnvironment', () => {
   });
 
   it('reads the previous encryption keys of a rotation as a list', () => {
-    const env = parseEnvironment({ ENCRYPTION_KEY: 'b'.repeat(64), ENCRYPTION_PREVIOUS_KEYS: ` ${'a'.repeat(64)} , ${Buffer.alloc(32, 1).toString('base64')}` });
+    const env = parseEnvironment({
+      ENCRYPTION_KEY: 'b'.repeat(64),
+      ENCRYPTION_PREVIOUS_KEYS: ` ${'a'.repeat(64)} , ${Buffer.alloc(32, 1).toString('base64')}`,
+    });
     expect(env.security.encryptionPreviousKeys).toEqual(['a'.repeat(64), Buffer.alloc(32, 1).toString('base64')]);
     expect(parseEnvironment({}).security.encryptionPreviousKeys).toEqual([]);
   });

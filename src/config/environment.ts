@@ -197,7 +197,15 @@ function size(env: Env, name: string, fallback: number): number {
   const m = /^(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB)?$/i.exec(v);
   if (!m) throw new ConfigValidationError(name, `must be a size like 5368709120 or 5GiB, got "${v}"`);
   const units: Record<string, number> = {
-    b: 1, kb: 1e3, kib: 1024, mb: 1e6, mib: 1024 ** 2, gb: 1e9, gib: 1024 ** 3, tb: 1e12, tib: 1024 ** 4,
+    b: 1,
+    kb: 1e3,
+    kib: 1024,
+    mb: 1e6,
+    mib: 1024 ** 2,
+    gb: 1e9,
+    gib: 1024 ** 3,
+    tb: 1e12,
+    tib: 1024 ** 4,
   };
   return Number(m[1]) * units[(m[2] ?? 'b').toLowerCase()];
 }
@@ -216,7 +224,10 @@ function isCidr(value: string): boolean {
 function allowlist(env: Env, name: string): string[] {
   const v = raw(env, name);
   if (v === undefined) return [];
-  const items = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const items = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const item of items) {
     if (item.includes('/')) {
       if (!isCidr(item)) throw new ConfigValidationError(name, `has an invalid CIDR "${item}"`);
@@ -240,7 +251,10 @@ function trustProxy(env: Env, name: string): TrustProxy {
     if (hops > 100) throw new ConfigValidationError(name, `must be a hop count between 0 and 100, got ${hops}`);
     return hops === 0 ? false : hops;
   }
-  const items = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const items = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const item of items) {
     const valid = TRUST_PROXY_RANGES.includes(item) || (item.includes('/') ? isCidr(item) : isIP(item) !== 0);
     if (!valid) {
@@ -262,7 +276,10 @@ function registryId(name: string, value: string): number {
 function rootRegistries(env: Env): RootRegistries {
   const fallback = raw(env, 'MIRROR_DEFAULT_REGISTRY');
   const byHost: Record<string, number> = {};
-  for (const item of (raw(env, 'MIRROR_HOST_REGISTRIES') ?? '').split(',').map((i) => i.trim()).filter(Boolean)) {
+  for (const item of (raw(env, 'MIRROR_HOST_REGISTRIES') ?? '')
+    .split(',')
+    .map((i) => i.trim())
+    .filter(Boolean)) {
     const at = item.lastIndexOf('=');
     const host = at > 0 ? item.slice(0, at).trim().toLowerCase() : '';
     if (!/^(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::\d{1,5})?$/.test(host)) {
@@ -320,7 +337,10 @@ export function parseEnvironment(env: Env = process.env): Environment {
   }
   const blobOffload = oneOf(env, 'BLOB_OFFLOAD', ['off', 'x-accel'] as const, 'off');
   if (blobOffload === 'x-accel' && storageDriver !== 'filesystem') {
-    throw new ConfigValidationError('BLOB_OFFLOAD', 'x-accel needs STORAGE_DRIVER=filesystem (nginx sends the files of the storage directory); use BLOB_REDIRECT=presigned with S3');
+    throw new ConfigValidationError(
+      'BLOB_OFFLOAD',
+      'x-accel needs STORAGE_DRIVER=filesystem (nginx sends the files of the storage directory); use BLOB_REDIRECT=presigned with S3',
+    );
   }
   const blobRedirect = oneOf(env, 'BLOB_REDIRECT', ['off', 'presigned'] as const, 'off');
   if (blobRedirect === 'presigned' && storageDriver !== 's3') {
@@ -333,7 +353,10 @@ export function parseEnvironment(env: Env = process.env): Environment {
   if (encryptionKey !== undefined && !isEncryptionKey(encryptionKey)) {
     throw new ConfigValidationError('ENCRYPTION_KEY', 'must be 32 bytes, as 64 hex characters or base64');
   }
-  const encryptionPreviousKeys = (raw(env, 'ENCRYPTION_PREVIOUS_KEYS') ?? '').split(',').map((k) => k.trim()).filter(Boolean);
+  const encryptionPreviousKeys = (raw(env, 'ENCRYPTION_PREVIOUS_KEYS') ?? '')
+    .split(',')
+    .map((k) => k.trim())
+    .filter(Boolean);
   if (encryptionPreviousKeys.some((k) => !isEncryptionKey(k))) {
     throw new ConfigValidationError('ENCRYPTION_PREVIOUS_KEYS', 'must be a comma-separated list of 32-byte keys (64 hex characters or base64)');
   }

@@ -33,13 +33,7 @@ export interface BullmqQueueDriverOptions {
 const KEEP_COMPLETED = { count: 1000 };
 const KEEP_FAILED = { count: 5000 };
 
-const PENDING_STATES: ReadonlySet<JobState | 'unknown'> = new Set<JobState | 'unknown'>([
-  'waiting',
-  'active',
-  'delayed',
-  'prioritized',
-  'waiting-children',
-]);
+const PENDING_STATES: ReadonlySet<JobState | 'unknown'> = new Set<JobState | 'unknown'>(['waiting', 'active', 'delayed', 'prioritized', 'waiting-children']);
 
 /** How long check() waits for the probe connection to (re)connect. */
 const PROBE_CONNECT_WAIT_MS = 1000;
@@ -276,7 +270,13 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
     timer = setTimeout(() => resolve(false), ms);
   });
   try {
-    return await Promise.race([promise.then(() => true, () => true), timeout]);
+    return await Promise.race([
+      promise.then(
+        () => true,
+        () => true,
+      ),
+      timeout,
+    ]);
   } finally {
     clearTimeout(timer);
   }

@@ -62,15 +62,18 @@ describe('JobsModule', () => {
   it('starts the in-process queue once every module registered its handlers, and drains it on close', async () => {
     const runs: string[] = [];
     let finished = false;
-    const app = await bootApp({}, {
-      handle: [JobName.FILL_CACHE_ENTRY],
-      enqueue: [{ name: JobName.FILL_CACHE_ENTRY, jobId: 'fill-at-boot' }],
-      onRun: async (_name, id) => {
-        runs.push(id);
-        await sleep(100);
-        finished = true;
+    const app = await bootApp(
+      {},
+      {
+        handle: [JobName.FILL_CACHE_ENTRY],
+        enqueue: [{ name: JobName.FILL_CACHE_ENTRY, jobId: 'fill-at-boot' }],
+        onRun: async (_name, id) => {
+          runs.push(id);
+          await sleep(100);
+          finished = true;
+        },
       },
-    });
+    );
     await waitFor('the job enqueued at boot to run', () => runs.length === 1);
     await app.close();
     expect(runs).toEqual(['fill-at-boot']);
@@ -78,9 +81,9 @@ describe('JobsModule', () => {
   });
 
   it('fails the boot when a module enqueues a job that no module handles', async () => {
-    await expect(
-      bootApp({}, { handle: [JobName.FILL_CACHE_ENTRY], enqueue: [{ name: JobName.CLEAN_ORPHANS, jobId: 'orphans-at-boot' }] }),
-    ).rejects.toThrow(/no handler registered for job "clean-orphans"/);
+    await expect(bootApp({}, { handle: [JobName.FILL_CACHE_ENTRY], enqueue: [{ name: JobName.CLEAN_ORPHANS, jobId: 'orphans-at-boot' }] })).rejects.toThrow(
+      /no handler registered for job "clean-orphans"/,
+    );
   });
 
   describe('which processes run jobs (RUN_JOBS)', () => {

@@ -173,7 +173,13 @@ export class CacheDestructionService {
       );
       report.failed += failed.length;
       for (const { object, message } of failed) {
-        this.logger.warn({ msg: 'destroy: object deletion failed, retried later', job: 'destroy', digest: object.digest, entryId: object.entryId, error: message });
+        this.logger.warn({
+          msg: 'destroy: object deletion failed, retried later',
+          job: 'destroy',
+          digest: object.digest,
+          entryId: object.entryId,
+          error: message,
+        });
       }
     }
   }
@@ -187,15 +193,17 @@ export class CacheDestructionService {
     const digests = [...new Set(claimed.map((e) => e.digest))].sort();
     const ids = claimed.map((e) => String(e.id));
     return this.dataSource.transaction(async (manager) => {
-      await manager.query(
-        `SELECT pg_advisory_xact_lock($1, k) FROM (SELECT DISTINCT hashtext(d) AS k FROM unnest($2::text[]) AS d ORDER BY 1) AS keys`,
-        [DIGEST_LOCK_NAMESPACE, digests],
-      );
+      await manager.query(`SELECT pg_advisory_xact_lock($1, k) FROM (SELECT DISTINCT hashtext(d) AS k FROM unnest($2::text[]) AS d ORDER BY 1) AS keys`, [
+        DIGEST_LOCK_NAMESPACE,
+        digests,
+      ]);
       const referenced = new Set(
-        ((await manager.query(`SELECT DISTINCT digest FROM cache_entries WHERE digest = ANY($1::text[]) AND NOT (id = ANY($2::bigint[]))`, [
-          digests,
-          ids,
-        ])) as { digest: string }[]).map((r) => r.digest),
+        (
+          (await manager.query(`SELECT DISTINCT digest FROM cache_entries WHERE digest = ANY($1::text[]) AND NOT (id = ANY($2::bigint[]))`, [
+            digests,
+            ids,
+          ])) as { digest: string }[]
+        ).map((r) => r.digest),
       );
       const owned = new Map<string, OwnedObject>();
       const drop: string[] = [];
@@ -232,10 +240,12 @@ export class CacheDestructionService {
       if (!(await this.blobs.stat(row.digest))) lost.push(row.id);
     }
     if (lost.length === 0) return;
-    await this.dataSource.query(
-      `UPDATE cache_entries SET status = $2, error_message = $3, updated_at = now() WHERE id = ANY($1::bigint[]) AND status = $4`,
-      [lost, CacheEntryStatus.PENDING_DESTRUCTION, 'object deleted while the entry was being created', CacheEntryStatus.DEFAULT],
-    );
+    await this.dataSource.query(`UPDATE cache_entries SET status = $2, error_message = $3, updated_at = now() WHERE id = ANY($1::bigint[]) AND status = $4`, [
+      lost,
+      CacheEntryStatus.PENDING_DESTRUCTION,
+      'object deleted while the entry was being created',
+      CacheEntryStatus.DEFAULT,
+    ]);
     this.logger.warn({ msg: 'destroy: live entries lost their object to a concurrent destruction, marked for destruction', job: 'destroy', entryIds: lost });
   }
 }

@@ -111,7 +111,15 @@ export class CleanupPolicyRunner {
       );
       this.metrics.lifecycleRuns.inc({ job: 'cleanup_policy', outcome: 'failure' });
       this.logger.error({ msg: 'cleanup policy run failed', job: 'cleanup_policy', policyId: policy.id, groupId: policy.groupId, error: failureMessage });
-      return { policyId: policy.id, groupId: policy.groupId, status: CleanupPolicyStatus.FAILED, deletedEntries: entries, deletedSize: bytes, durationSeconds, failureMessage };
+      return {
+        policyId: policy.id,
+        groupId: policy.groupId,
+        status: CleanupPolicyStatus.FAILED,
+        deletedEntries: entries,
+        deletedSize: bytes,
+        durationSeconds,
+        failureMessage,
+      };
     }
     const durationSeconds = (performance.now() - started) / 1000;
     timer();
@@ -136,7 +144,14 @@ export class CleanupPolicyRunner {
       bytes,
       durationMs: Math.round(durationSeconds * 1000),
     });
-    return { policyId: policy.id, groupId: policy.groupId, status: CleanupPolicyStatus.SCHEDULED, deletedEntries: entries, deletedSize: bytes, durationSeconds };
+    return {
+      policyId: policy.id,
+      groupId: policy.groupId,
+      status: CleanupPolicyStatus.SCHEDULED,
+      deletedEntries: entries,
+      deletedSize: bytes,
+      durationSeconds,
+    };
   }
 
   /** Runs interrupted by a dead worker are recorded as failed (they run again at once: next_run_at has passed). */

@@ -68,10 +68,20 @@ export class CleanupPolicyResponseDto {
   @ApiProperty({ type: 'integer', enum: CLEANUP_POLICY_CADENCES, description: CADENCE_DESCRIPTION, example: 7 })
   cadence: number;
 
-  @ApiProperty({ enum: CleanupPolicyStatus, description: 'scheduled (waiting for next_run_at), running, or failed (the last run failed; it runs again at next_run_at).', example: 'scheduled' })
+  @ApiProperty({
+    enum: CleanupPolicyStatus,
+    description: 'scheduled (waiting for next_run_at), running, or failed (the last run failed; it runs again at next_run_at).',
+    example: 'scheduled',
+  })
   status: CleanupPolicyStatus;
 
-  @ApiProperty({ type: String, format: 'date-time', nullable: true, description: 'When the policy runs next (when enabled).', example: '2024-06-06T12:28:27.855Z' })
+  @ApiProperty({
+    type: String,
+    format: 'date-time',
+    nullable: true,
+    description: 'When the policy runs next (when enabled).',
+    example: '2024-06-06T12:28:27.855Z',
+  })
   next_run_at: string | null;
 
   @ApiProperty({ type: String, format: 'date-time', nullable: true, description: 'When the policy last ran.', example: '2024-05-30T12:28:27.855Z' })
@@ -89,7 +99,7 @@ export class CleanupPolicyResponseDto {
   @ApiProperty({ type: String, nullable: true, description: 'Why the last run failed (null after a successful run).', example: null })
   failure_message: string | null;
 
-  @ApiProperty({ type: CleanupPolicyDetailedMetricsDto, description: 'The last run\'s figures per package format.' })
+  @ApiProperty({ type: CleanupPolicyDetailedMetricsDto, description: "The last run's figures per package format." })
   last_run_detailed_metrics: CleanupPolicyDetailedMetricsDto;
 
   @ApiProperty({ format: 'date-time', description: 'When the policy was created.', example: '2024-05-30T12:28:27.855Z' })

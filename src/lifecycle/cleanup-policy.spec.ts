@@ -4,8 +4,7 @@ import { parseEnvironment } from '../config/environment.js';
 import { CleanupPolicyCreateDto } from './cleanup-policy.dto.js';
 import { DAY_MS, downloadCutoff, FAILURE_MESSAGE_MAX_LENGTH, nextRunAfter, truncateFailureMessage } from './cleanup-policy.entity.js';
 
-const invalidFields = async (body: object) =>
-  (await validate(plainToInstance(CleanupPolicyCreateDto, body), { whitelist: true })).map((e) => e.property);
+const invalidFields = async (body: object) => (await validate(plainToInstance(CleanupPolicyCreateDto, body), { whitelist: true })).map((e) => e.property);
 
 describe('cleanup policy', () => {
   it('runs one cadence after it was scheduled', () => {
@@ -20,7 +19,7 @@ describe('cleanup policy', () => {
     expect(downloadCutoff(now, 365).toISOString()).toBe('2023-06-11T00:00:00.000Z');
   });
 
-  it('keeps failure messages within GitLab\'s 255 characters', () => {
+  it("keeps failure messages within GitLab's 255 characters", () => {
     expect(truncateFailureMessage('short')).toBe('short');
     const long = truncateFailureMessage('x'.repeat(1000));
     expect(long).toHaveLength(FAILURE_MESSAGE_MAX_LENGTH);

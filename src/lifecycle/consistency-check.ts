@@ -110,8 +110,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err: unknown) => {
-      const message =
-        err instanceof ConfigValidationError || err instanceof UsageError ? err.message : `consistency check failed: ${(err as Error).message}`;
+      const message = err instanceof ConfigValidationError || err instanceof UsageError ? err.message : `consistency check failed: ${(err as Error).message}`;
       process.stderr.write(`${message}\n`);
       process.exit(2);
     },

@@ -40,9 +40,9 @@ export class LifecycleJobs implements OnModuleInit {
     // Declared without holding up the boot: with BullMQ the declaration waits for Redis, and an
     // unreachable Redis must fail the boot in JobsModule's check (one clear line), not hang it here.
     for (const { name, everyMs, jobId } of LIFECYCLE_SCHEDULE) {
-      this.queue.repeat(name, {}, everyMs, jobId).catch((err: unknown) =>
-        this.logger.error({ msg: 'could not schedule a lifecycle job', job: name, error: errorMessage(err) }),
-      );
+      this.queue
+        .repeat(name, {}, everyMs, jobId)
+        .catch((err: unknown) => this.logger.error({ msg: 'could not schedule a lifecycle job', job: name, error: errorMessage(err) }));
     }
   }
 

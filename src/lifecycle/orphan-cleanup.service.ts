@@ -123,10 +123,11 @@ export class OrphanCleanupService {
     const confirmed = new Map<string, boolean>();
     let lastId = '0';
     for (;;) {
-      const rows = (await this.dataSource.query(
-        `SELECT id, digest FROM cache_entries WHERE status = $1 AND id > $2 ORDER BY id LIMIT $3`,
-        [CacheEntryStatus.DEFAULT, lastId, CHUNK],
-      )) as { id: string; digest: string }[];
+      const rows = (await this.dataSource.query(`SELECT id, digest FROM cache_entries WHERE status = $1 AND id > $2 ORDER BY id LIMIT $3`, [
+        CacheEntryStatus.DEFAULT,
+        lastId,
+        CHUNK,
+      ])) as { id: string; digest: string }[];
       if (rows.length === 0) break;
       lastId = rows[rows.length - 1].id;
       report.liveEntries += rows.length;
@@ -158,14 +159,20 @@ export class OrphanCleanupService {
   /** Objects of one listing chunk that no row references: deleted (fix) when past the grace period. */
   private async classifyObjects(chunk: StoredBlob[], cutoff: number, stored: Set<string>, report: StorageConsistencyReport): Promise<void> {
     const referenced = new Set(
-      ((await this.dataSource.query(`SELECT DISTINCT digest FROM cache_entries WHERE digest = ANY($1::text[])`, [
-        chunk.map((b) => b.digest),
-      ])) as { digest: string }[]).map((r) => r.digest),
+      (
+        (await this.dataSource.query(`SELECT DISTINCT digest FROM cache_entries WHERE digest = ANY($1::text[])`, [chunk.map((b) => b.digest)])) as {
+          digest: string;
+        }[]
+      ).map((r) => r.digest),
     );
     for (const blob of chunk) {
       if (referenced.has(blob.digest)) continue;
       const stale = blob.modifiedAt.getTime() < cutoff;
-      addFinding(stale ? report.objectsWithoutEntry : report.recentObjectsWithoutEntry, `${blob.digest} (${blob.size} bytes, modified ${blob.modifiedAt.toISOString()})`, blob.size);
+      addFinding(
+        stale ? report.objectsWithoutEntry : report.recentObjectsWithoutEntry,
+        `${blob.digest} (${blob.size} bytes, modified ${blob.modifiedAt.toISOString()})`,
+        blob.size,
+      );
       if (stale && report.repaired) {
         await this.blobs.delete(blob.digest);
         // A row created since the query now points at nothing: step 3 finds it (the digest is no longer "stored").

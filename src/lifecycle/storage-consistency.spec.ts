@@ -30,7 +30,9 @@ describe('storage consistency report', () => {
     addFinding(recent.recentObjectsWithoutEntry, 'sha256:aa', 10);
     addFinding(recent.recentTemporaryObjects, 'tmp');
     expect(isConsistent(recent)).toBe(true);
-    expect(describeConsistencyReport(recent)).toContain('not counted (younger than 1 h, possibly writes in progress): 1 object(s) without entry, 1 temporary object(s)');
+    expect(describeConsistencyReport(recent)).toContain(
+      'not counted (younger than 1 h, possibly writes in progress): 1 object(s) without entry, 1 temporary object(s)',
+    );
   });
 
   it.each(['entriesWithoutObject', 'objectsWithoutEntry', 'staleTemporaryObjects'] as const)('is inconsistent with one of %s', (kind) => {
@@ -52,7 +54,9 @@ describe('storage consistency report', () => {
   });
 
   it('describes what a repair did', () => {
-    const text = describeConsistencyReport(report({ repaired: { markedEntries: 1, deletedObjects: 2, deletedBytes: 3 * 1024 ** 2, deletedTemporaryObjects: 4 } }));
+    const text = describeConsistencyReport(
+      report({ repaired: { markedEntries: 1, deletedObjects: 2, deletedBytes: 3 * 1024 ** 2, deletedTemporaryObjects: 4 } }),
+    );
     expect(text).toContain('repaired: 1 entry marked for destruction, 2 object(s) deleted (3.0 MiB), 4 temporary object(s) deleted');
   });
 

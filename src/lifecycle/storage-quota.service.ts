@@ -8,7 +8,6 @@ import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalida
 import { DESTROY_PENDING_JOB_ID, errorMessage, JobName, QUEUE_DRIVER, type QueueDriver } from '../jobs/queue-driver.js';
 import { MetricsService } from '../observability/metrics.service.js';
 
-
 /**
  * How long after a new cache entry the pull path's enforcement runs. A pull fetches its image's objects
  * within moments; waiting a little longer than the download flush (CacheEntryLookupService, 1 s) lets the

@@ -91,7 +91,7 @@ export class MetricsService {
   });
   readonly upstreamNegativeHits = new Counter({
     name: 'registry_upstream_negative_cache_hits_total',
-    help: "Upstream requests answered from a remembered 404 (UPSTREAM_NEGATIVE_CACHE_MS) instead of being sent",
+    help: 'Upstream requests answered from a remembered 404 (UPSTREAM_NEGATIVE_CACHE_MS) instead of being sent',
     labelNames: ['upstream'] as const,
     registers: [this.registry],
   });

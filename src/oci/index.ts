@@ -33,15 +33,7 @@ export {
   relativePath,
   relativePathOf,
 } from './registry-path.js';
-export type {
-  BlobRequest,
-  ManifestRequest,
-  ReferrersRequest,
-  RegistryRequest,
-  RegistryRequestKind,
-  RepositoryRequest,
-  TagsRequest,
-} from './registry-path.js';
+export type { BlobRequest, ManifestRequest, ReferrersRequest, RegistryRequest, RegistryRequestKind, RepositoryRequest, TagsRequest } from './registry-path.js';
 export { REPOSITORY_NAME_MAX_LENGTH, RepositoryName } from './repository-name.js';
 export { readManifestBody } from './manifest-body.js';
 export { DOCKER_HUB_HOST, canonicalRegistryHost, registryHostOfUrl } from './registry-host.js';

@@ -27,12 +27,7 @@ export const MediaType = {
 } as const;
 
 /** Manifests this registry serves: image manifests first, then indexes. */
-export const MANIFEST_MEDIA_TYPES: readonly string[] = [
-  MediaType.DOCKER_MANIFEST,
-  MediaType.DOCKER_MANIFEST_LIST,
-  MediaType.OCI_MANIFEST,
-  MediaType.OCI_INDEX,
-];
+export const MANIFEST_MEDIA_TYPES: readonly string[] = [MediaType.DOCKER_MANIFEST, MediaType.DOCKER_MANIFEST_LIST, MediaType.OCI_MANIFEST, MediaType.OCI_INDEX];
 
 const INDEX_MEDIA_TYPES: readonly string[] = [MediaType.DOCKER_MANIFEST_LIST, MediaType.OCI_INDEX];
 

@@ -27,13 +27,10 @@ describe('ManifestReference', () => {
     expect(ManifestReference.toString(ref)).toBe(DIGEST);
   });
 
-  it.each(['', '.latest', '-latest', 'x'.repeat(129), 'lat est', 'latest/', 'lat%65st', 'caf\u00e9', '..'])(
-    'rejects tag %j with TAG_INVALID',
-    (tag) => {
-      expect(codeOf(() => ManifestReference.parse(tag))).toBe(OciErrorCode.TAG_INVALID);
-      expect(isValidTag(tag)).toBe(false);
-    },
-  );
+  it.each(['', '.latest', '-latest', 'x'.repeat(129), 'lat est', 'latest/', 'lat%65st', 'caf\u00e9', '..'])('rejects tag %j with TAG_INVALID', (tag) => {
+    expect(codeOf(() => ManifestReference.parse(tag))).toBe(OciErrorCode.TAG_INVALID);
+    expect(isValidTag(tag)).toBe(false);
+  });
 
   it.each(['sha256:abc', 'latest:1', DIGEST.toUpperCase(), 'md5:d41d8cd98f00b204e9800998ecf8427e', ':'])(
     'rejects digest-like %j with DIGEST_INVALID',

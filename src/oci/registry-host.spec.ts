@@ -1,7 +1,7 @@
 import { canonicalRegistryHost, registryHostOfUrl } from './registry-host.js';
 
 describe('registry hosts', () => {
-  it('treats Docker Hub\'s three names as one', () => {
+  it("treats Docker Hub's three names as one", () => {
     expect(canonicalRegistryHost('docker.io')).toBe('docker.io');
     expect(canonicalRegistryHost('index.docker.io')).toBe('docker.io');
     expect(canonicalRegistryHost('Registry-1.Docker.IO')).toBe('docker.io');
@@ -18,7 +18,23 @@ describe('registry hosts', () => {
   });
 
   it('refuses what is not a host', () => {
-    for (const bad of ['', ' ', 'a/b', 'http://x', 'x:', 'x:99999', 'x:0', '-a.io', 'a..b', 'a_b.io', 'a.io/path', `${'a'.repeat(64)}.io`, 'x'.repeat(256), 5, null]) {
+    for (const bad of [
+      '',
+      ' ',
+      'a/b',
+      'http://x',
+      'x:',
+      'x:99999',
+      'x:0',
+      '-a.io',
+      'a..b',
+      'a_b.io',
+      'a.io/path',
+      `${'a'.repeat(64)}.io`,
+      'x'.repeat(256),
+      5,
+      null,
+    ]) {
       expect(canonicalRegistryHost(bad)).toBeNull();
     }
     expect(registryHostOfUrl('not a url')).toBeNull();

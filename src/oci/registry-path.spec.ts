@@ -201,17 +201,56 @@ describe('registry path parser (property)', () => {
   const hex64 = fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), minLength: 64, maxLength: 64 });
   const fragment = fc.oneof(
     fc.constantFrom(
-      'library', 'alpine', 'a', 'A', '0', 'x-y', 'x__y', 'x.y', '.', '..', '...', '-', '_', '__', ':', ' ', '?', '#', '@',
-      '%', '%2e', '%2e%2e', '%2f', '%2F', '%00', '%5c', '\\', '\u0000', '\n', '\u00e9', '\ud83d\ude00', '/', '//',
-      'manifests', 'blobs', 'tags', 'list', 'referrers', 'uploads', 'latest', 'v1.0', 'sha256:', 'sha512:', 'SHA256:',
+      'library',
+      'alpine',
+      'a',
+      'A',
+      '0',
+      'x-y',
+      'x__y',
+      'x.y',
+      '.',
+      '..',
+      '...',
+      '-',
+      '_',
+      '__',
+      ':',
+      ' ',
+      '?',
+      '#',
+      '@',
+      '%',
+      '%2e',
+      '%2e%2e',
+      '%2f',
+      '%2F',
+      '%00',
+      '%5c',
+      '\\',
+      '\u0000',
+      '\n',
+      '\u00e9',
+      '\ud83d\ude00',
+      '/',
+      '//',
+      'manifests',
+      'blobs',
+      'tags',
+      'list',
+      'referrers',
+      'uploads',
+      'latest',
+      'v1.0',
+      'sha256:',
+      'sha512:',
+      'SHA256:',
     ),
     hex64.map((h) => `sha256:${h}`),
     hex64.map((h) => `sha512:${h}${h}`),
     fc.string({ maxLength: 8 }),
   );
-  const structured = fc.array(fragment, { maxLength: 16 }).chain((parts) =>
-    fc.constantFrom(parts.join('/'), parts.join('')),
-  );
+  const structured = fc.array(fragment, { maxLength: 16 }).chain((parts) => fc.constantFrom(parts.join('/'), parts.join('')));
   // Mostly-valid paths with junk mixed in, so that many inputs parse and the rest fail late.
   const nameComponent = fc.oneof(
     { weight: 4, arbitrary: fc.constantFrom('library', 'alpine', 'a', '0', 'x-y', 'x--y', 'x__y', 'x.y', 'manifests', 'blobs', 'tags', 'list') },
@@ -223,9 +262,7 @@ describe('registry path parser (property)', () => {
     { weight: 2, arbitrary: fc.tuple(fc.constantFrom('manifests', 'blobs', 'referrers', 'tags'), fragment).map(([e, f]) => `${e}/${f}`) },
     { weight: 1, arbitrary: fragment },
   );
-  const nearValid = fc
-    .tuple(fc.array(nameComponent, { minLength: 1, maxLength: 5 }), endpoint)
-    .map(([components, e]) => `${components.join('/')}/${e}`);
+  const nearValid = fc.tuple(fc.array(nameComponent, { minLength: 1, maxLength: 5 }), endpoint).map(([components, e]) => `${components.join('/')}/${e}`);
   const remainder = fc.oneof(
     { weight: 3, arbitrary: nearValid },
     { weight: 1, arbitrary: structured },
@@ -297,7 +334,10 @@ describe('registry path parser (property)', () => {
 
   it('holds for names and references that are valid by construction', () => {
     const component = fc.stringMatching(/^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/, { maxLength: 20 });
-    const name = fc.array(component, { minLength: 1, maxLength: 6 }).map((c) => c.join('/')).filter((n) => n.length <= 255);
+    const name = fc
+      .array(component, { minLength: 1, maxLength: 6 })
+      .map((c) => c.join('/'))
+      .filter((n) => n.length <= 255);
     const tag = fc.stringMatching(/^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/);
     const endpoint = fc.oneof(
       tag.map((t) => `manifests/${t}`),

@@ -1,5 +1,14 @@
 import { Body, Controller, Get, Param, Post } from '@nestjs/common';
-import { ApiBadRequestResponse, ApiCreatedResponse, ApiForbiddenResponse, ApiNotFoundResponse, ApiOkResponse, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
+import {
+  ApiBadRequestResponse,
+  ApiCreatedResponse,
+  ApiForbiddenResponse,
+  ApiNotFoundResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiParam,
+  ApiTags,
+} from '@nestjs/swagger';
 import { InvalidFieldException } from '../common/invalid-field.exception.js';
 import { ResourceIdPipe } from '../common/resource-id.pipe.js';
 import type { Actor } from '../accounts/actor.js';
@@ -47,7 +56,10 @@ export class PrefetchController {
   }
 
   @Get(':id/prefetch/:prefetch_id')
-  @ApiOperation({ summary: 'Get the progress of a prefetch (extension)', description: 'Per image: pending, running, done, or failed with the reason. Needs the Maintainer role or higher.' })
+  @ApiOperation({
+    summary: 'Get the progress of a prefetch (extension)',
+    description: 'Per image: pending, running, done, or failed with the reason. Needs the Maintainer role or higher.',
+  })
   @ApiParam(REGISTRY_ID)
   @ApiParam({ name: 'prefetch_id', description: 'The ID of the prefetch.', example: 1 })
   @ApiOkResponse({ type: PrefetchResponseDto })

@@ -51,10 +51,19 @@ export class PrefetchImageResponseDto {
   @ApiProperty({ type: [String], nullable: true, description: 'The platforms asked for; null: every platform of an index.', example: null })
   platforms: string[] | null;
 
-  @ApiProperty({ enum: Object.values(PrefetchImageStatus), description: 'pending (queued), running, done (in the cache), failed (see reason).', example: 'done' })
+  @ApiProperty({
+    enum: Object.values(PrefetchImageStatus),
+    description: 'pending (queued), running, done (in the cache), failed (see reason).',
+    example: 'done',
+  })
   status: PrefetchImageStatus;
 
-  @ApiProperty({ type: String, nullable: true, description: 'Why it failed: the answer a pull would have had (e.g. the upstreams answered 404 MANIFEST_UNKNOWN).', example: null })
+  @ApiProperty({
+    type: String,
+    nullable: true,
+    description: 'Why it failed: the answer a pull would have had (e.g. the upstreams answered 404 MANIFEST_UNKNOWN).',
+    example: null,
+  })
   reason: string | null;
 
   @ApiProperty({ type: 'integer', description: 'Manifests (an index and its children) in the cache so far.', example: 3 })
@@ -91,7 +100,11 @@ export class PrefetchResponseDto {
   @ApiProperty({ type: 'integer', description: 'The ID of the virtual registry.', example: 1 })
   registry_id: number;
 
-  @ApiProperty({ enum: ['pending', 'done', 'failed'], description: 'pending while an image is pending or running; then failed if one failed, else done.', example: 'pending' })
+  @ApiProperty({
+    enum: ['pending', 'done', 'failed'],
+    description: 'pending while an image is pending or running; then failed if one failed, else done.',
+    example: 'pending',
+  })
   status: 'pending' | 'done' | 'failed';
 
   @ApiProperty({ format: 'date-time', description: 'When the prefetch was asked for.', example: '2026-12-03T19:00:00.000Z' })

@@ -1,4 +1,15 @@
-import { Column, CreateDateColumn, Entity, OneToMany, PrimaryGeneratedColumn, UpdateDateColumn, type Relation, ValueTransformer, ManyToOne, JoinColumn } from 'typeorm';
+import {
+  Column,
+  CreateDateColumn,
+  Entity,
+  OneToMany,
+  PrimaryGeneratedColumn,
+  UpdateDateColumn,
+  type Relation,
+  ValueTransformer,
+  ManyToOne,
+  JoinColumn,
+} from 'typeorm';
 
 export enum PrefetchImageStatus {
   PENDING = 'pending',

@@ -159,7 +159,9 @@ export class PrefetchService implements OnModuleInit, OnApplicationBootstrap {
       if (!target) throw new PrefetchFailure('the registry no longer exists');
       await this.fill(target, image, progress, job.signal);
       await this.images.update(image.id, { status: PrefetchImageStatus.DONE, reason: null, ...progress });
-      this.logger.log(`prefetched ${image.repository}:${image.reference} into registry ${target.registryId}: ${progress.manifests} manifest(s), ${progress.blobs} blob(s)`);
+      this.logger.log(
+        `prefetched ${image.repository}:${image.reference} into registry ${target.registryId}: ${progress.manifests} manifest(s), ${progress.blobs} blob(s)`,
+      );
     } catch (err) {
       const reason = describeFailure(err);
       const retry = OciError.is(err, OciErrorCode.UNAVAILABLE) && job.attempt < PREFETCH_ATTEMPTS && !job.signal.aborted;

@@ -29,7 +29,15 @@ async function manualFill(bytes: Buffer, expected = digestOf(bytes)) {
     };
   });
   done.catch(() => undefined);
-  const fill: BlobFill = { key: `1 /x/blobs/${expected}`, upstreamId: 1, digest: expected, size: bytes.length, contentType: 'application/octet-stream', writer, done };
+  const fill: BlobFill = {
+    key: `1 /x/blobs/${expected}`,
+    upstreamId: 1,
+    digest: expected,
+    size: bytes.length,
+    contentType: 'application/octet-stream',
+    writer,
+    done,
+  };
   return { fill, writer, finish };
 }
 

@@ -121,17 +121,17 @@ export class RedisFillLock implements FillLock {
   private async connected(): Promise<void> {
     if (this.redis.status === 'ready') return;
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      new Promise((resolve) => this.redis.once('ready', resolve)),
-      new Promise((resolve) => (timer = setTimeout(resolve, CONNECT_WAIT_MS))),
-    ]);
+    await Promise.race([new Promise((resolve) => this.redis.once('ready', resolve)), new Promise((resolve) => (timer = setTimeout(resolve, CONNECT_WAIT_MS)))]);
     clearTimeout(timer);
   }
 
   private lease(redisKey: string, value: string): FillLease {
-    const renew = setInterval(() => {
-      this.redis.eval(RENEW, 1, redisKey, value, String(this.ttlMs)).catch(() => undefined);
-    }, Math.floor(this.ttlMs / 4));
+    const renew = setInterval(
+      () => {
+        this.redis.eval(RENEW, 1, redisKey, value, String(this.ttlMs)).catch(() => undefined);
+      },
+      Math.floor(this.ttlMs / 4),
+    );
     renew.unref();
     return {
       release: async () => {

@@ -68,7 +68,9 @@ export class FillPeers implements OnApplicationShutdown {
       res = await request(`${holder.peerUrl}${FILL_ROUTE_PREFIX}${encodeURIComponent(holder.token)}`, { dispatcher: this.agent });
     } catch (err) {
       // Only a holder nobody answers for is dead; a slow one (its upstream is slow) is alive.
-      return DEAD_PEER_ERRORS.has((err as { code?: string }).code ?? '') ? { kind: 'unreachable', error: err as Error } : { kind: 'stalled', error: err as Error };
+      return DEAD_PEER_ERRORS.has((err as { code?: string }).code ?? '')
+        ? { kind: 'unreachable', error: err as Error }
+        : { kind: 'stalled', error: err as Error };
     }
     res.body.on('error', () => undefined); // the caller's stream handlers take over; never unhandled
     const size = Number(res.headers['content-length']);

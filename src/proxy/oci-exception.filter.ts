@@ -35,12 +35,17 @@ function toOciError(exception: unknown): OciError {
   if (exception instanceof HttpException) {
     const status = exception.getStatus();
     const code =
-      status === 401 ? OciErrorCode.UNAUTHORIZED
-      : status === 403 ? OciErrorCode.DENIED
-      : status === 405 ? OciErrorCode.UNSUPPORTED
-      : status === 429 ? OciErrorCode.TOOMANYREQUESTS
-      : status === 404 ? OciErrorCode.NAME_UNKNOWN
-      : OciErrorCode.UNAVAILABLE;
+      status === 401
+        ? OciErrorCode.UNAUTHORIZED
+        : status === 403
+          ? OciErrorCode.DENIED
+          : status === 405
+            ? OciErrorCode.UNSUPPORTED
+            : status === 429
+              ? OciErrorCode.TOOMANYREQUESTS
+              : status === 404
+                ? OciErrorCode.NAME_UNKNOWN
+                : OciErrorCode.UNAVAILABLE;
     return new OciError(code, exception.message, { status });
   }
   return new OciError(OciErrorCode.UNAVAILABLE, 'internal error', { status: 500 });

@@ -239,14 +239,7 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     }
   }
 
-  private async claimAndStart(
-    upstream: PullUpstream,
-    path: string,
-    digest: string,
-    key: string,
-    holder: FillHolder,
-    signal?: AbortSignal,
-  ): Promise<Led> {
+  private async claimAndStart(upstream: PullUpstream, path: string, digest: string, key: string, holder: FillHolder, signal?: AbortSignal): Promise<Led> {
     const claim = await this.fillLock.claim(key, holder);
     if ('heldBy' in claim) return { start: { kind: 'remote', holder: claim.heldBy } };
     const { lease } = claim;
@@ -307,7 +300,9 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
       case 'uncacheable':
         return this.passThroughFrom(upstream, path, digest, failures);
       case 'stalled':
-        this.logger.warn(`the replica at ${holder.peerUrl} holding the fill of ${path} did not answer in time (${answer.error.message}); streaming from the upstream`);
+        this.logger.warn(
+          `the replica at ${holder.peerUrl} holding the fill of ${path} did not answer in time (${answer.error.message}); streaming from the upstream`,
+        );
         return this.passThroughFrom(upstream, path, digest, failures);
       case 'gone': {
         // The fill ended between the claim and our request: cached by now, unless it failed.

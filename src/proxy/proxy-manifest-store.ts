@@ -89,7 +89,10 @@ export class ProxyManifestStore {
     const recent = this.recentManifests.get(scope, path);
     if (recent) return this.serveRecentManifest(recent, method);
     const generation = this.recentManifests.generation;
-    const [entry] = await this.lookup.findLive(target.upstreams.map((u) => u.id), path);
+    const [entry] = await this.lookup.findLive(
+      target.upstreams.map((u) => u.id),
+      path,
+    );
     if (entry) {
       const upstream = target.upstreams.find((u) => u.id === entry.upstreamId)!;
       const remember = { scope, relativePath: path, generation };
@@ -275,7 +278,10 @@ export class ProxyManifestStore {
  */
 function manifestAccept(accept: string | undefined): string {
   if (!accept) return DEFAULT_MANIFEST_ACCEPT;
-  const types = accept.split(',').map((t) => t.trim()).filter(Boolean);
+  const types = accept
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
   for (const t of DEFAULT_MANIFEST_ACCEPT.split(',').map((x) => x.trim())) if (!types.some((x) => x.startsWith(t))) types.push(t);
   return types.join(', ');
 }

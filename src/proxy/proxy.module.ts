@@ -38,8 +38,7 @@ import { RegistryPullController, RegistryRootPullController } from './registry-p
     {
       provide: FILL_LOCK,
       inject: [queueConfig.KEY, RedisConnections],
-      useFactory: (queue: QueueConfig, redis: RedisConnections): FillLock =>
-        redis.enabled ? new RedisFillLock(redis, queue.prefix) : new LocalFillLock(),
+      useFactory: (queue: QueueConfig, redis: RedisConnections): FillLock => (redis.enabled ? new RedisFillLock(redis, queue.prefix) : new LocalFillLock()),
     },
   ],
   // for pre-warming (PrefetchModule), which drives the pull path through these

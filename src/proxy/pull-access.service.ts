@@ -86,7 +86,10 @@ export class PullAccessService {
     const generation = this.granted?.generation ?? 0;
     const scope = pullScope(registryId, name.value);
     const unauthorized = (err: RegistryAuthError) =>
-      new PullUnauthorizedError(err.message, challengeHeader(baseUrl(), scope, authorization ? 'invalid_token' : undefined, address.mirror ? registryId : undefined));
+      new PullUnauthorizedError(
+        err.message,
+        challengeHeader(baseUrl(), scope, authorization ? 'invalid_token' : undefined, address.mirror ? registryId : undefined),
+      );
     if (!authorization) {
       // no credentials at all: only a registry that allows anonymous pulls answers
       const target = await this.targets.pullTargetOf(registryId);

@@ -40,11 +40,7 @@ export class RecentManifests {
   private readonly largest: number;
   private readonly counted: { hit: { inc(): void }; miss: { inc(): void } };
 
-  constructor(
-    @Inject(limitsConfig.KEY) limits: LimitsConfig,
-    @Inject(INVALIDATION_BUS) bus: InvalidationBus,
-    metrics: MetricsService,
-  ) {
+  constructor(@Inject(limitsConfig.KEY) limits: LimitsConfig, @Inject(INVALIDATION_BUS) bus: InvalidationBus, metrics: MetricsService) {
     this.largest = Math.floor(limits.memoryCacheSize / LARGEST_SHARE);
     this.counted = {
       hit: metrics.memoryCacheRequests.labels({ cache: 'manifest', result: 'hit' }),

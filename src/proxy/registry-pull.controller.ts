@@ -28,10 +28,11 @@ const PATH_DOC =
   'in the `registry-mirrors` form `<id>/v2/<name>/...`';
 const NS_DOC =
   'The registry host of the image the client asked for (containerd sends it to every mirror): only the upstreams serving that host are asked ' +
-  '(their URL\'s host, `docker.io`/`index.docker.io`/`registry-1.docker.io` as one, or a host declared in `mirror_hosts`); none: 404 NAME_UNKNOWN';
+  "(their URL's host, `docker.io`/`index.docker.io`/`registry-1.docker.io` as one, or a host declared in `mirror_hosts`); none: 404 NAME_UNKNOWN";
 
 const ROOT_PATH_DOC = '`<name>/manifests/<tag|digest>`, `<name>/blobs/<digest>`, `<name>/tags/list` or `<name>/referrers/<digest>` of the root registry';
-const PING_DOC = '. `/virtual_registries/containers/<id>/v2/` is that registry\'s version check (as `GET /v2/`, its challenge\'s realm naming the registry: `/jwt/auth?registry=<id>`)';
+const PING_DOC =
+  ". `/virtual_registries/containers/<id>/v2/` is that registry's version check (as `GET /v2/`, its challenge's realm naming the registry: `/jwt/auth?registry=<id>`)";
 
 /** The three ways a pull addresses its registry (see the controllers). */
 type RouteForm = 'prefixed' | 'docker-mirror' | 'root';
@@ -61,10 +62,16 @@ function pullRoutes(paths: string[], pathDoc: string, withSpelling: boolean) {
 
     @Get(paths)
     @ApiOperation({ summary: 'Pull a manifest or blob, list tags or referrers (served from cache, or streamed from the first upstream that has it)' })
-    @ApiResponse({ status: 200, description: 'The content; `Docker-Content-Digest`, exact `Content-Type`, `Content-Length`, `ETag`' + (withSpelling ? PING_DOC : '') })
+    @ApiResponse({
+      status: 200,
+      description: 'The content; `Docker-Content-Digest`, exact `Content-Type`, `Content-Length`, `ETag`' + (withSpelling ? PING_DOC : ''),
+    })
     @ApiResponse({ status: 206, description: 'A byte range of a blob (`Range: bytes=a-b`)' })
     @ApiResponse({ status: 401, description: 'UNAUTHORIZED: get a token at the realm named by `WWW-Authenticate`' })
-    @ApiResponse({ status: 404, description: 'MANIFEST_UNKNOWN, BLOB_UNKNOWN or NAME_UNKNOWN (also: no upstream serves `ns`; no root registry configured for this Host)' })
+    @ApiResponse({
+      status: 404,
+      description: 'MANIFEST_UNKNOWN, BLOB_UNKNOWN or NAME_UNKNOWN (also: no upstream serves `ns`; no root registry configured for this Host)',
+    })
     @ApiResponse({ status: 429, description: 'TOOMANYREQUESTS (PULL_RATE_LIMIT_PER_MINUTE), with Retry-After' })
     @ApiResponse({ status: 503, description: 'UNAVAILABLE: no upstream answered and nothing is cached' })
     async get(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
@@ -153,7 +160,10 @@ function pullRoutes(paths: string[], pathDoc: string, withSpelling: boolean) {
         const path = parseRepositoryPath(root[1]);
         const registryId = rootRegistryFor(this.app.rootRegistries, request.host);
         if (registryId === undefined) {
-          throw new OciError(OciErrorCode.NAME_UNKNOWN, 'no registry is served at the root /v2/ of this host: use /v2/virtual_registries/containers/<id>/<name>');
+          throw new OciError(
+            OciErrorCode.NAME_UNKNOWN,
+            'no registry is served at the root /v2/ of this host: use /v2/virtual_registries/containers/<id>/<name>',
+          );
         }
         return { route: { ...path, registryId }, form: 'root' };
       }

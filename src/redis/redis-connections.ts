@@ -45,10 +45,7 @@ export class RedisConnections {
     const redis = this.commands();
     if (!redis || redis.status === 'ready') return redis;
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      new Promise((resolve) => redis.once('ready', resolve)),
-      new Promise((resolve) => (timer = setTimeout(resolve, waitMs))),
-    ]);
+    await Promise.race([new Promise((resolve) => redis.once('ready', resolve)), new Promise((resolve) => (timer = setTimeout(resolve, waitMs)))]);
     clearTimeout(timer);
     return redis;
   }

@@ -15,12 +15,7 @@ import { CurrentActor } from '../accounts/current-actor.decorator.js';
 import { ApiPaginatedResponse } from '../common/api-paginated-response.decorator.js';
 import { Page, PageHeadersInterceptor } from '../common/pagination.js';
 import { RegistriesService } from './registries.service.js';
-import {
-  RegistryCreateDto,
-  RegistryListQueryDto,
-  RegistryResponseDto,
-  RegistryUpdateDto,
-} from './registry.dto.js';
+import { RegistryCreateDto, RegistryListQueryDto, RegistryResponseDto, RegistryUpdateDto } from './registry.dto.js';
 import { ResourceIdPipe } from '../common/resource-id.pipe.js';
 
 /**
@@ -39,11 +34,7 @@ export class RegistriesController {
   @ApiOperation({ summary: 'List all virtual registries of a group', description: 'Needs the Reporter role or higher.' })
   @ApiParam({ name: 'id', description: 'The group ID or full group path.', example: '5' })
   @ApiPaginatedResponse(RegistryResponseDto)
-  async list(
-    @CurrentActor() actor: Actor,
-    @Param('id') group: string,
-    @Query() query: RegistryListQueryDto,
-  ): Promise<Page<RegistryResponseDto>> {
+  async list(@CurrentActor() actor: Actor, @Param('id') group: string, @Query() query: RegistryListQueryDto): Promise<Page<RegistryResponseDto>> {
     return (await this.registries.listForGroup(actor, group, Page.request(query))).map(RegistryResponseDto.from);
   }
 
@@ -54,7 +45,9 @@ export class RegistriesController {
   @ApiBadRequestResponse({ description: 'Invalid name or description, a duplicate name, or the group has reached its registry limit.' })
   @ApiForbiddenResponse({ description: 'The caller can see the group but may not create registries.' })
   async create(@CurrentActor() actor: Actor, @Param('id') group: string, @Body() body: RegistryCreateDto): Promise<RegistryResponseDto> {
-    return RegistryResponseDto.from(await this.registries.createOrUpdate(actor, { group, name: body.name, description: body.description, anonymousPull: body.anonymous_pull }));
+    return RegistryResponseDto.from(
+      await this.registries.createOrUpdate(actor, { group, name: body.name, description: body.description, anonymousPull: body.anonymous_pull }),
+    );
   }
 
   @Patch('virtual_registries/container/registries/:id')
@@ -68,6 +61,8 @@ export class RegistriesController {
     @Param('id', new ResourceIdPipe('Registry Not Found')) id: number,
     @Body() body: RegistryUpdateDto,
   ): Promise<RegistryResponseDto> {
-    return RegistryResponseDto.from(await this.registries.createOrUpdate(actor, { id, name: body.name, description: body.description, anonymousPull: body.anonymous_pull }));
+    return RegistryResponseDto.from(
+      await this.registries.createOrUpdate(actor, { id, name: body.name, description: body.description, anonymousPull: body.anonymous_pull }),
+    );
   }
 }

@@ -79,11 +79,7 @@ export class RegistriesService {
    * Creates a registry (params carry `group`) or updates one (params carry `id`). Creation holds a lock
    * on the group row while it counts, so concurrent creates cannot exceed REGISTRIES_PER_GROUP.
    */
-  async createOrUpdate(
-    actor: Actor | null,
-    params: RegistryCreateParams | RegistryUpdateParams,
-    options: PermissionCheckOptions = {},
-  ): Promise<Registry> {
+  async createOrUpdate(actor: Actor | null, params: RegistryCreateParams | RegistryUpdateParams, options: PermissionCheckOptions = {}): Promise<Registry> {
     return 'id' in params ? this.update(actor, params, options) : this.create(actor, params, options);
   }
 
@@ -99,10 +95,7 @@ export class RegistriesService {
         await manager.query('SELECT id FROM groups WHERE id = $1 FOR NO KEY UPDATE', [group.id]);
         const count = await manager.countBy(Registry, { groupId: group.id });
         if (count >= this.limits.registriesPerGroup) {
-          throw new InvalidFieldException(
-            'group',
-            `${this.limits.registriesPerGroup} registries is the maximum allowed per top-level group`,
-          );
+          throw new InvalidFieldException('group', `${this.limits.registriesPerGroup} registries is the maximum allowed per top-level group`);
         }
         const registry = manager.create(Registry, {
           groupId: group.id,

@@ -14,14 +14,25 @@ const ANONYMOUS_PULL_DESCRIPTION =
 const trim = ({ value }: { value: unknown }) => (typeof value === 'string' ? value.trim() : value);
 
 export class RegistryCreateDto {
-  @ApiProperty({ description: 'The name of the virtual registry (unique in its group).', maxLength: MAX_REGISTRY_NAME_LENGTH, example: 'my-container-virtual-registry' })
+  @ApiProperty({
+    description: 'The name of the virtual registry (unique in its group).',
+    maxLength: MAX_REGISTRY_NAME_LENGTH,
+    example: 'my-container-virtual-registry',
+  })
   @Transform(trim)
   @IsString()
   @IsNotEmpty()
   @MaxLength(MAX_REGISTRY_NAME_LENGTH)
   name: string;
 
-  @ApiProperty({ type: String, required: false, nullable: true, description: 'The description of the virtual registry.', maxLength: MAX_DESCRIPTION_LENGTH, example: 'My container virtual registry' })
+  @ApiProperty({
+    type: String,
+    required: false,
+    nullable: true,
+    description: 'The description of the virtual registry.',
+    maxLength: MAX_DESCRIPTION_LENGTH,
+    example: 'My container virtual registry',
+  })
   @IsOptional()
   @IsString()
   @MaxLength(MAX_DESCRIPTION_LENGTH)
@@ -43,7 +54,14 @@ export class RegistryUpdateDto {
   @MaxLength(MAX_REGISTRY_NAME_LENGTH)
   name?: string;
 
-  @ApiProperty({ type: String, required: false, nullable: true, description: 'The description of the virtual registry (null or "" clears it).', maxLength: MAX_DESCRIPTION_LENGTH, example: 'Docker Hub through the office cache' })
+  @ApiProperty({
+    type: String,
+    required: false,
+    nullable: true,
+    description: 'The description of the virtual registry (null or "" clears it).',
+    maxLength: MAX_DESCRIPTION_LENGTH,
+    example: 'Docker Hub through the office cache',
+  })
   @ValidateIf((o: RegistryUpdateDto) => o.description !== undefined && o.description !== null)
   @IsString()
   @MaxLength(MAX_DESCRIPTION_LENGTH)

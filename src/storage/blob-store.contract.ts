@@ -40,11 +40,7 @@ export interface BlobStoreContractOptions {
 const MiB = 1024 ** 2;
 const RSS_GROWTH_LIMIT = 100 * MiB;
 
-export function runBlobStoreContract(
-  name: string,
-  factory: () => Promise<BlobStoreContractSubject>,
-  options: BlobStoreContractOptions,
-): void {
+export function runBlobStoreContract(name: string, factory: () => Promise<BlobStoreContractSubject>, options: BlobStoreContractOptions): void {
   describe(`BlobStore contract: ${name}`, () => {
     let subject: BlobStoreContractSubject;
     let store: BlobStore;
@@ -114,9 +110,7 @@ export function runBlobStoreContract(
     it('refuses a range that starts past the end, and malformed ranges', async () => {
       const bytes = randomBytes(1000);
       const digest = await writeBlob(store, bytes);
-      await expect(store.createReadStream(digest, { start: 1000, end: 2000 })).rejects.toBeInstanceOf(
-        BlobRangeNotSatisfiableError,
-      );
+      await expect(store.createReadStream(digest, { start: 1000, end: 2000 })).rejects.toBeInstanceOf(BlobRangeNotSatisfiableError);
       await expect(store.createReadStream(digest, { start: 10, end: 5 })).rejects.toBeInstanceOf(RangeError);
       await expect(store.createReadStream(digest, { start: -1, end: 5 })).rejects.toBeInstanceOf(RangeError);
     });
@@ -284,7 +278,10 @@ export function runBlobStoreContract(
       const writer = await store.create();
       const reader = writer.openTailReader(0, { end: bytes.length - 1 }) as unknown as SelfWritingBody;
       const sink = new Sink();
-      const served = reader.writeTo(sink).then(() => 'completed', (err: unknown) => err);
+      const served = reader.writeTo(sink).then(
+        () => 'completed',
+        (err: unknown) => err,
+      );
       await writer.append(bytes);
       await expect(writer.commit(digestOf(randomBytes(10)))).rejects.toBeInstanceOf(DigestMismatchError);
       expect(await served).toBeInstanceOf(DigestMismatchError);
@@ -311,7 +308,10 @@ export function runBlobStoreContract(
       const body = await store.createReadStream(digest);
       if (!isSelfWriting(body)) return expect(fingerprint(await readBytes(body))).toEqual(fingerprint(bytes));
       const sink = new Sink({ stallAfter: MiB });
-      const served = body.writeTo(sink).then(() => 'completed', (err: unknown) => err);
+      const served = body.writeTo(sink).then(
+        () => 'completed',
+        (err: unknown) => err,
+      );
       await waitUntil(() => sink.received >= MiB);
       sink.destroy();
       expect(await served).toBeInstanceOf(Error);

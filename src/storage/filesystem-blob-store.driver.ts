@@ -150,9 +150,7 @@ class FilesystemCommitTarget implements BlobCommitTarget {
     await this.spool.sync();
     await mkdir(dirname(target), { recursive: true });
     await rename(this.tempPath, target);
-    await syncDirectory(dirname(target)).catch((err: Error) =>
-      this.store.warn(`could not fsync ${dirname(target)}: ${err.message}`),
-    );
+    await syncDirectory(dirname(target)).catch((err: Error) => this.store.warn(`could not fsync ${dirname(target)}: ${err.message}`));
   }
 
   async discard(): Promise<void> {

@@ -49,9 +49,7 @@ runBlobStoreContract(
       store,
       async plantOrphanTemporary() {
         const id = randomUUID();
-        await store.client.send(
-          new PutObjectCommand({ Bucket: store.bucket, Key: `_uploads/${id}`, Body: 'the upload of a process that crashed' }),
-        );
+        await store.client.send(new PutObjectCommand({ Bucket: store.bucket, Key: `_uploads/${id}`, Body: 'the upload of a process that crashed' }));
         return id;
       },
       async readOffloaded(target) {

@@ -97,10 +97,7 @@ export class S3BlobStoreDriver implements BlobStore, OnModuleDestroy {
       endpoint,
       region: options.region,
       forcePathStyle: options.forcePathStyle,
-      credentials:
-        options.accessKeyId && options.secretAccessKey
-          ? { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey }
-          : undefined,
+      credentials: options.accessKeyId && options.secretAccessKey ? { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey } : undefined,
       // Without these the SDK sends aws-chunked bodies that some S3-compatible servers store verbatim.
       requestChecksumCalculation: 'WHEN_REQUIRED' as const,
       responseChecksumValidation: 'WHEN_REQUIRED' as const,
@@ -250,9 +247,7 @@ export class S3BlobStoreDriver implements BlobStore, OnModuleDestroy {
         );
         parts.push({ PartNumber: partNumber, ETag: CopyPartResult?.ETag });
       }
-      await this.client.send(
-        new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: targetKey, UploadId, MultipartUpload: { Parts: parts } }),
-      );
+      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: targetKey, UploadId, MultipartUpload: { Parts: parts } }));
     } catch (err) {
       await this.client
         .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: targetKey, UploadId }))
@@ -269,9 +264,7 @@ export class S3BlobStoreDriver implements BlobStore, OnModuleDestroy {
   private async *listObjects(prefix: string): AsyncIterable<_Object> {
     let continuationToken: string | undefined;
     do {
-      const page = await this.client.send(
-        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: continuationToken }),
-      );
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: continuationToken }));
       for (const object of page.Contents ?? []) if (object.Key) yield object;
       continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (continuationToken);

@@ -1,14 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { Readable, Writable } from 'node:stream';
-import {
-  BlobStore,
-  BlobWriteCancelledError,
-  BlobWriter,
-  BlobWriterClosedError,
-  CommittedBlob,
-  DigestMismatchError,
-  digestHex,
-} from './blob-store.js';
+import { BlobStore, BlobWriteCancelledError, BlobWriter, BlobWriterClosedError, CommittedBlob, DigestMismatchError, digestHex } from './blob-store.js';
 import { BlobSpool, type TailReadOptions } from './blob-spool.js';
 
 /** How many bytes `stream` gathers before it stores them. */
@@ -111,10 +103,11 @@ export class SpooledBlobWriter implements BlobWriter {
   }
 
   cancel(): Promise<void> {
-    if (this.committed) return this.committed.then(
-      () => undefined,
-      () => undefined,
-    );
+    if (this.committed)
+      return this.committed.then(
+        () => undefined,
+        () => undefined,
+      );
     this.cancelled ??= (async () => {
       this.state = 'cancelled';
       await this.writes;

@@ -11,11 +11,7 @@ import {
 } from './credential-encryption.service.js';
 
 async function service(dataDir: string, encryptionKey?: string, previous: string[] = []): Promise<CredentialEncryptionService> {
-  const s = new CredentialEncryptionService(
-    { encryptionKey, encryptionPreviousKeys: previous } as never,
-    { dataDir } as never,
-    { url: undefined } as never,
-  );
+  const s = new CredentialEncryptionService({ encryptionKey, encryptionPreviousKeys: previous } as never, { dataDir } as never, { url: undefined } as never);
   await s.onModuleInit();
   return s;
 }

@@ -151,9 +151,7 @@ export class CredentialEncryptionService implements OnModuleInit {
     }
     await chmod(file, 0o600);
     if (this.database.url) {
-      this.logger.warn(
-        `ENCRYPTION_KEY is not set: using ${file}. Every replica sharing this database must use the same key; set ENCRYPTION_KEY.`,
-      );
+      this.logger.warn(`ENCRYPTION_KEY is not set: using ${file}. Every replica sharing this database must use the same key; set ENCRYPTION_KEY.`);
     }
     return parseEncryptionKey((await readFile(file, 'utf8')).trim());
   }

@@ -35,9 +35,7 @@ export class RegistryUpstreamsController {
   @ApiConflictResponse({ description: 'The upstream is already associated with the registry.' })
   @ApiForbiddenResponse({ description: 'The caller may read but not change the registry.' })
   async create(@CurrentActor() actor: Actor, @Body() body: RegistryUpstreamCreateDto): Promise<RegistryUpstreamResponseDto> {
-    return RegistryUpstreamResponseDto.from(
-      await this.registryUpstreams.link(actor, { registryId: body.registry_id, upstreamId: body.upstream_id }),
-    );
+    return RegistryUpstreamResponseDto.from(await this.registryUpstreams.link(actor, { registryId: body.registry_id, upstreamId: body.upstream_id }));
   }
 
   @Patch(':id')

@@ -59,11 +59,7 @@ export class RegistryUpstreamsService {
   }
 
   /** Associates an existing upstream with a registry, at the end of its list. */
-  async link(
-    actor: Actor | null,
-    params: { registryId: number; upstreamId: number },
-    options: PermissionCheckOptions = {},
-  ): Promise<RegistryUpstream> {
+  async link(actor: Actor | null, params: { registryId: number; upstreamId: number }, options: PermissionCheckOptions = {}): Promise<RegistryUpstream> {
     const registry = await this.registries.findAccessible(actor, params.registryId, GroupPermission.WRITE, options);
     const upstream = await this.upstreams.findOneBy({ id: params.upstreamId });
     // An upstream of another group is as invisible here as one that does not exist.

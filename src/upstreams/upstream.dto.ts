@@ -24,7 +24,10 @@ const MIRROR_HOSTS_DESCRIPTION =
   '`docker.io`, `index.docker.io` and `registry-1.docker.io` are one host. Stored lower case; [] clears.';
 
 export class UpstreamCreateDto {
-  @ApiProperty({ description: 'The URL of the upstream container registry (http or https; a trailing `/` or `/v2` is removed).', example: 'https://registry-1.docker.io' })
+  @ApiProperty({
+    description: 'The URL of the upstream container registry (http or https; a trailing `/` or `/v2` is removed).',
+    example: 'https://registry-1.docker.io',
+  })
   @Transform(trim)
   @IsString()
   @IsNotEmpty()
@@ -38,25 +41,50 @@ export class UpstreamCreateDto {
   @MaxLength(MAX_UPSTREAM_NAME_LENGTH)
   name: string;
 
-  @ApiProperty({ type: String, required: false, nullable: true, description: 'The description of the upstream registry.', maxLength: MAX_DESCRIPTION_LENGTH, example: 'Docker Hub registry' })
+  @ApiProperty({
+    type: String,
+    required: false,
+    nullable: true,
+    description: 'The description of the upstream registry.',
+    maxLength: MAX_DESCRIPTION_LENGTH,
+    example: 'Docker Hub registry',
+  })
   @IsOptional()
   @IsString()
   @MaxLength(MAX_DESCRIPTION_LENGTH)
   description?: string | null;
 
-  @ApiProperty({ required: false, description: 'The username for the upstream registry. Give both username and password, or neither (anonymous).', maxLength: MAX_CREDENTIAL_LENGTH, example: 'user' })
+  @ApiProperty({
+    required: false,
+    description: 'The username for the upstream registry. Give both username and password, or neither (anonymous).',
+    maxLength: MAX_CREDENTIAL_LENGTH,
+    example: 'user',
+  })
   @IsOptional()
   @IsString()
   @MaxLength(MAX_CREDENTIAL_LENGTH)
   username?: string;
 
-  @ApiProperty({ required: false, description: 'The password or access token for the upstream registry; stored encrypted and never returned.', maxLength: MAX_CREDENTIAL_LENGTH, example: 'dckr_pat_example', writeOnly: true })
+  @ApiProperty({
+    required: false,
+    description: 'The password or access token for the upstream registry; stored encrypted and never returned.',
+    maxLength: MAX_CREDENTIAL_LENGTH,
+    example: 'dckr_pat_example',
+    writeOnly: true,
+  })
   @IsOptional()
   @IsString()
   @MaxLength(MAX_CREDENTIAL_LENGTH)
   password?: string;
 
-  @ApiProperty({ type: 'integer', required: false, default: 24, minimum: 0, description: 'How long, in hours, a cached tag is served before the upstream is asked again (0: never).', example: 24 })
+  @ApiProperty({
+    type: 'integer',
+    required: false,
+    default: 24,
+    minimum: 0,
+    description: 'How long, in hours, a cached tag is served before the upstream is asked again (0: never).',
+    example: 24,
+  })
   @IsOptional()
   @Type(() => Number)
   @IsInt()
@@ -83,7 +111,12 @@ export class UpstreamUpdateDto {
   @MaxLength(MAX_URL_INPUT_LENGTH)
   url?: string;
 
-  @ApiProperty({ required: false, description: 'The name of the upstream registry.', maxLength: MAX_UPSTREAM_NAME_LENGTH, example: 'GitHub Container Registry' })
+  @ApiProperty({
+    required: false,
+    description: 'The name of the upstream registry.',
+    maxLength: MAX_UPSTREAM_NAME_LENGTH,
+    example: 'GitHub Container Registry',
+  })
   @IsOptional()
   @Transform(trim)
   @IsString()
@@ -91,25 +124,53 @@ export class UpstreamUpdateDto {
   @MaxLength(MAX_UPSTREAM_NAME_LENGTH)
   name?: string;
 
-  @ApiProperty({ type: String, required: false, nullable: true, description: 'The description of the upstream registry (null or "" clears it).', maxLength: MAX_DESCRIPTION_LENGTH, example: 'GHCR, public images' })
+  @ApiProperty({
+    type: String,
+    required: false,
+    nullable: true,
+    description: 'The description of the upstream registry (null or "" clears it).',
+    maxLength: MAX_DESCRIPTION_LENGTH,
+    example: 'GHCR, public images',
+  })
   @ValidateIf((o: UpstreamUpdateDto) => isGiven(o.description))
   @IsString()
   @MaxLength(MAX_DESCRIPTION_LENGTH)
   description?: string | null;
 
-  @ApiProperty({ type: String, required: false, nullable: true, description: 'The username; give it with password. Both null (or empty) remove the credentials.', maxLength: MAX_CREDENTIAL_LENGTH, example: 'user' })
+  @ApiProperty({
+    type: String,
+    required: false,
+    nullable: true,
+    description: 'The username; give it with password. Both null (or empty) remove the credentials.',
+    maxLength: MAX_CREDENTIAL_LENGTH,
+    example: 'user',
+  })
   @ValidateIf((o: UpstreamUpdateDto) => isGiven(o.username))
   @IsString()
   @MaxLength(MAX_CREDENTIAL_LENGTH)
   username?: string | null;
 
-  @ApiProperty({ type: String, required: false, nullable: true, description: 'The password; give it with username. Stored encrypted, never returned.', maxLength: MAX_CREDENTIAL_LENGTH, example: 'new-token', writeOnly: true })
+  @ApiProperty({
+    type: String,
+    required: false,
+    nullable: true,
+    description: 'The password; give it with username. Stored encrypted, never returned.',
+    maxLength: MAX_CREDENTIAL_LENGTH,
+    example: 'new-token',
+    writeOnly: true,
+  })
   @ValidateIf((o: UpstreamUpdateDto) => isGiven(o.password))
   @IsString()
   @MaxLength(MAX_CREDENTIAL_LENGTH)
   password?: string | null;
 
-  @ApiProperty({ type: 'integer', required: false, minimum: 0, description: 'How long, in hours, a cached tag is served before the upstream is asked again (0: never).', example: 72 })
+  @ApiProperty({
+    type: 'integer',
+    required: false,
+    minimum: 0,
+    description: 'How long, in hours, a cached tag is served before the upstream is asked again (0: never).',
+    example: 72,
+  })
   @IsOptional()
   @Type(() => Number)
   @IsInt()
@@ -149,7 +210,13 @@ export class UpstreamTestDto {
   @MaxLength(MAX_CREDENTIAL_LENGTH)
   username?: string;
 
-  @ApiProperty({ required: false, description: 'The password (with username, or neither).', maxLength: MAX_CREDENTIAL_LENGTH, example: 'secret', writeOnly: true })
+  @ApiProperty({
+    required: false,
+    description: 'The password (with username, or neither).',
+    maxLength: MAX_CREDENTIAL_LENGTH,
+    example: 'secret',
+    writeOnly: true,
+  })
   @IsOptional()
   @IsString()
   @MaxLength(MAX_CREDENTIAL_LENGTH)
@@ -158,7 +225,11 @@ export class UpstreamTestDto {
 
 /** Test an existing upstream, optionally with another url and/or other credentials. */
 export class UpstreamTestOverridesDto {
-  @ApiProperty({ required: false, description: 'Test this URL instead of the configured one (without the stored credentials).', example: 'https://registry-1.docker.io' })
+  @ApiProperty({
+    required: false,
+    description: 'Test this URL instead of the configured one (without the stored credentials).',
+    example: 'https://registry-1.docker.io',
+  })
   @IsOptional()
   @Transform(trim)
   @IsString()
@@ -172,7 +243,13 @@ export class UpstreamTestOverridesDto {
   @MaxLength(MAX_CREDENTIAL_LENGTH)
   username?: string;
 
-  @ApiProperty({ required: false, description: 'Test with this password (with username).', maxLength: MAX_CREDENTIAL_LENGTH, example: 'newpass', writeOnly: true })
+  @ApiProperty({
+    required: false,
+    description: 'Test with this password (with username).',
+    maxLength: MAX_CREDENTIAL_LENGTH,
+    example: 'newpass',
+    writeOnly: true,
+  })
   @IsOptional()
   @IsString()
   @MaxLength(MAX_CREDENTIAL_LENGTH)
@@ -204,7 +281,12 @@ export class RegistryUpstreamCreateDto {
 }
 
 export class RegistryUpstreamUpdateDto {
-  @ApiProperty({ type: 'integer', description: 'The new position (1 is asked first); others shift. A position past the end moves it last.', minimum: 1, example: 1 })
+  @ApiProperty({
+    type: 'integer',
+    description: 'The new position (1 is asked first); others shift. A position past the end moves it last.',
+    minimum: 1,
+    example: 1,
+  })
   @Type(() => Number)
   @IsInt()
   @Min(1)
@@ -321,19 +403,40 @@ export class UpstreamRateLimitDto {
   @ApiProperty({ type: 'integer', nullable: true, description: 'The window of the limit, in seconds (`;w=`).', example: 21600 })
   window_seconds: number | null;
 
-  @ApiProperty({ type: String, nullable: true, description: 'The last `docker-ratelimit-source` (the address or account the budget is counted for).', example: '203.0.113.7' })
+  @ApiProperty({
+    type: String,
+    nullable: true,
+    description: 'The last `docker-ratelimit-source` (the address or account the budget is counted for).',
+    example: '203.0.113.7',
+  })
   source: string | null;
 
-  @ApiProperty({ type: String, nullable: true, format: 'date-time', description: 'When these values were last seen on an answer of the upstream.', example: '2026-12-03T19:00:00.000Z' })
+  @ApiProperty({
+    type: String,
+    nullable: true,
+    format: 'date-time',
+    description: 'When these values were last seen on an answer of the upstream.',
+    example: '2026-12-03T19:00:00.000Z',
+  })
   seen_at: string | null;
 
-  @ApiProperty({ type: String, nullable: true, format: 'date-time', description: 'GETs are not sent to the upstream before this moment (it answered 429 with Retry-After).', example: null })
+  @ApiProperty({
+    type: String,
+    nullable: true,
+    format: 'date-time',
+    description: 'GETs are not sent to the upstream before this moment (it answered 429 with Retry-After).',
+    example: null,
+  })
   paused_until: string | null;
 }
 
 /** Extension: the upstream's circuit breaker on the replica that answers (state is per replica). */
 export class UpstreamCircuitBreakerDto {
-  @ApiProperty({ enum: ['closed', 'open', 'half-open'], description: 'closed: asked normally; open: skipped until `open_until`; half-open: one probe request tests it.', example: 'closed' })
+  @ApiProperty({
+    enum: ['closed', 'open', 'half-open'],
+    description: 'closed: asked normally; open: skipped until `open_until`; half-open: one probe request tests it.',
+    example: 'closed',
+  })
   state: 'closed' | 'open' | 'half-open';
 
   @ApiProperty({ type: 'integer', description: 'Connection failures, timeouts or 5xx answers in a row.', example: 0 })
@@ -353,7 +456,10 @@ export class UpstreamDetailResponseDto extends UpstreamResponseDto {
   @ApiProperty({ type: [UpstreamRegistryLinkDto], description: 'The registries this upstream is associated with.' })
   registry_upstreams: UpstreamRegistryLinkDto[];
 
-  @ApiProperty({ type: UpstreamRateLimitDto, description: 'Extension: the rate-limit budget the upstream last announced (Docker Hub headers), as seen by this replica.' })
+  @ApiProperty({
+    type: UpstreamRateLimitDto,
+    description: 'Extension: the rate-limit budget the upstream last announced (Docker Hub headers), as seen by this replica.',
+  })
   rate_limit: UpstreamRateLimitDto;
 
   @ApiProperty({ type: UpstreamCircuitBreakerDto, description: "Extension: the upstream's circuit breaker on this replica." })

@@ -50,14 +50,8 @@ export class UpstreamsController {
   @ApiOperation({ summary: 'List all upstreams of a group', description: 'Needs the Reporter role or higher.' })
   @ApiParam(GROUP_ID)
   @ApiPaginatedResponse(UpstreamResponseDto)
-  async listForGroup(
-    @CurrentActor() actor: Actor,
-    @Param('id') group: string,
-    @Query() query: UpstreamListQueryDto,
-  ): Promise<Page<UpstreamResponseDto>> {
-    return (await this.upstreams.listForGroup(actor, group, Page.request(query), { upstreamName: query.upstream_name })).map(
-      UpstreamResponseDto.from,
-    );
+  async listForGroup(@CurrentActor() actor: Actor, @Param('id') group: string, @Query() query: UpstreamListQueryDto): Promise<Page<UpstreamResponseDto>> {
+    return (await this.upstreams.listForGroup(actor, group, Page.request(query), { upstreamName: query.upstream_name })).map(UpstreamResponseDto.from);
   }
 
   @Post('groups/:id/-/virtual_registries/container/upstreams/test')
@@ -65,8 +59,7 @@ export class UpstreamsController {
   @ApiOperation({
     summary: 'Test a connection before creating an upstream',
     description:
-      'HEADs library/alpine/manifests/latest on the URL with the given credentials. 2xx or 404 is a success. ' +
-      'Needs the Maintainer role or higher.',
+      'HEADs library/alpine/manifests/latest on the URL with the given credentials. 2xx or 404 is a success. ' + 'Needs the Maintainer role or higher.',
   })
   @ApiParam(GROUP_ID)
   @ApiOkResponse({ type: UpstreamTestResponseDto })
@@ -84,9 +77,7 @@ export class UpstreamsController {
     @CurrentActor() actor: Actor,
     @Param('id', new ResourceIdPipe('Registry Not Found')) registryId: number,
   ): Promise<RegistryUpstreamListItemDto[]> {
-    return (await this.upstreams.listForRegistry(actor, registryId)).map(({ upstream, link }) =>
-      RegistryUpstreamListItemDto.fromLinked(upstream, link),
-    );
+    return (await this.upstreams.listForRegistry(actor, registryId)).map(({ upstream, link }) => RegistryUpstreamListItemDto.fromLinked(upstream, link));
   }
 
   @Post('virtual_registries/container/registries/:id/upstreams')

@@ -153,23 +153,14 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     if (resealed) this.logger.log(`re-sealed the credentials of ${resealed} upstream(s) with the current key, bound to their row`);
   }
 
-  async listForGroup(
-    actor: Actor,
-    groupRef: string | number,
-    page: PageRequest,
-    filter: { upstreamName?: string } = {},
-  ): Promise<Page<Upstream>> {
+  async listForGroup(actor: Actor, groupRef: string | number, page: PageRequest, filter: { upstreamName?: string } = {}): Promise<Page<Upstream>> {
     const group = await this.groups.resolve(groupRef);
     await this.policy.assert(actor, group.id, GroupPermission.READ);
     const query = this.upstreams.createQueryBuilder('u').where('u.group_id = :groupId', { groupId: group.id });
     if (filter.upstreamName) {
       query.andWhere(`u.name ILIKE :name ESCAPE '\\'`, { name: `%${escapeLike(filter.upstreamName)}%` });
     }
-    const [items, total] = await query
-      .orderBy('u.id', 'ASC')
-      .skip(page.skip)
-      .take(page.perPage)
-      .getManyAndCount();
+    const [items, total] = await query.orderBy('u.id', 'ASC').skip(page.skip).take(page.perPage).getManyAndCount();
     return new Page(items, total, page.page, page.perPage);
   }
 
@@ -311,9 +302,9 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     const upstream = await this.findAccessible(actor, id, GroupPermission.WRITE);
     await this.dataSource.transaction(async (manager) => {
       const registryIds = (
-        (await manager.query('SELECT DISTINCT registry_id FROM registry_upstreams WHERE upstream_id = $1 ORDER BY registry_id', [
-          upstream.id,
-        ])) as { registry_id: number }[]
+        (await manager.query('SELECT DISTINCT registry_id FROM registry_upstreams WHERE upstream_id = $1 ORDER BY registry_id', [upstream.id])) as {
+          registry_id: number;
+        }[]
       ).map((r) => Number(r.registry_id));
       for (const registryId of registryIds) await lockRegistry(manager, registryId).catch(ignoreNotFound);
       await manager.delete(Upstream, { id: upstream.id });
@@ -397,7 +388,13 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
   }
 
   private toPullUpstream(row: PullUpstreamRow): PullUpstream {
-    const upstream = { id: row.id, groupId: row.group_id, position: row.position, cacheValidityHours: row.cache_validity_hours, mirrorHosts: row.mirror_hosts ?? [] };
+    const upstream = {
+      id: row.id,
+      groupId: row.group_id,
+      position: row.position,
+      cacheValidityHours: row.cache_validity_hours,
+      mirrorHosts: row.mirror_hosts ?? [],
+    };
     const descriptor = { id: row.id, url: row.url, authUrl: row.auth_url };
     if (!row.password_ciphertext || !row.credentials_key_id) return { ...upstream, descriptor: { ...descriptor, username: row.username, password: null } };
     try {
@@ -462,10 +459,7 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     } catch (err) {
       if (err instanceof UpstreamError) {
         this.logger.warn(`upstream url refused: ${err.message}; ${err.detail ?? url}`);
-        throw new InvalidFieldException(
-          'url',
-          err.kind === 'refused-address' ? `is blocked: ${err.message}` : 'is blocked: the host cannot be resolved',
-        );
+        throw new InvalidFieldException('url', err.kind === 'refused-address' ? `is blocked: ${err.message}` : 'is blocked: the host cannot be resolved');
       }
       throw err;
     }
@@ -490,7 +484,11 @@ export class UpstreamsService implements OnModuleInit, OnApplicationBootstrap, O
     const id = typeof upstreamId === 'number' ? upstreamId : /^\d+$/.test(upstreamId) ? Number(upstreamId) : undefined;
     if (id === undefined || authUrl.length > 2048) return;
     try {
-      await this.dataSource.query('UPDATE upstreams SET auth_url = $2 WHERE id = $1 AND url = $3 AND auth_url IS DISTINCT FROM $2', [id, authUrl, learntFromUrl]);
+      await this.dataSource.query('UPDATE upstreams SET auth_url = $2 WHERE id = $1 AND url = $3 AND auth_url IS DISTINCT FROM $2', [
+        id,
+        authUrl,
+        learntFromUrl,
+      ]);
     } catch (err) {
       this.logger.warn(`cannot remember the token endpoint of upstream ${id}: ${(err as Error).message}`);
     }
@@ -511,7 +509,11 @@ function mirrorHostsOf(values: string[]): string[] {
   const hosts = new Set<string>();
   for (const value of values) {
     const host = canonicalRegistryHost(value);
-    if (!host) throw new InvalidFieldException('mirror_hosts', `"${String(value).slice(0, 255)}" is not a registry host (a name or address with an optional port, e.g. docker.io or registry.local:5000)`);
+    if (!host)
+      throw new InvalidFieldException(
+        'mirror_hosts',
+        `"${String(value).slice(0, 255)}" is not a registry host (a name or address with an optional port, e.g. docker.io or registry.local:5000)`,
+      );
     hosts.add(host);
   }
   return [...hosts];

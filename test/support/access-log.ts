@@ -30,12 +30,21 @@ export interface AccessLogEntry {
   reference?: string;
 }
 
-const COMBINED_LINE =
-  /^(\S+) \S+ (\S+) \[([^\]]+)\] "(\S+) (\S+) ([^"]+)" (\d{3}) (\d+|-) "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)"\s*$/;
+const COMBINED_LINE = /^(\S+) \S+ (\S+) \[([^\]]+)\] "(\S+) (\S+) ([^"]+)" (\d{3}) (\d+|-) "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)"\s*$/;
 
 const MONTHS: Record<string, string> = {
-  Jan: '01', Feb: '02', Mar: '03', Apr: '04', May: '05', Jun: '06',
-  Jul: '07', Aug: '08', Sep: '09', Oct: '10', Nov: '11', Dec: '12',
+  Jan: '01',
+  Feb: '02',
+  Mar: '03',
+  Apr: '04',
+  May: '05',
+  Jun: '06',
+  Jul: '07',
+  Aug: '08',
+  Sep: '09',
+  Oct: '10',
+  Nov: '11',
+  Dec: '12',
 };
 
 /** `27/Nov/2026:18:39:43 +0000` -> Date. */
@@ -82,15 +91,11 @@ export function parseAccessLogLine(line: string): AccessLogEntry | undefined {
 export const accessLog = {
   /** Blob body downloads (`GET .../blobs/<digest>` answered 200 or 206), optionally for one digest. */
   blobDownloads(entries: AccessLogEntry[], digest?: string): AccessLogEntry[] {
-    return entries.filter(
-      (e) => e.kind === 'blob' && e.method === 'GET' && (e.status === 200 || e.status === 206) && (!digest || e.reference === digest),
-    );
+    return entries.filter((e) => e.kind === 'blob' && e.method === 'GET' && (e.status === 200 || e.status === 206) && (!digest || e.reference === digest));
   },
   /** Manifest requests (GET and HEAD, any status), optionally for one repository and/or reference. */
   manifestRequests(entries: AccessLogEntry[], repository?: string, reference?: string): AccessLogEntry[] {
-    return entries.filter(
-      (e) => e.kind === 'manifest' && (!repository || e.repository === repository) && (!reference || e.reference === reference),
-    );
+    return entries.filter((e) => e.kind === 'manifest' && (!repository || e.repository === repository) && (!reference || e.reference === reference));
   },
   /** Total body bytes the registry sent for successful blob GETs. */
   blobBytesServed(entries: AccessLogEntry[]): number {

@@ -17,12 +17,21 @@ export interface CacheEntryRow {
 
 /** cache_entries rows whose relative path ends with `suffix` (e.g. `/blobs/sha256:...`), any upstream. */
 export async function cacheEntryRows(app: TestApp, suffix: string, upstreamIds?: number[]): Promise<CacheEntryRow[]> {
-  const rows = (await app.app.get(DataSource).query(
-    `SELECT id, upstream_id, relative_path, digest, size, status FROM cache_entries WHERE right(relative_path, $1) = $2 ORDER BY id`,
-    [suffix.length, suffix],
-  )) as { id: string | number; upstream_id: number; relative_path: string; digest: string; size: string | number; status: string }[];
+  const rows = (await app.app
+    .get(DataSource)
+    .query(`SELECT id, upstream_id, relative_path, digest, size, status FROM cache_entries WHERE right(relative_path, $1) = $2 ORDER BY id`, [
+      suffix.length,
+      suffix,
+    ])) as { id: string | number; upstream_id: number; relative_path: string; digest: string; size: string | number; status: string }[];
   return rows
-    .map((r) => ({ id: Number(r.id), upstreamId: Number(r.upstream_id), relativePath: r.relative_path, digest: r.digest, size: Number(r.size), status: r.status }))
+    .map((r) => ({
+      id: Number(r.id),
+      upstreamId: Number(r.upstream_id),
+      relativePath: r.relative_path,
+      digest: r.digest,
+      size: Number(r.size),
+      status: r.status,
+    }))
     .filter((r) => !upstreamIds || upstreamIds.includes(r.upstreamId));
 }
 

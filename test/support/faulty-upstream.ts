@@ -131,29 +131,26 @@ export async function startFaultyUpstream(targetUrl: string): Promise<FaultyUpst
 
   const forward = (req: IncomingMessage, res: ServerResponse, record: FaultyRequest, mode: FaultMode): void => {
     const headers = { ...req.headers, host: target.host };
-    const upstream = httpRequest(
-      { hostname: target.hostname, port: target.port, method: req.method, path: req.url, headers },
-      (up) => {
-        record.status = up.statusCode;
-        const out: Record<string, string | string[]> = {};
-        for (const [name, value] of Object.entries(up.headers)) {
-          if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
-        }
-        res.writeHead(up.statusCode ?? 502, { ...out, ...extraHeaders });
-        const ok = (up.statusCode ?? 0) >= 200 && (up.statusCode ?? 0) < 300 && req.method === 'GET';
-        let body: NodeJS.ReadableStream = up;
-        if (mode.kind === 'corrupt' && ok) {
-          const length = Number(up.headers['content-length']);
-          const offset = mode.offset ?? (Number.isFinite(length) && length > 0 ? Math.floor(length / 2) : 0);
-          body = up.pipe(new ByteFlip(offset));
-        } else if (mode.kind === 'throttle' && ok) {
-          body = up.pipe(new Throttle(mode.bytesPerSecond));
-        }
-        up.on('error', () => res.destroy());
-        body.pipe(res);
-        res.on('close', () => up.destroy());
-      },
-    );
+    const upstream = httpRequest({ hostname: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (up) => {
+      record.status = up.statusCode;
+      const out: Record<string, string | string[]> = {};
+      for (const [name, value] of Object.entries(up.headers)) {
+        if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
+      }
+      res.writeHead(up.statusCode ?? 502, { ...out, ...extraHeaders });
+      const ok = (up.statusCode ?? 0) >= 200 && (up.statusCode ?? 0) < 300 && req.method === 'GET';
+      let body: NodeJS.ReadableStream = up;
+      if (mode.kind === 'corrupt' && ok) {
+        const length = Number(up.headers['content-length']);
+        const offset = mode.offset ?? (Number.isFinite(length) && length > 0 ? Math.floor(length / 2) : 0);
+        body = up.pipe(new ByteFlip(offset));
+      } else if (mode.kind === 'throttle' && ok) {
+        body = up.pipe(new Throttle(mode.bytesPerSecond));
+      }
+      up.on('error', () => res.destroy());
+      body.pipe(res);
+      res.on('close', () => up.destroy());
+    });
     upstream.on('error', () => {
       if (!res.headersSent) {
         res.writeHead(502, { 'content-type': 'text/plain' });

@@ -19,9 +19,13 @@ export default async function globalSetup(): Promise<void> {
   const redis = process.env.REDIS_URL;
   const lines = [
     'Real-service suites in this run:',
-    pg ? `postgres: yes (DATABASE_URL=${pg.replace(/\/\/[^@]*@/, '//***@')})` : 'postgres: no, DATABASE_URL is unset (database suites run on embedded PGlite only)',
+    pg
+      ? `postgres: yes (DATABASE_URL=${pg.replace(/\/\/[^@]*@/, '//***@')})`
+      : 'postgres: no, DATABASE_URL is unset (database suites run on embedded PGlite only)',
     redis ? `bullmq/redis: yes (REDIS_URL=${redis})` : 'bullmq/redis: no, REDIS_URL is unset (queue suites run the inline driver only)',
-    hasBinary('docker-registry') ? 'upstream docker-registry: yes' : 'upstream docker-registry: no, not installed (bash .ci/install-packages.sh); upstream e2e suites skip',
+    hasBinary('docker-registry')
+      ? 'upstream docker-registry: yes'
+      : 'upstream docker-registry: no, not installed (bash .ci/install-packages.sh); upstream e2e suites skip',
     hasBinary('skopeo') ? 'skopeo: yes' : 'skopeo: no (bash .ci/install-packages.sh); skopeo e2e tests skip',
     hasBinary('podman') ? 'podman: yes' : 'podman: no (bash .ci/install-packages.sh); podman e2e tests skip',
   ];

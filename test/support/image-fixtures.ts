@@ -222,7 +222,10 @@ function bufferBlob(data: Buffer, mediaType: string): FixtureBlob {
 }
 
 function safeLabel(value: string): string {
-  return value.toLowerCase().replace(/[^a-z0-9._-]+/g, '-').slice(0, 60);
+  return value
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, '-')
+    .slice(0, 60);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -271,10 +274,7 @@ export async function buildImage(options: BuildImageOptions = {}): Promise<Image
     rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
     history: layers.map((_, i) => ({ created: FIXED_CREATED, created_by: `image fixture ${seed} layer ${i}` })),
   };
-  const config = bufferBlob(
-    Buffer.from(JSON.stringify(configJson)),
-    format === 'docker' ? MEDIA_TYPES.dockerConfig : MEDIA_TYPES.ociConfig,
-  );
+  const config = bufferBlob(Buffer.from(JSON.stringify(configJson)), format === 'docker' ? MEDIA_TYPES.dockerConfig : MEDIA_TYPES.ociConfig);
 
   const mediaType = format === 'docker' ? MEDIA_TYPES.dockerManifest : MEDIA_TYPES.ociManifest;
   const descriptor = (b: FixtureBlob) => ({ mediaType: b.mediaType, size: b.size, digest: b.digest });
@@ -300,9 +300,7 @@ export function buildDockerImage(options: Omit<BuildImageOptions, 'format'> = {}
 }
 
 /** An OCI image with one small layer and one large one (`layerSize`, default 100 MiB of incompressible bytes). */
-export function buildOciImage(
-  options: Omit<BuildImageOptions, 'format' | 'layerSizes'> & { layerSize?: number } = {},
-): Promise<ImageManifestFixture> {
+export function buildOciImage(options: Omit<BuildImageOptions, 'format' | 'layerSizes'> & { layerSize?: number } = {}): Promise<ImageManifestFixture> {
   const { layerSize, ...rest } = options;
   return buildImage({ seed: 'oci-large', ...rest, format: 'oci', layerSizes: [8 * 1024, layerSize ?? 100 * MiB] });
 }
@@ -407,9 +405,7 @@ class RegistryPushSession {
   ) {}
 
   private async authenticate(challenge: string): Promise<void> {
-    const basic = this.credentials
-      ? `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString('base64')}`
-      : undefined;
+    const basic = this.credentials ? `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString('base64')}` : undefined;
     if (/^basic/i.test(challenge)) {
       if (!basic) throw new Error(`registry ${this.baseUrl} wants Basic credentials and none were given`);
       this.authorization = basic;
@@ -462,13 +458,7 @@ class RegistryPushSession {
     if (typeof location !== 'string') throw new Error('upload start returned no Location');
     const uploadUrl = new URL(location, this.baseUrl);
     uploadUrl.searchParams.set('digest', blob.digest);
-    await this.send(
-      'PUT',
-      uploadUrl,
-      [201],
-      { 'content-type': 'application/octet-stream', 'content-length': String(blob.size) },
-      () => blob.open(),
-    );
+    await this.send('PUT', uploadUrl, [201], { 'content-type': 'application/octet-stream', 'content-length': String(blob.size) }, () => blob.open());
   }
 
   async pushManifest(reference: string, manifest: Buffer, mediaType: string, expectedDigest: string): Promise<void> {
@@ -484,13 +474,7 @@ const pushedBlob = (b: FixtureBlob): PushedBlob => ({ digest: b.digest, size: b.
  * Pushes an image (blobs, then child manifests by digest, then the manifest under `tag`) to the registry
  * at `registryUrl` (`http://127.0.0.1:port`). `auth` answers Basic or Bearer challenges.
  */
-export async function pushImage(
-  registryUrl: string,
-  name: string,
-  tag: string,
-  image: ImageFixture,
-  auth?: RegistryCredentials,
-): Promise<PushedImage> {
+export async function pushImage(registryUrl: string, name: string, tag: string, image: ImageFixture, auth?: RegistryCredentials): Promise<PushedImage> {
   const session = new RegistryPushSession(registryUrl.replace(/\/+$/, ''), name, auth);
   const manifests = image.kind === 'index' ? image.children : [image];
   for (const m of manifests) {

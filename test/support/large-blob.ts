@@ -67,7 +67,9 @@ export async function pushLargeBlob(registryUrl: string, name: string, size: num
 
 /** sha256 of the first `length` bytes of the blob pushLargeBlob makes from `seed`: is what a client got a true prefix? */
 export function largeBlobPrefixDigest(seed: string, length: number): string {
-  const key = createHash('sha256').update('large-blob:' + seed).digest();
+  const key = createHash('sha256')
+    .update('large-blob:' + seed)
+    .digest();
   const cipher = createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32));
   const hash = createHash('sha256');
   const zeros = Buffer.alloc(1024 * 1024);

@@ -59,7 +59,9 @@ export async function startS3Server(directory: string): Promise<S3TestServer> {
     const port = await readPort(child, () => stderr);
     child.once('exit', (code, signal) => {
       if (stopping) return;
-      process.stderr.write(`s3rver test server on port ${port} exited on its own (code ${code}, signal ${signal}), starting it again: ${stderr.slice(-4000)}\n`);
+      process.stderr.write(
+        `s3rver test server on port ${port} exited on its own (code ${code}, signal ${signal}), starting it again: ${stderr.slice(-4000)}\n`,
+      );
       spawnServer(port).catch((err: Error) => process.stderr.write(`s3rver test server could not start again: ${err.message}\n`));
     });
     // Keep draining what the server prints, so it never blocks on (or dies of) a full or closed pipe.

@@ -35,9 +35,7 @@ export async function startTestApp(
   if (opts.database === 'postgres' && !replicaOf) {
     ({ url: databaseUrl, drop: dropDatabase } = await createScratchDatabase());
   }
-  const queuePrefix = env.REDIS_URL
-    ? (replicaOf?.shared.queuePrefix ?? `cvr-test-${process.pid}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`)
-    : undefined;
+  const queuePrefix = env.REDIS_URL ? (replicaOf?.shared.queuePrefix ?? `cvr-test-${process.pid}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`) : undefined;
   useEnvironment(
     parseEnvironment({
       LOG_LEVEL: 'error',

@@ -153,9 +153,7 @@ export async function startTokenServer(options: TokenServerOptions = {}): Promis
   const issuer = options.issuer ?? 'upstream-token-issuer';
   const expiresIn = options.expiresIn ?? 300;
   const grant =
-    options.grant ??
-    ((account: string | undefined, scope: ResourceScope): string[] =>
-      account ? scope.actions : scope.actions.filter((a) => a === 'pull'));
+    options.grant ?? ((account: string | undefined, scope: ResourceScope): string[] => (account ? scope.actions : scope.actions.filter((a) => a === 'pull')));
 
   const dir = await mkdtemp(join(tmpdir(), 'token-server-'));
   const { key, certDerBase64, certPath } = await createSigningCertificate(dir);
@@ -193,7 +191,10 @@ export async function startTokenServer(options: TokenServerOptions = {}): Promis
     let credentials: RegistryCredentials | undefined;
     let requestedService: string | null;
     if (req.method === 'GET') {
-      rawScopes = url.searchParams.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
+      rawScopes = url.searchParams
+        .getAll('scope')
+        .flatMap((s) => s.split(' '))
+        .filter(Boolean);
       credentials = parseBasic(req.headers.authorization);
       requestedService = url.searchParams.get('service');
     } else if (req.method === 'POST') {
@@ -216,15 +217,25 @@ export async function startTokenServer(options: TokenServerOptions = {}): Promis
     if (credentials) {
       if (users[credentials.username] === undefined || users[credentials.username] !== credentials.password) {
         records.push({ scopes: rawScopes, account: credentials.username, status: 401, granted: [] });
-        return reply(res, 401, { errors: [{ code: 'UNAUTHORIZED', message: 'invalid username or password' }] }, {
-          'www-authenticate': 'Basic realm="upstream-token-server"',
-        });
+        return reply(
+          res,
+          401,
+          { errors: [{ code: 'UNAUTHORIZED', message: 'invalid username or password' }] },
+          {
+            'www-authenticate': 'Basic realm="upstream-token-server"',
+          },
+        );
       }
     } else if (!options.anonymousPull) {
       records.push({ scopes: rawScopes, status: 401, granted: [] });
-      return reply(res, 401, { errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] }, {
-        'www-authenticate': 'Basic realm="upstream-token-server"',
-      });
+      return reply(
+        res,
+        401,
+        { errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] },
+        {
+          'www-authenticate': 'Basic realm="upstream-token-server"',
+        },
+      );
     }
 
     const account = credentials?.username;

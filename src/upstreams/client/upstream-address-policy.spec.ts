@@ -6,27 +6,40 @@ const closed = { allowPrivate: false, allowlist: [] as string[] };
 
 describe('isPublicAddress', () => {
   it.each([
-    '127.0.0.1', '127.8.9.10', '::1', // loopback
-    '10.0.0.1', '172.16.5.4', '172.31.255.255', '192.168.1.1', // RFC 1918
-    'fc00::1', 'fd12:3456::1', // unique local
-    '169.254.169.254', 'fe80::1', 'fe80::1%eth0', // link-local (cloud metadata)
-    '0.0.0.0', '::', // unspecified
-    '100.64.0.1', '100.127.255.254', // CGNAT
-    '224.0.0.1', 'ff02::1', '255.255.255.255', // multicast, broadcast
-    '::ffff:127.0.0.1', '::ffff:10.1.2.3', // IPv4-mapped
-    '64:ff9b::7f00:1', '2002:7f00:1::', // NAT64 / 6to4 embedding 127.0.0.1
-    '192.0.2.1', '2001:db8::1', // documentation
-    'not-an-ip', '',
+    '127.0.0.1',
+    '127.8.9.10',
+    '::1', // loopback
+    '10.0.0.1',
+    '172.16.5.4',
+    '172.31.255.255',
+    '192.168.1.1', // RFC 1918
+    'fc00::1',
+    'fd12:3456::1', // unique local
+    '169.254.169.254',
+    'fe80::1',
+    'fe80::1%eth0', // link-local (cloud metadata)
+    '0.0.0.0',
+    '::', // unspecified
+    '100.64.0.1',
+    '100.127.255.254', // CGNAT
+    '224.0.0.1',
+    'ff02::1',
+    '255.255.255.255', // multicast, broadcast
+    '::ffff:127.0.0.1',
+    '::ffff:10.1.2.3', // IPv4-mapped
+    '64:ff9b::7f00:1',
+    '2002:7f00:1::', // NAT64 / 6to4 embedding 127.0.0.1
+    '192.0.2.1',
+    '2001:db8::1', // documentation
+    'not-an-ip',
+    '',
   ])('%s is not public', (ip) => {
     expect(isPublicAddress(ip)).toBe(false);
   });
 
-  it.each(['8.8.8.8', '1.1.1.1', '172.32.0.1', '100.128.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8', '64:ff9b::808:808'])(
-    '%s is public',
-    (ip) => {
-      expect(isPublicAddress(ip)).toBe(true);
-    },
-  );
+  it.each(['8.8.8.8', '1.1.1.1', '172.32.0.1', '100.128.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8', '64:ff9b::808:808'])('%s is public', (ip) => {
+    expect(isPublicAddress(ip)).toBe(true);
+  });
 });
 
 describe('UpstreamAddressPolicy', () => {
@@ -84,7 +97,10 @@ describe('UpstreamAddressPolicy', () => {
     it('checks every resolved address, and CIDR-allowlisted resolutions pass', async () => {
       const answers: Record<string, LookupAddress[]> = {
         'public.test': [{ address: '93.184.216.34', family: 4 }],
-        'mixed.test': [{ address: '93.184.216.34', family: 4 }, { address: '10.0.0.8', family: 4 }],
+        'mixed.test': [
+          { address: '93.184.216.34', family: 4 },
+          { address: '10.0.0.8', family: 4 },
+        ],
         'lan.test': [{ address: '10.1.2.3', family: 4 }],
       };
       const resolver = async (host: string) => answers[host];

@@ -61,7 +61,10 @@ export function isPublicAddress(address: string): boolean {
 }
 
 function normalizeHost(host: string): string {
-  return host.replace(/^\[|\]$/g, '').replace(/\.$/, '').toLowerCase();
+  return host
+    .replace(/^\[|\]$/g, '')
+    .replace(/\.$/, '')
+    .toLowerCase();
 }
 
 function defaultPort(protocol: string): string {

@@ -2,8 +2,7 @@ import { findBearerChallenge, offersBasic, parseWwwAuthenticate } from './upstre
 
 describe('parseWwwAuthenticate', () => {
   it('parses a Docker Hub bearer challenge', () => {
-    const header =
-      'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull"';
+    const header = 'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull"';
     expect(parseWwwAuthenticate(header)).toEqual([
       {
         scheme: 'bearer',

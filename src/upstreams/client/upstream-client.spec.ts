@@ -131,7 +131,10 @@ const manifest = '/library/alpine/manifests/latest';
 describe('UpstreamClient bearer token flow', () => {
   it('anonymous: N sequential and N concurrent requests share exactly one token fetch', async () => {
     const tokens = await startTokenServer();
-    const registry = await startBearerRegistry(() => `${tokens.server.url}/token`, (t) => tokens.issued.includes(t));
+    const registry = await startBearerRegistry(
+      () => `${tokens.server.url}/token`,
+      (t) => tokens.issued.includes(t),
+    );
     const discovered: [number | string, string, string][] = [];
     const client = newClient();
     client.addObserver({ onRealmDiscovered: (id, authUrl, upstreamUrl) => discovered.push([id, authUrl, upstreamUrl]) });
@@ -163,7 +166,10 @@ describe('UpstreamClient bearer token flow', () => {
 
   it('concurrent cold requests (realm not yet known) make one token fetch', async () => {
     const tokens = await startTokenServer({ delayMs: 50 });
-    const registry = await startBearerRegistry(() => `${tokens.server.url}/token`, (t) => tokens.issued.includes(t));
+    const registry = await startBearerRegistry(
+      () => `${tokens.server.url}/token`,
+      (t) => tokens.issued.includes(t),
+    );
     const client = newClient();
     const results = await Promise.all(Array.from({ length: 12 }, () => client.head({ id: 1, url: registry.url }, manifest)));
     expect(results.map((r) => r.status)).toEqual(Array(12).fill(200));
@@ -173,7 +179,10 @@ describe('UpstreamClient bearer token flow', () => {
 
   it('uses one token per scope (repository) and per upstream', async () => {
     const tokens = await startTokenServer();
-    const registry = await startBearerRegistry(() => `${tokens.server.url}/token`, (t) => tokens.issued.includes(t));
+    const registry = await startBearerRegistry(
+      () => `${tokens.server.url}/token`,
+      (t) => tokens.issued.includes(t),
+    );
     const client = newClient();
     await client.head({ id: 1, url: registry.url }, '/library/alpine/manifests/latest');
     await client.head({ id: 1, url: registry.url }, '/library/busybox/blobs/sha256:0123');
@@ -185,7 +194,10 @@ describe('UpstreamClient bearer token flow', () => {
 
   it('fetches tokens with the upstream credentials, and reports bad credentials as a 401 status error', async () => {
     const tokens = await startTokenServer({ credentials: basic('alice', 's3cret:pw') });
-    const registry = await startBearerRegistry(() => `${tokens.server.url}/token`, (t) => tokens.issued.includes(t));
+    const registry = await startBearerRegistry(
+      () => `${tokens.server.url}/token`,
+      (t) => tokens.issued.includes(t),
+    );
     const client = newClient();
     const res = await client.get({ id: 1, url: registry.url, username: 'alice', password: 's3cret:pw' }, manifest);
     expect(res.status).toBe(200);
@@ -202,7 +214,10 @@ describe('UpstreamClient bearer token flow', () => {
 
   it('fetches a new token once the cached one expires', async () => {
     const tokens = await startTokenServer({ expiresIn: 1 });
-    const registry = await startBearerRegistry(() => `${tokens.server.url}/token`, (t) => tokens.issued.includes(t));
+    const registry = await startBearerRegistry(
+      () => `${tokens.server.url}/token`,
+      (t) => tokens.issued.includes(t),
+    );
     const client = newClient();
     const upstream = { id: 1, url: registry.url };
     expect((await client.head(upstream, manifest)).status).toBe(200);
@@ -217,7 +232,10 @@ describe('UpstreamClient bearer token flow', () => {
   it('drops a cached token the registry refuses and retries once with a new one', async () => {
     const tokens = await startTokenServer({ expiresIn: 3600 });
     let revoked = new Set<string>();
-    const registry = await startBearerRegistry(() => `${tokens.server.url}/token`, (t) => tokens.issued.includes(t) && !revoked.has(t));
+    const registry = await startBearerRegistry(
+      () => `${tokens.server.url}/token`,
+      (t) => tokens.issued.includes(t) && !revoked.has(t),
+    );
     const client = newClient();
     const upstream = { id: 1, url: registry.url };
     expect((await client.head(upstream, manifest)).status).toBe(200);
@@ -255,7 +273,10 @@ describe('UpstreamClient bearer token flow', () => {
 
   it('forgets tokens when asked and when the upstream credentials change', async () => {
     const tokens = await startTokenServer({ expiresIn: 3600 });
-    const registry = await startBearerRegistry(() => `${tokens.server.url}/token`, (t) => tokens.issued.includes(t));
+    const registry = await startBearerRegistry(
+      () => `${tokens.server.url}/token`,
+      (t) => tokens.issued.includes(t),
+    );
     const client = newClient();
     const upstream = { id: 1, url: registry.url, username: 'u', password: 'one' };
     await client.head(upstream, manifest);
@@ -271,7 +292,10 @@ describe('UpstreamClient bearer token flow', () => {
 
   it('asks the remembered token endpoint (auth_url) before the first request', async () => {
     const tokens = await startTokenServer();
-    const registry = await startBearerRegistry(() => `${tokens.server.url}/token`, (t) => tokens.issued.includes(t));
+    const registry = await startBearerRegistry(
+      () => `${tokens.server.url}/token`,
+      (t) => tokens.issued.includes(t),
+    );
     const discovered: string[] = [];
     const client = newClient();
     client.addObserver({ onRealmDiscovered: (_id, url) => discovered.push(url) });
@@ -284,7 +308,10 @@ describe('UpstreamClient bearer token flow', () => {
 
   it('recovers from a stale remembered token endpoint through the challenge', async () => {
     const tokens = await startTokenServer();
-    const registry = await startBearerRegistry(() => `${tokens.server.url}/token`, (t) => tokens.issued.includes(t));
+    const registry = await startBearerRegistry(
+      () => `${tokens.server.url}/token`,
+      (t) => tokens.issued.includes(t),
+    );
     const discovered: string[] = [];
     const client = newClient();
     client.addObserver({ onRealmDiscovered: (_id, url) => discovered.push(url) });
@@ -356,7 +383,9 @@ describe('UpstreamClient redirects', () => {
       const n = Number(/hop(\d+)/.exec(req.url ?? '')?.[1] ?? 0);
       res.writeHead(302, { location: `/v2/a/blobs/hop${n + 1}` }).end();
     });
-    const err = await newClient().get({ id: 1, url: loop.url }, '/a/blobs/hop0').catch((e: unknown) => e);
+    const err = await newClient()
+      .get({ id: 1, url: loop.url }, '/a/blobs/hop0')
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'protocol' });
     expect(loop.seen).toHaveLength(6);
   });
@@ -403,7 +432,10 @@ describe('UpstreamClient address policy at connect time', () => {
 
   it('refuses a token realm outside the allowlist', async () => {
     const tokens = await startTokenServer();
-    const registry = await startBearerRegistry(() => `${tokens.server.url}/token`, () => true);
+    const registry = await startBearerRegistry(
+      () => `${tokens.server.url}/token`,
+      () => true,
+    );
     const client = newClient({ allowPrivate: false, allowlist: [`127.0.0.1:${registry.port}`] });
     const err = await client.head({ id: 1, url: registry.url }, manifest).catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'refused-address' });
@@ -493,7 +525,10 @@ describe('UpstreamClient failures and streaming', () => {
 
   it('reports every registry and token request to the observer', async () => {
     const tokens = await startTokenServer();
-    const registry = await startBearerRegistry(() => `${tokens.server.url}/token`, (t) => tokens.issued.includes(t));
+    const registry = await startBearerRegistry(
+      () => `${tokens.server.url}/token`,
+      (t) => tokens.issued.includes(t),
+    );
     const events: UpstreamRequestEvent[] = [];
     const client = newClient();
     client.addObserver({ onRequest: (e) => events.push(e) });
@@ -521,7 +556,10 @@ describe('UpstreamClient error messages (they may reach a pull client)', () => {
     const tokens = await startServer((_req, res) => {
       res.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"user deploy-bot has no access to internal-project-x"}');
     });
-    const registry = await startBearerRegistry(() => `${tokens.url}/token`, () => false);
+    const registry = await startBearerRegistry(
+      () => `${tokens.url}/token`,
+      () => false,
+    );
     const err = await newClient()
       .head({ id: 1, url: registry.url, username: 'deploy-bot', password: 'hunter2' }, manifest)
       .catch((e: unknown) => e);
@@ -535,7 +573,10 @@ describe('UpstreamClient error messages (they may reach a pull client)', () => {
     const tokens = await startServer((_req, res) => {
       res.writeHead(200, { 'content-type': 'text/html' }).end('<html>sso.internal.example login</html>');
     });
-    const bearer = await startBearerRegistry(() => `${tokens.url}/token`, () => false);
+    const bearer = await startBearerRegistry(
+      () => `${tokens.url}/token`,
+      () => false,
+    );
     const loop = await startServer((req, res) => {
       res.writeHead(302, { location: `${req.url}x` }).end();
     });

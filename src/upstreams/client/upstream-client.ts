@@ -184,10 +184,7 @@ export class UpstreamClient implements OnModuleDestroy {
   /** Circuit breakers, rate-limit budgets and remembered 404s of this process (UpstreamHealth). */
   readonly health: UpstreamHealth;
 
-  constructor(
-    @Inject(upstreamConfig.KEY) config: UpstreamConfig,
-    @Optional() health?: UpstreamHealth,
-  ) {
+  constructor(@Inject(upstreamConfig.KEY) config: UpstreamConfig, @Optional() health?: UpstreamHealth) {
     this.health = health ?? new UpstreamHealth(config);
     this.addressPolicy = new UpstreamAddressPolicy({ allowPrivate: config.allowPrivate, allowlist: config.allowlist });
     this.agent = new Agent({
@@ -219,11 +216,7 @@ export class UpstreamClient implements OnModuleDestroy {
   }
 
   /** GET `/v2/<name>/tags/list` with the optional `n` and `last` pagination parameters. */
-  tagsList(
-    upstream: UpstreamDescriptor,
-    name: string,
-    options: { n?: number; last?: string; signal?: AbortSignal } = {},
-  ): Promise<UpstreamResponse> {
+  tagsList(upstream: UpstreamDescriptor, name: string, options: { n?: number; last?: string; signal?: AbortSignal } = {}): Promise<UpstreamResponse> {
     const query = new URLSearchParams();
     if (options.n !== undefined) query.set('n', String(options.n));
     if (options.last !== undefined) query.set('last', options.last);
@@ -260,12 +253,7 @@ export class UpstreamClient implements OnModuleDestroy {
   }
 
   /** A registry request: `/v2` + path on the upstream, authenticated as the upstream demands. */
-  async request(
-    upstream: UpstreamDescriptor,
-    method: 'GET' | 'HEAD',
-    path: string,
-    options: UpstreamRequestOptions = {},
-  ): Promise<UpstreamResponse> {
+  async request(upstream: UpstreamDescriptor, method: 'GET' | 'HEAD', path: string, options: UpstreamRequestOptions = {}): Promise<UpstreamResponse> {
     if (!path.startsWith('/')) throw new TypeError(`upstream path must start with "/", got "${path}"`);
     if (upstream.credentialsUnreadable) {
       throw new UpstreamError('credentials', 'the stored credentials of the upstream cannot be decrypted; an administrator must set them again', upstream.id);
@@ -298,10 +286,7 @@ export class UpstreamClient implements OnModuleDestroy {
           const rejected = auth?.scheme === 'bearer' ? auth.token : undefined;
           // a valid token for this very scope that is not enough (Docker Hub: a repository that does
           // not exist or is private) will not become enough by fetching it again
-          const futile =
-            auth?.scheme === 'bearer' &&
-            bearer.error === 'insufficient_scope' &&
-            auth.key === this.tokenKey(upstream, state, tokenScope);
+          const futile = auth?.scheme === 'bearer' && bearer.error === 'insufficient_scope' && auth.key === this.tokenKey(upstream, state, tokenScope);
           if (!futile) {
             await drain(res.body);
             retry = await this.bearer(upstream, state, tokenScope, signal, rejected);
@@ -328,7 +313,14 @@ export class UpstreamClient implements OnModuleDestroy {
       const error = classifyUpstreamError(err, upstream.id, `${method} ${url}`);
       this.health.failed(admission, error);
       this.logger.warn(`upstream ${upstream.id}: ${error.message}; ${error.detail ?? `${method} ${url}`}`);
-      this.emitRequest({ upstreamId: upstream.id, method, target: 'registry', errorKind: error.kind, status: error.status, durationMs: performance.now() - started });
+      this.emitRequest({
+        upstreamId: upstream.id,
+        method,
+        target: 'registry',
+        errorKind: error.kind,
+        status: error.status,
+        durationMs: performance.now() - started,
+      });
       throw error;
     }
   }
@@ -418,7 +410,14 @@ export class UpstreamClient implements OnModuleDestroy {
     const started = performance.now();
     let status: number | undefined;
     try {
-      const res = await this.exchange(upstream, 'GET', url.href, { 'user-agent': USER_AGENT, accept: 'application/json' }, basicHeader(upstream) ? { scheme: 'basic' } : undefined, undefined);
+      const res = await this.exchange(
+        upstream,
+        'GET',
+        url.href,
+        { 'user-agent': USER_AGENT, accept: 'application/json' },
+        basicHeader(upstream) ? { scheme: 'basic' } : undefined,
+        undefined,
+      );
       status = res.status;
       const receivedAt = Date.now();
       if (res.status !== 200) {
@@ -439,7 +438,9 @@ export class UpstreamClient implements OnModuleDestroy {
       }
       const value = typeof payload.token === 'string' && payload.token ? payload.token : payload.access_token;
       if (typeof value !== 'string' || !value) {
-        throw new UpstreamError('protocol', 'token server sent neither token nor access_token', upstream.id, undefined, { detail: `GET ${url.origin}${url.pathname}` });
+        throw new UpstreamError('protocol', 'token server sent neither token nor access_token', upstream.id, undefined, {
+          detail: `GET ${url.origin}${url.pathname}`,
+        });
       }
       this.emitRequest({ upstreamId: upstream.id, method: 'GET', target: 'token', status, durationMs: performance.now() - started });
       return { value, expiresAt: tokenExpiresAt(payload, receivedAt) };
@@ -463,8 +464,7 @@ export class UpstreamClient implements OnModuleDestroy {
     signal: AbortSignal | undefined,
   ): Promise<Exchange> {
     let current = new URL(url);
-    let authorization =
-      auth?.scheme === 'bearer' ? `Bearer ${auth.token}` : auth?.scheme === 'basic' ? basicHeader(upstream) : undefined;
+    let authorization = auth?.scheme === 'bearer' ? `Bearer ${auth.token}` : auth?.scheme === 'basic' ? basicHeader(upstream) : undefined;
     for (let hop = 0; ; hop++) {
       const res = await this.dispatch(current, method, authorization ? { ...headers, authorization } : headers, signal);
       const location = res.headers.location;
@@ -490,12 +490,7 @@ export class UpstreamClient implements OnModuleDestroy {
   }
 
   /** One HTTP exchange; an idempotent request that dies on a reused socket before an answer is retried once. */
-  private async dispatch(
-    url: URL,
-    method: 'GET' | 'HEAD',
-    headers: Record<string, string>,
-    signal: AbortSignal | undefined,
-  ): Promise<Dispatcher.ResponseData> {
+  private async dispatch(url: URL, method: 'GET' | 'HEAD', headers: Record<string, string>, signal: AbortSignal | undefined): Promise<Dispatcher.ResponseData> {
     const options: Dispatcher.RequestOptions = { origin: url.origin, path: `${url.pathname}${url.search}`, method, headers, signal };
     try {
       return await this.agent.request(options);

@@ -81,7 +81,10 @@ export function classifyUpstreamError(err: unknown, upstreamId: number | string 
   const refusal = findRefusal(err);
   if (refusal) {
     const resolved = refusal.address && refusal.address !== refusal.host ? ` (resolves to ${refusal.address})` : '';
-    return new UpstreamError('refused-address', refusal.message, upstreamId, undefined, { cause: err, detail: `${where}host ${refusal.host}${resolved} refused` });
+    return new UpstreamError('refused-address', refusal.message, upstreamId, undefined, {
+      cause: err,
+      detail: `${where}host ${refusal.host}${resolved} refused`,
+    });
   }
   const code = (err as { code?: unknown } | undefined)?.code;
   const message = err instanceof Error ? err.message || String((code as string | number | undefined) ?? err.name) : String(err);

@@ -127,12 +127,12 @@ export class UpstreamHealth {
   private readonly notFound: LRUCache<string, number> | undefined;
   private readonly listeners: UpstreamHealthListener[] = [];
 
-  constructor(options: Partial<UpstreamHealthOptions> = {}, private readonly now: () => number = Date.now) {
+  constructor(
+    options: Partial<UpstreamHealthOptions> = {},
+    private readonly now: () => number = Date.now,
+  ) {
     this.options = { ...DEFAULT_OPTIONS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) };
-    this.notFound =
-      this.options.negativeCacheMs > 0
-        ? new LRUCache<string, number>({ max: 10_000 })
-        : undefined;
+    this.notFound = this.options.negativeCacheMs > 0 ? new LRUCache<string, number>({ max: 10_000 }) : undefined;
   }
 
   addListener(listener: UpstreamHealthListener): () => void {
@@ -188,8 +188,7 @@ export class UpstreamHealth {
 
   /** The request failed without an answer (already classified). */
   failed(admission: Admission, error: UpstreamError): void {
-    const counts =
-      error.kind === 'unreachable' || error.kind === 'timeout' || (error.kind === 'status' && (error.status ?? 0) >= 500);
+    const counts = error.kind === 'unreachable' || error.kind === 'timeout' || (error.kind === 'status' && (error.status ?? 0) >= 500);
     if (counts) this.failure(admission, error.message);
     else this.released(admission);
   }

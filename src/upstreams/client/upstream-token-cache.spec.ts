@@ -28,11 +28,13 @@ describe('UpstreamTokenCache', () => {
   let clock: number;
   let cache: UpstreamTokenCache;
   let fetches: number;
-  const fetchToken = (lifetimeMs = 1000) => async () => {
-    fetches++;
-    await new Promise((r) => setTimeout(r, 5));
-    return { value: `t${fetches}`, expiresAt: clock + lifetimeMs };
-  };
+  const fetchToken =
+    (lifetimeMs = 1000) =>
+    async () => {
+      fetches++;
+      await new Promise((r) => setTimeout(r, 5));
+      return { value: `t${fetches}`, expiresAt: clock + lifetimeMs };
+    };
 
   beforeEach(() => {
     clock = 1_000_000;
