@@ -104,12 +104,17 @@ suite(`benchmark smoke mode${reason}`, () => {
       expect.arrayContaining(['cold-pull-big', 'warm-pull-big', 'blob-get', 'manifest-rate-tag', 'concurrent-wall', 'concurrent-upstream-bytes']),
     );
     for (const row of measured) {
+      // CPU rows count 10 ms clock ticks: a smoke image's pull may cost a peer none at all.
+      const cpuRow = row.id.startsWith('cpu-');
       for (const system of systems) {
         expect({ row: row.id, system, value: row.series[system]?.[0] }).toEqual({ row: row.id, system, value: expect.any(Number) });
-        expect(row.series[system][0]).toBeGreaterThan(0);
+        if (cpuRow) expect(row.series[system][0]).toBeGreaterThanOrEqual(0);
+        else expect(row.series[system][0]).toBeGreaterThan(0);
       }
-      if (row.target) expect(typeof row.target.met).toBe('boolean');
+      if (row.target && !cpuRow) expect(typeof row.target.met).toBe('boolean');
     }
+    // The app always spends measurable CPU on a cold pull (token, lookups, the fill and its hash).
+    expect(report.rows.find((r) => r.id === 'cpu-cold-big')!.series.app[0]).toBeGreaterThan(0);
     // The one verdict smoke mode can settle outright: 8 concurrent cold pulls fetch each blob once.
     const perBlob = report.rows.find((r) => r.id === 'concurrent-max-gets')!;
     expect(perBlob.series.app[0]).toBe(1);
