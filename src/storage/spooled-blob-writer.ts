@@ -43,7 +43,9 @@ export class SpooledBlobWriter implements BlobWriter {
 
   /**
    * Chunks piped in are stored in batches of about 1 MiB (one writev each): a 64 KiB network chunk is
-   * not worth a trip to the thread pool of its own. Tail readers see each batch once it is stored.
+   * not worth a trip to the thread pool of its own. While one batch is being stored the next one is
+   * gathered, so the source keeps flowing (at most two batches wait: constant memory). Tail readers see
+   * each batch once it is stored.
    */
   get stream(): Writable {
     this.writable ??= this.batchingStream();
@@ -53,6 +55,8 @@ export class SpooledBlobWriter implements BlobWriter {
   private batchingStream(): Writable {
     let batch: Buffer[] = [];
     let batched = 0;
+    /** The batch being stored, if any; its failure also lands in writeError (and fails the commit). */
+    let storing: Promise<void> | undefined;
     const flush = (): Promise<void> => {
       const chunks = batch;
       batch = [];
@@ -65,10 +69,16 @@ export class SpooledBlobWriter implements BlobWriter {
         batch.push(chunk);
         batched += chunk.byteLength;
         if (batched < STREAM_BATCH) return callback();
-        flush().then(() => callback(), callback);
+        const previous = storing;
+        const stored = flush(); // queued behind `previous` (appendAll keeps the order)
+        storing = stored;
+        stored.catch(() => undefined);
+        if (!previous) return callback();
+        previous.then(() => callback(), callback);
       },
       final: (callback) => {
-        flush().then(() => callback(), callback);
+        const previous = storing;
+        Promise.all([previous, flush()]).then(() => callback(), callback);
       },
       destroy: (err, callback) => {
         if (err) void this.cancel();
