@@ -13,7 +13,7 @@ import type { ConsistencyCheckResult } from '../src/lifecycle/consistency-check.
 import { DIST, distPath, spawnAppProcess, waitUntilServing } from './support/app-process.js';
 import { streamDownload } from './support/blob-download.js';
 import { startFaultyUpstream, type FaultyUpstream } from './support/faulty-upstream.js';
-import { buildOciImage, pushImage, type ImageManifestFixture } from './support/image-fixtures.js';
+import { buildImage, pushImage, type ImageManifestFixture } from './support/image-fixtures.js';
 import { realServices } from './support/services.js';
 import { TEST_ADMIN_TOKEN, createScratchDatabase } from './support/test-app.js';
 import { findFreePort, startUpstreamRegistry, type UpstreamRegistry } from './support/upstream-registry.js';
@@ -53,7 +53,7 @@ suite(`crash safety: kill -9 during parallel fills${canRun ? '' : ' (skipped: do
 
   beforeAll(async () => {
     upstream = await startUpstreamRegistry();
-    image = await buildOciImage({ seed: 'crash', layerSizes: [24 << 20, 24 << 20, 24 << 20, 24 << 20] } as never);
+    image = await buildImage({ seed: 'crash', format: 'oci', layerSizes: [24 << 20, 24 << 20, 24 << 20, 24 << 20] });
     await pushImage(upstream.url, 'crash/test', 'v1', image);
     faulty = await startFaultyUpstream(upstream.url);
     dataDir = mkdtempSync(join(tmpdir(), 'cvr-crash-'));
