@@ -45,7 +45,7 @@ async function start(env: Record<string, string>): Promise<Started> {
     } catch {
       // not listening yet
     }
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 200)); // the polling interval (until /-/health answers)
   }
   child.kill('SIGKILL');
   throw new Error(`not healthy within 45 s: ${output}`);

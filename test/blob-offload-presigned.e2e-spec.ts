@@ -200,7 +200,7 @@ suite(`blob offload to S3 presigned URLs (BLOB_REDIRECT=presigned)${reason}`, ()
       const res = await fetch(location);
       if (res.status === 200) await res.arrayBuffer();
       else refused = res;
-      if (!refused) await new Promise((r) => setTimeout(r, 250));
+      if (!refused) await new Promise((r) => setTimeout(r, 250)); // the polling interval (until the URL's validity ends)
     }
     expect(refused?.status).toBe(403);
     expect(await refused!.text()).toMatch(/AccessDenied[\s\S]*expired/);

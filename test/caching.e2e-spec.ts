@@ -149,23 +149,24 @@ suite(`caching: one verified download per miss, shared by concurrent clients${re
     const rowSuffix = `/team/follow/blobs/${blob.digest}`;
 
     const followers: Promise<{ download: StreamedDownload; rowsAtFirstByte: Promise<number> }>[] = [];
+    const follow = async () => {
+      let rowsAtFirstByte: Promise<number> = Promise.resolve(-1);
+      const download = await streamDownload(app.url, path, {
+        headers,
+        onFirstByte: () => {
+          rowsAtFirstByte = liveCacheEntryRows(app, rowSuffix, vr.upstreamIds).then((rows) => rows.length);
+        },
+      });
+      return { download, rowsAtFirstByte };
+    };
+    // the leader's fill is under way: three followers join, once the leader has its first byte, 5 MiB and 10 MiB
+    const joinAt = [1, 5 * MiB, 10 * MiB];
     const leader = streamDownload(app.url, path, {
       headers,
-      onFirstByte: () => {
-        // the leader's fill is under way: three followers join, 0, 300 and 600 ms later
-        for (const wait of [0, 300, 600]) {
-          followers.push(
-            new Promise((resolve) => setTimeout(resolve, wait)).then(async () => {
-              let rowsAtFirstByte: Promise<number> = Promise.resolve(-1);
-              const download = await streamDownload(app.url, path, {
-                headers,
-                onFirstByte: () => {
-                  rowsAtFirstByte = liveCacheEntryRows(app, rowSuffix, vr.upstreamIds).then((rows) => rows.length);
-                },
-              });
-              return { download, rowsAtFirstByte };
-            }),
-          );
+      onProgress: (received) => {
+        while (joinAt.length > 0 && received >= joinAt[0]) {
+          joinAt.shift();
+          followers.push(follow());
         }
       },
     });

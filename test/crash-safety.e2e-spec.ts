@@ -12,8 +12,9 @@ import { promisify } from 'node:util';
 import type { ConsistencyCheckResult } from '../src/lifecycle/consistency-check.js';
 import { DIST, distPath, spawnAppProcess, waitUntilServing } from './support/app-process.js';
 import { streamDownload } from './support/blob-download.js';
+import { waitFor } from './support/eventually.js';
 import { startFaultyUpstream, type FaultyUpstream } from './support/faulty-upstream.js';
-import { buildOciImage, pushImage, type ImageManifestFixture } from './support/image-fixtures.js';
+import { buildImage, pushImage, type ImageManifestFixture } from './support/image-fixtures.js';
 import { realServices } from './support/services.js';
 import { TEST_ADMIN_TOKEN, createScratchDatabase } from './support/test-app.js';
 import { findFreePort, startUpstreamRegistry, type UpstreamRegistry } from './support/upstream-registry.js';
@@ -53,7 +54,7 @@ suite(`crash safety: kill -9 during parallel fills${canRun ? '' : ' (skipped: do
 
   beforeAll(async () => {
     upstream = await startUpstreamRegistry();
-    image = await buildOciImage({ seed: 'crash', layerSizes: [24 << 20, 24 << 20, 24 << 20, 24 << 20] } as never);
+    image = await buildImage({ seed: 'crash', format: 'oci', layerSizes: [24 << 20, 24 << 20, 24 << 20, 24 << 20] });
     await pushImage(upstream.url, 'crash/test', 'v1', image);
     faulty = await startFaultyUpstream(upstream.url);
     dataDir = mkdtempSync(join(tmpdir(), 'cvr-crash-'));
@@ -98,19 +99,15 @@ suite(`crash safety: kill -9 during parallel fills${canRun ? '' : ' (skipped: do
     // Four fills in flight, each well past its first megabyte, then the process dies without warning.
     faulty.set({ kind: 'throttle', bytesPerSecond: 4 << 20 }, { method: 'GET', path: /\/blobs\// });
     const jwt = await token(url);
-    let started = 0;
-    const allStarted = new Promise<void>((resolve) => {
-      for (const layer of image.layers) {
-        void streamDownload(url, blobPath(layer.digest), {
-          headers: { authorization: `Bearer ${jwt}` },
-          onFirstByte: () => {
-            if (++started === image.layers.length) setTimeout(resolve, 1500);
-          },
-          timeoutMs: 60_000,
-        });
-      }
+    const received = image.layers.map(() => 0);
+    image.layers.forEach((layer, i) => {
+      void streamDownload(url, blobPath(layer.digest), {
+        headers: { authorization: `Bearer ${jwt}` },
+        onProgress: (bytes) => (received[i] = bytes),
+        timeoutMs: 60_000,
+      });
     });
-    await allStarted;
+    await waitFor('every download to be past its third megabyte', () => received.every((bytes) => bytes > 3 << 20), { timeoutMs: 60_000, intervalMs: 25 });
     child!.kill('SIGKILL');
     await new Promise((r) => child!.once('exit', r));
     faulty.forward();

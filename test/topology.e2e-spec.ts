@@ -42,7 +42,7 @@ async function until<T>(topology: Topology, what: string, timeoutMs: number, che
     const value = await check();
     if (value) return value;
     if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms\n${topology.logTails()}`);
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 200)); // the polling interval
   }
 }
 
@@ -98,6 +98,7 @@ suite(`production topology: 2 API replicas + 1 worker on Postgres, Redis and S3$
     await fresh.start();
     const outcome = await Promise.race([
       fresh.process!.exited.then((code) => `exited with ${code}`),
+      // deliberate: five seconds for the worker to exit if it were going to (proving it stays up)
       new Promise<string>((r) => setTimeout(() => r('running'), 5000)),
     ]);
     expect([outcome, fresh.log()]).toEqual(['running', expect.not.stringMatching(/no handler registered/)]);

@@ -1,14 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { waitFor } from '../../test/support/eventually.js';
 import { RedisConnections } from '../redis/redis-connections.js';
 import { LocalInvalidationBus, RedisInvalidationBus } from './invalidation-bus.js';
-
-async function eventually(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('not within time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('LocalInvalidationBus', () => {
   it('runs every listener synchronously inside changed()', () => {
@@ -50,8 +43,23 @@ redisSuite(`RedisInvalidationBus${redisUrl ? ` on ${redisUrl}` : ' (skipped: RED
     other.onChange(() => heard.other++);
     a.changed('token revoked');
     expect(heard.a).toBe(1);
-    await eventually(() => heard.b === 1);
-    await new Promise((r) => setTimeout(r, 200));
-    expect(heard).toEqual({ a: 1, b: 1, other: 0 });
+    await waitFor('replica b to hear the change', () => heard.b === 1);
+
+    // Rather than wait a while to see that nothing more comes: a marker published after the change reaches
+    // every subscription after it (Redis keeps publish order), so what each replica had heard when its marker
+    // arrived is all it hears of the change: no echo to a, no second delivery to b, nothing for another prefix.
+    const channels = { a: `${prefix}:cvr-invalidate`, b: `${prefix}:cvr-invalidate`, other: `${prefix}-other:cvr-invalidate` };
+    const heardAtMarker: Partial<typeof heard> = {};
+    (['a', 'b', 'other'] as const).forEach((name, i) => {
+      // prepended: it runs before the bus's own listener, so the marker itself is not yet counted
+      connections[i].subscriber()!.prependListener('message', (channel: string, raw: string) => {
+        if (channel === channels[name] && raw === 'marker') heardAtMarker[name] ??= heard[name];
+      });
+    });
+    const publisher = connections[0].commands()!;
+    await publisher.publish(channels.a, 'marker');
+    await publisher.publish(channels.other, 'marker');
+    await waitFor('every replica to receive the marker', () => Object.keys(heardAtMarker).length === 3);
+    expect(heardAtMarker).toEqual({ a: 1, b: 1, other: 0 });
   });
 });

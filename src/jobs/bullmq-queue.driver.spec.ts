@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
+import { waitFor } from '../../test/support/eventually.js';
 import { BullmqQueueDriver } from './bullmq-queue.driver.js';
 import { runQueueDriverContract } from './queue-driver.contract.js';
 import { JobName } from './queue-driver.js';
@@ -56,11 +57,10 @@ describeWithRedis(suiteName, () => {
       const second = await worker.add(JobName.FILL_CACHE_ENTRY, { digest: 'sha256-cc' }, { jobId: 'fill-sha256-cc' });
       expect([first.deduplicated, second.deduplicated]).toEqual([false, true]);
       await worker.start({ concurrency: 2, requireHandlers: [JobName.FILL_CACHE_ENTRY] });
-      const deadline = Date.now() + 5000;
-      while (seen.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-      await new Promise((r) => setTimeout(r, 50));
+      await waitFor('the job to complete', async () => (await api.counts()).completed === 1);
+      // nothing else is queued (the second add was a duplicate), so no second run can still come
+      expect(await api.counts()).toMatchObject({ waiting: 0, active: 0, delayed: 0, failed: 0, completed: 1 });
       expect(seen).toEqual(['fill-sha256-cc']);
-      expect((await api.counts()).completed).toBe(1);
     } finally {
       await Promise.all([api.stop(), worker.stop()]);
     }

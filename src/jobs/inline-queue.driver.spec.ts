@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { describe, expect, it } from '@jest/globals';
+import { waitFor } from '../../test/support/eventually.js';
 import { InlineQueueDriver } from './inline-queue.driver.js';
 import { runQueueDriverContract } from './queue-driver.contract.js';
 import { JobName } from './queue-driver.js';
@@ -8,8 +9,6 @@ import { JobName } from './queue-driver.js';
 Logger.overrideLogger(['error']);
 
 runQueueDriverContract('inline', () => new InlineQueueDriver({ drainTimeoutMs: 2000 }));
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 describe('InlineQueueDriver', () => {
   it('never runs a handler inside add(), not even its synchronous part', async () => {
@@ -23,7 +22,7 @@ describe('InlineQueueDriver', () => {
     order.push('add returned');
     await added;
     order.push('add resolved');
-    await sleep(10);
+    await waitFor('the handler to run', () => order.includes('handler'));
     expect(order).toEqual(['add returned', 'add resolved', 'handler']);
     await queue.stop();
   });
@@ -45,13 +44,18 @@ describe('InlineQueueDriver', () => {
     await queue.add(JobName.FILL_CACHE_ENTRY, {}, { jobId: 'stuck' });
     await queue.add(JobName.FILL_CACHE_ENTRY, {}, { jobId: 'never-runs' });
     await queue.add(JobName.FILL_CACHE_ENTRY, {}, { jobId: 'delayed', delayMs: 10 });
-    await sleep(20);
+    // one job stuck in its handler, and the other two waiting behind it (the delayed one past its delay)
+    await waitFor('the first job to be stuck, the others waiting', async () => {
+      const counts = await queue.counts();
+      return runs === 1 && counts.active === 1 && counts.waiting === 2 && counts.delayed === 0;
+    });
 
     const before = Date.now();
     await queue.stop();
     expect(Date.now() - before).toBeGreaterThanOrEqual(45);
     expect(String(abortedWith)).toMatch(/stopping/);
-    await sleep(30);
+    // deliberate: time for a dropped job to run if stop() had left it queued (proving it does not)
+    await new Promise((resolve) => setTimeout(resolve, 30));
     expect(runs).toBe(1);
     expect(await queue.counts()).toMatchObject({ waiting: 0, active: 0, delayed: 0 });
   });
@@ -63,7 +67,7 @@ describe('InlineQueueDriver', () => {
     });
     await queue.start({ concurrency: 1 });
     for (const id of ['a-1', 'a-2', 'a-3']) await queue.add(JobName.CLEAN_ORPHANS, {}, { jobId: id, attempts: 1 });
-    await sleep(30);
+    await waitFor('three failures', async () => (await queue.counts()).failed === 3);
     expect((await queue.failures(10)).map((f) => f.id)).toEqual(['a-3', 'a-2']);
     expect((await queue.counts()).failed).toBe(3);
     await queue.stop();

@@ -4,20 +4,13 @@ import { Inject, Injectable, Module, OnModuleInit, type INestApplicationContext 
 import { ConfigModule } from '@nestjs/config';
 import { NestFactory } from '@nestjs/core';
 import { Redis } from 'ioredis';
+import { waitFor } from '../../test/support/eventually.js';
 import { allConfigNamespaces, useEnvironment } from '../config/config.js';
 import { ConfigValidationError, parseEnvironment } from '../config/environment.js';
 import { JobsModule } from './jobs.module.js';
 import { JobName, QUEUE_DRIVER, type QueueDriver } from './queue-driver.js';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 /** What the feature module of a test app does in onModuleInit, the way real modules declare their jobs. */
 interface FeatureSetup {
@@ -69,7 +62,7 @@ describe('JobsModule', () => {
         enqueue: [{ name: JobName.FILL_CACHE_ENTRY, jobId: 'fill-at-boot' }],
         onRun: async (_name, id) => {
           runs.push(id);
-          await sleep(100);
+          await sleep(100); // deliberate: the job is still busy when app.close() is called
           finished = true;
         },
       },
@@ -131,7 +124,7 @@ describe('JobsModule', () => {
         onRun,
       });
       apps.push(api);
-      await sleep(100);
+      await sleep(100); // deliberate: time for a worker in the API process, if it wrongly had one, to take the job
       expect(runs).toEqual([]);
       expect((await api.get<QueueDriver>(QUEUE_DRIVER).counts()).waiting).toBe(1);
 

@@ -1,23 +1,16 @@
 import { afterEach, describe, expect, it } from '@jest/globals';
+import { waitFor } from '../../test/support/eventually.js';
 import { JobName, QueueDriver, QueuedJob } from './queue-driver.js';
 
 /**
  * The behaviour every QueueDriver must have, run against each driver (inline always, bullmq on Redis).
  * `factory` returns a fresh, unstarted driver that shares no jobs with any other driver it returned.
- * Assertions are about order and counts, never about how long something took (the machine may be busy).
- * CLOCK_SLACK_MS only separates the finish times of jobs whose order failures() reports.
+ * Assertions are about order and counts, never about how long something took (the machine may be busy);
+ * background work is awaited by polling what it changes (`waitFor`), never by sleeping a fixed time.
  */
-const CLOCK_SLACK_MS = 2;
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(5);
-  }
-}
+/** A handler's simulated work: it keeps the job active for a while (never used to wait for a job). */
+const work = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** A promise that the test resolves when it wants a handler to finish. */
 function gate(): { opened: Promise<void>; open: () => void } {
@@ -158,10 +151,18 @@ export function runQueueDriverContract(driverName: string, factory: () => QueueD
         for (const n of [1, 2, 3]) {
           await queue.add(JobName.CLEAN_ORPHANS, { n }, { jobId: `orphans-${n}`, attempts: 1 });
           await waitFor(`failure ${n}`, async () => (await queue.counts()).failed === n);
-          await sleep(CLOCK_SLACK_MS);
+          // "most recent" is by failedAt (milliseconds): the next job fails once the clock has passed this failure
+          const [latest] = await queue.failures(1);
+          await waitFor(`the clock to pass failure ${n}`, () => Date.now() > latest.failedAt.getTime());
         }
-        const failures = await queue.failures(2);
-        expect(failures.map((f) => f.error)).toEqual(['boom 3', 'boom 2']);
+        expect((await queue.failures(2)).map((f) => f.error)).toEqual(['boom 3', 'boom 2']);
+        const all = await queue.failures(10);
+        expect(all.map((f) => [f.id, f.error])).toEqual([
+          ['orphans-3', 'boom 3'],
+          ['orphans-2', 'boom 2'],
+          ['orphans-1', 'boom 1'],
+        ]);
+        expect(await queue.counts()).toMatchObject({ failed: 3, completed: 0, waiting: 0, active: 0, delayed: 0 });
       });
     });
 
@@ -174,7 +175,7 @@ export function runQueueDriverContract(driverName: string, factory: () => QueueD
         queue.registerHandler(JobName.FILL_CACHE_ENTRY, async () => {
           active++;
           maxActive = Math.max(maxActive, active);
-          await sleep(40);
+          await work(40); // deliberate: jobs stay active long enough to overlap, so a fourth at once would show
           active--;
           done++;
         });
@@ -269,20 +270,20 @@ export function runQueueDriverContract(driverName: string, factory: () => QueueD
       it('waits for active jobs to finish, then refuses new ones', async () => {
         const queue = await newDriver();
         let started = false;
-        let finishedAt: number | undefined;
+        let finished = false;
         queue.registerHandler(JobName.FILL_CACHE_ENTRY, async () => {
           started = true;
-          await sleep(150);
-          finishedAt = Date.now();
+          await work(150); // deliberate: the job is still busy when stop() is called
+          finished = true;
         });
         await queue.start({ concurrency: 1 });
         await queue.add(JobName.FILL_CACHE_ENTRY, {}, { jobId: 'fill-slow' });
         await waitFor('the job to start', () => started);
 
+        expect(finished).toBe(false);
         await queue.stop();
-        const stoppedAt = Date.now();
-        expect(finishedAt).toBeDefined();
-        expect(finishedAt!).toBeLessThanOrEqual(stoppedAt);
+        // order, not timing: the active job had finished by the time stop() resolved
+        expect(finished).toBe(true);
         await expect(queue.add(JobName.FILL_CACHE_ENTRY, {})).rejects.toThrow(/stopped/);
         await expect(queue.stop()).resolves.toBeUndefined();
       });

@@ -24,7 +24,7 @@ describe('forEachConcurrently', () => {
     await forEachConcurrently([1, 2, 3, 4, 5, 6, 7], 3, async (n) => {
       running += 1;
       peak = Math.max(peak, running);
-      await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setTimeout(r, 5)); // deliberate: each item takes a while, so the workers overlap
       seen.push(n);
       running -= 1;
     });

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
+import { waitFor } from '../../test/support/eventually.js';
 import { LocalFillLock, RedisFillLock, isPeerOrigin, newFillHolder, type FillClaim } from './fill-lock.js';
 
 Logger.overrideLogger(['error']);
@@ -96,7 +97,16 @@ describeWithRedis(suiteName, () => {
     try {
       // A lease whose renewals stopped: written the way a holder writes it, never renewed.
       await redis.set(`${prefix}:cvr-fill:1 /orphaned`, JSON.stringify(newFillHolder('http://127.0.0.1:4004')), 'PX', 400);
-      await new Promise((r) => setTimeout(r, 900));
+      // Renewals are background work: watch the held lease's remaining time go back up, twice, while
+      // the orphaned one runs out (by then the held lease, claimed first, would have run out too).
+      let renewals = 0;
+      let remaining = await redis.pttl(`${prefix}:cvr-fill:1 /renewed`);
+      await waitFor('two renewals of the held lease and the end of the orphaned one', async () => {
+        const now = await redis.pttl(`${prefix}:cvr-fill:1 /renewed`);
+        if (now > remaining) renewals++;
+        remaining = now;
+        return renewals >= 2 && (await redis.exists(`${prefix}:cvr-fill:1 /orphaned`)) === 0;
+      });
       expect(leaseOf(await b.claim('1 /orphaned', newFillHolder(undefined)))).toBeDefined();
       expect('heldBy' in (await b.claim('1 /renewed', newFillHolder(undefined)))).toBe(true);
       await renewed.release();

@@ -54,6 +54,8 @@ describe('RecentManifests', () => {
   });
 
   it('never keeps a tag past its validity window, nor past MEMORY_CACHE_TTL_MS', async () => {
+    // Deliberate: real time passes for the TTLs to run out (lru-cache reads the performance clock it captured
+    // at import, which fake timers cannot move, and RecentManifests takes no clock).
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     const { recent, as } = setup({ memoryCacheTtlMs: 600 });
     recent.remember(as({ freshUntil: Date.now() - 1 }), manifest('{"expired":true}'));

@@ -3,6 +3,7 @@
  * helpers that create groups, users with a role in a group, and their tokens through the API itself.
  */
 import { TEST_ADMIN_TOKEN } from './test-app.js';
+import { waitFor } from './eventually.js';
 
 export interface ApiResponse<T = any> {
   status: number;
@@ -88,11 +89,5 @@ export class AdminApi {
 
 /** Polls until `check` returns a truthy value (or throws after `timeoutMs`). */
 export async function eventually<T>(check: () => Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return (await waitFor('a condition of the test', check, { timeoutMs, intervalMs: 50 })) as T;
 }

@@ -57,6 +57,8 @@ export interface StreamOptions {
   abortAfterBytes?: number;
   /** Called once, when the first body byte arrives. */
   onFirstByte?: () => void | Promise<void>;
+  /** Called after every body chunk, with the bytes received so far (to act on a download's progress). */
+  onProgress?: (received: number) => void;
   timeoutMs?: number;
 }
 
@@ -89,6 +91,7 @@ export function streamDownload(baseUrl: string, path: string, options: StreamOpt
         }
         hash.update(chunk);
         result.received += chunk.length;
+        options.onProgress?.(result.received);
         if (options.abortAfterBytes !== undefined && result.received >= options.abortAfterBytes) {
           req.destroy();
           finish(false, new Error('hung up by the test client'));

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { jest } from '@jest/globals';
 import type { UpstreamConfig } from '../../config/config.js';
 import { UpstreamClient, type UpstreamDescriptor, type UpstreamRequestEvent } from './upstream-client.js';
 import { classifyUpstreamError, NOT_PUBLIC, UpstreamError } from './upstream-error.js';
@@ -82,7 +83,7 @@ function basic(user: string, pass: string): string {
 async function startTokenServer(options: { expiresIn?: number; credentials?: string; delayMs?: number } = {}) {
   const issued: string[] = [];
   const server = await startServer(async (req, res) => {
-    if (options.delayMs) await new Promise((r) => setTimeout(r, options.delayMs));
+    if (options.delayMs) await new Promise((r) => setTimeout(r, options.delayMs)); // deliberate: a slow token server
     if (!req.url?.startsWith('/token?')) {
       res.writeHead(404).end();
       return;
@@ -213,20 +214,40 @@ describe('UpstreamClient bearer token flow', () => {
   });
 
   it('fetches a new token once the cached one expires', async () => {
-    const tokens = await startTokenServer({ expiresIn: 1 });
-    const registry = await startBearerRegistry(
-      () => `${tokens.server.url}/token`,
-      (t) => tokens.issued.includes(t),
-    );
-    const client = newClient();
-    const upstream = { id: 1, url: registry.url };
-    expect((await client.head(upstream, manifest)).status).toBe(200);
-    expect((await client.head(upstream, manifest)).status).toBe(200);
-    expect(tokens.issued).toEqual(['tok-1']);
-    await new Promise((r) => setTimeout(r, 1000));
-    expect((await client.head(upstream, manifest)).status).toBe(200);
-    expect(tokens.issued).toEqual(['tok-1', 'tok-2']);
-    expect(registry.seen.at(-1)?.headers.authorization).toBe('Bearer tok-2');
+    // The token's second of life runs out on a faked wall clock (Date only: timers and I/O stay real).
+    jest.useFakeTimers({
+      doNotFake: [
+        'hrtime',
+        'nextTick',
+        'performance',
+        'queueMicrotask',
+        'setImmediate',
+        'clearImmediate',
+        'setInterval',
+        'clearInterval',
+        'setTimeout',
+        'clearTimeout',
+      ],
+    });
+    try {
+      const tokens = await startTokenServer({ expiresIn: 1 });
+      const registry = await startBearerRegistry(
+        () => `${tokens.server.url}/token`,
+        (t) => tokens.issued.includes(t),
+      );
+      const client = newClient();
+      const upstream = { id: 1, url: registry.url };
+      expect((await client.head(upstream, manifest)).status).toBe(200);
+      jest.setSystemTime(Date.now() + 800);
+      expect((await client.head(upstream, manifest)).status).toBe(200);
+      expect(tokens.issued).toEqual(['tok-1']);
+      jest.setSystemTime(Date.now() + 200);
+      expect((await client.head(upstream, manifest)).status).toBe(200);
+      expect(tokens.issued).toEqual(['tok-1', 'tok-2']);
+      expect(registry.seen.at(-1)?.headers.authorization).toBe('Bearer tok-2');
+    } finally {
+      jest.useRealTimers();
+    }
   });
 
   it('drops a cached token the registry refuses and retries once with a new one', async () => {
@@ -467,10 +488,10 @@ describe('UpstreamClient failures and streaming', () => {
   });
 
   it('an aborted request rejects with the abort reason, not an UpstreamError', async () => {
-    const silent = await startServer(() => undefined);
     const controller = new AbortController();
+    // the client goes away once the upstream has the request (and will never answer it)
+    const silent = await startServer(() => controller.abort(new Error('client went away')));
     const pending = newClient().get({ id: 1, url: silent.url }, manifest, { signal: controller.signal });
-    setTimeout(() => controller.abort(new Error('client went away')), 50);
     const err = await pending.catch((e: unknown) => e);
     expect(err).not.toBeInstanceOf(UpstreamError);
     expect((err as Error).message).toBe('client went away');
@@ -505,7 +526,7 @@ describe('UpstreamClient failures and streaming', () => {
     const res = await Promise.race([
       client.get({ id: 1, url: upstream.url }, '/a/blobs/sha256:1'),
       new Promise<never>((_, reject) => {
-        deadline = setTimeout(() => reject(new Error('get() waited for the whole body')), 3000);
+        deadline = setTimeout(() => reject(new Error('get() waited for the whole body')), 3000); // a failure deadline, not a wait
       }),
     ]).finally(() => clearTimeout(deadline));
     expect(res.status).toBe(200);

@@ -32,7 +32,7 @@ describe('UpstreamTokenCache', () => {
     (lifetimeMs = 1000) =>
     async () => {
       fetches++;
-      await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setTimeout(r, 5)); // deliberate: a token server's latency, so concurrent callers overlap
       return { value: `t${fetches}`, expiresAt: clock + lifetimeMs };
     };
 
