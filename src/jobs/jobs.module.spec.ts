@@ -34,7 +34,7 @@ async function bootApp(env: Record<string, string>, setup: FeatureSetup): Promis
     }
   }
 
-  @Module({ providers: [FeatureJobs] })
+  @Module({ imports: [JobsModule], providers: [FeatureJobs] })
   class FeatureModule {}
 
   @Module({
