@@ -4,10 +4,10 @@
  */
 import 'reflect-metadata';
 import { DataSource } from 'typeorm';
-import { loadEnvironment } from './src/config/config.js';
+import { parseEnvironment } from './src/config/environment.js';
 import { dataSourceOptions } from './src/database/data-source-options.js';
 
-const env = loadEnvironment();
+const env = parseEnvironment(process.env);
 if (!env.database.url) throw new Error('ormconfig.ts needs DATABASE_URL (use `npm run migration:run` for the embedded database)');
 
 export default new DataSource(dataSourceOptions(env.database.url, env.database.poolSize, ['dist/src/**/*.entity.js']));

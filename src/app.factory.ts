@@ -5,8 +5,7 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { AppModule } from './app.module.js';
-import { loadEnvironment } from './config/config.js';
-import type { TrustProxy } from './config/environment.js';
+import type { Environment, TrustProxy } from './config/environment.js';
 import { AppLogger, createRootLogger } from './observability/app-logger.js';
 import { MetricsService } from './observability/metrics.service.js';
 import { requestContext } from './observability/request-context.js';
@@ -16,11 +15,10 @@ const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 export const OPENAPI_PATH = 'api/docs';
 
 /**
- * Builds the HTTP application (used by main.ts and by the e2e tests, which `listen(0)`):
+ * Builds the HTTP application of `env` (used by main.ts and by the e2e tests, which `listen(0)`):
  * Fastify with JSON logs carrying a request id, HTTP metrics, Swagger UI and graceful shutdown.
  */
-export async function createApp(logger?: AppLogger): Promise<NestFastifyApplication> {
-  const env = loadEnvironment();
+export async function createApp(env: Environment, logger?: AppLogger): Promise<NestFastifyApplication> {
   const appLogger = logger ?? new AppLogger(createRootLogger(env.app.logLevel));
   const rootLogger = appLogger.pino;
   const adapter = new FastifyAdapter({
@@ -44,7 +42,7 @@ export async function createApp(logger?: AppLogger): Promise<NestFastifyApplicat
     bodyLimit: 1024 * 1024,
     trustProxy: fastifyTrustProxy(env.app.trustProxy),
   });
-  const app = await NestFactory.create<NestFastifyApplication>(AppModule, adapter, {
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(env), adapter, {
     logger: appLogger,
     abortOnError: false,
   });

@@ -4,15 +4,15 @@
  */
 import 'reflect-metadata';
 import { createApp } from './app.factory.js';
-import { loadEnvironment } from './config/config.js';
+import { parseEnvironment } from './config/environment.js';
 import { AppLogger, createRootLogger } from './observability/app-logger.js';
 import { exitOnBootFailure, installGracefulShutdown, routeWarningsToLog } from './process-lifecycle.js';
 
 async function bootstrap(): Promise<void> {
-  const env = loadEnvironment();
+  const env = parseEnvironment(process.env);
   const logger = new AppLogger(createRootLogger(env.app.logLevel));
   routeWarningsToLog(logger);
-  const app = await createApp(logger);
+  const app = await createApp(env, logger);
   installGracefulShutdown(app, env.app.shutdownTimeoutMs, logger);
   await app.listen(env.app.port, env.app.host);
   logger.log(

@@ -6,19 +6,18 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { AppModule } from './app.module.js';
-import { loadEnvironment } from './config/config.js';
+import { parseEnvironment } from './config/environment.js';
 import { AppLogger, createRootLogger } from './observability/app-logger.js';
 import { exitOnBootFailure, installGracefulShutdown, routeWarningsToLog } from './process-lifecycle.js';
 
 async function bootstrap(): Promise<void> {
-  process.env.APP_ROLE = 'worker';
-  const env = loadEnvironment();
+  const env = parseEnvironment({ ...process.env, APP_ROLE: 'worker' });
   if (env.queue.driver !== 'bullmq') {
     throw new Error('the worker needs REDIS_URL (with the in-process queue the API process runs the jobs itself)');
   }
   const logger = new AppLogger(createRootLogger(env.app.logLevel));
   routeWarningsToLog(logger);
-  const app = await NestFactory.createApplicationContext(AppModule, { logger, abortOnError: false });
+  const app = await NestFactory.createApplicationContext(AppModule.forRoot(env), { logger, abortOnError: false });
   installGracefulShutdown(app, env.app.shutdownTimeoutMs, logger);
   logger.log('worker started: processing background jobs', 'Worker');
 }

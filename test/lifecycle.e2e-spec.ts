@@ -17,7 +17,6 @@ import { DataSource } from 'typeorm';
 import { createApp } from '../src/app.factory.js';
 import { AppModule } from '../src/app.module.js';
 import { CacheEntryCreateOrUpdateService } from '../src/cache-entries/cache-entry-create-or-update.service.js';
-import { useEnvironment } from '../src/config/config.js';
 import { parseEnvironment } from '../src/config/environment.js';
 import { JobName, QUEUE_DRIVER, type QueueDriver } from '../src/jobs/queue-driver.js';
 import { CacheDestructionService, type DestructionReport } from '../src/lifecycle/cache-destruction.service.js';
@@ -544,10 +543,14 @@ withRedis(`lifecycle jobs on BullMQ${process.env.REDIS_URL ? '' : ' (skipped: RE
 /** A second application instance (no HTTP) on the same database and storage as `app`. */
 async function startSecondInstance(app: TestApp): Promise<INestApplicationContext> {
   const url = (app.app.get(DataSource).options as { url: string }).url;
-  useEnvironment(
-    parseEnvironment({ LOG_LEVEL: 'warn', DATA_DIR: app.dataDir, DATABASE_URL: url, INITIAL_ADMIN_TOKEN: TEST_ADMIN_TOKEN, UPSTREAM_ALLOW_PRIVATE: 'true' }),
-  );
-  return NestFactory.createApplicationContext(AppModule, { logger: ['error', 'warn'] });
+  const env = parseEnvironment({
+    LOG_LEVEL: 'warn',
+    DATA_DIR: app.dataDir,
+    DATABASE_URL: url,
+    INITIAL_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+    UPSTREAM_ALLOW_PRIVATE: 'true',
+  });
+  return NestFactory.createApplicationContext(AppModule.forRoot(env), { logger: ['error', 'warn'] });
 }
 
 interface OwnApp {
@@ -563,7 +566,7 @@ interface OwnApp {
 
 async function startOwnApp(databaseUrl?: string, dropDatabase?: () => Promise<void>): Promise<OwnApp> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cvr-check-'));
-  useEnvironment(
+  const app = await createApp(
     parseEnvironment({
       LOG_LEVEL: 'warn',
       DATA_DIR: dataDir,
@@ -573,7 +576,6 @@ async function startOwnApp(databaseUrl?: string, dropDatabase?: () => Promise<vo
       HOST: '127.0.0.1',
     }),
   );
-  const app = await createApp();
   await app.listen(0, '127.0.0.1');
   const { port } = app.getHttpServer().address() as { port: number };
   let running = true;

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
+import { InvalidationModule } from '../invalidation/invalidation.module.js';
 import { AdminBootstrapService } from './admin-bootstrap.service.js';
 import { DeployToken } from './deploy-token.entity.js';
 import { DeployTokensController } from './deploy-tokens.controller.js';
@@ -25,7 +26,7 @@ import { UsersService } from './users.service.js';
  * module uses. `@ApiAdminAuth()` marks routes; the auth module's global guard checks them.
  */
 @Module({
-  imports: [TypeOrmModule.forFeature([Group, User, Member, PersonalAccessToken, DeployToken])],
+  imports: [TypeOrmModule.forFeature([Group, User, Member, PersonalAccessToken, DeployToken]), InvalidationModule],
   controllers: [GroupsController, UsersController, MembersController, PersonalAccessTokensController, DeployTokensController],
   providers: [
     GroupsService,

@@ -1,5 +1,8 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
+import { InvalidationModule } from '../invalidation/invalidation.module.js';
+import { JobsModule } from '../jobs/jobs.module.js';
+import { StorageModule } from '../storage/storage.module.js';
 import { UpstreamsModule } from '../upstreams/upstreams.module.js';
 import { CacheEntriesController } from './cache-entries.controller.js';
 import { CacheEntriesService } from './cache-entries.service.js';
@@ -14,7 +17,7 @@ import { CacheEntry } from './cache-entry.entity.js';
  * CreateOrUpdate service the background caching worker commits fills with.
  */
 @Module({
-  imports: [TypeOrmModule.forFeature([CacheEntry]), UpstreamsModule],
+  imports: [TypeOrmModule.forFeature([CacheEntry]), UpstreamsModule, JobsModule, InvalidationModule, StorageModule],
   controllers: [CacheEntriesController, CacheEntryUploadsController],
   providers: [CacheEntriesService, CacheEntryCreateOrUpdateService, CacheEntryLookupService, CacheEntryUploadService],
   exports: [CacheEntriesService, CacheEntryCreateOrUpdateService, CacheEntryLookupService, CacheEntryUploadService],

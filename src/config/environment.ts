@@ -291,7 +291,11 @@ function rootRegistries(env: Env): RootRegistries {
   return { defaultRegistryId: fallback === undefined ? undefined : registryId('MIRROR_DEFAULT_REGISTRY', fallback), byHost };
 }
 
-export function parseEnvironment(env: Env = process.env): Environment {
+/**
+ * The Environment of a set of variables. The process entry points call it once with process.env and pass
+ * the result on (AppModule.forRoot); tests call it with their own.
+ */
+export function parseEnvironment(env: Env): Environment {
   const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']);
   const redisUrl = url(env, 'REDIS_URL', ['redis:', 'rediss:']);
   const storageDriver = oneOf<StorageDriverName>(env, 'STORAGE_DRIVER', ['filesystem', 's3'], 'filesystem');

@@ -4,14 +4,13 @@
  */
 import 'reflect-metadata';
 import { DataSource } from 'typeorm';
-import { loadEnvironment } from '../config/config.js';
-import { ConfigValidationError } from '../config/environment.js';
+import { ConfigValidationError, parseEnvironment } from '../config/environment.js';
 import { dataSourceOptions } from './data-source-options.js';
 import { EmbeddedPostgres } from './embedded-postgres.js';
 import { revertLastMigration, runMigrations } from './migration-runner.js';
 
 async function main(command: string): Promise<void> {
-  const env = loadEnvironment();
+  const env = parseEnvironment(process.env);
   const embedded = env.database.url ? undefined : new EmbeddedPostgres(env.app.dataDir, 2);
   const url = env.database.url ?? (await embedded!.start());
   const dataSource = new DataSource(dataSourceOptions(url, 1));

@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
 import { Inject, Injectable, Module, OnModuleInit, type INestApplicationContext } from '@nestjs/common';
-import { ConfigModule } from '@nestjs/config';
 import { NestFactory } from '@nestjs/core';
 import { Redis } from 'ioredis';
 import { waitFor } from '../../test/support/eventually.js';
-import { allConfigNamespaces, useEnvironment } from '../config/config.js';
+import { ConfigModule } from '../config/config.module.js';
 import { ConfigValidationError, parseEnvironment } from '../config/environment.js';
 import { JobsModule } from './jobs.module.js';
 import { JobName, QUEUE_DRIVER, type QueueDriver } from './queue-driver.js';
@@ -21,7 +20,7 @@ interface FeatureSetup {
 
 /** Boots the JobsModule with a config environment and one feature module (no HTTP). */
 async function bootApp(env: Record<string, string>, setup: FeatureSetup): Promise<INestApplicationContext> {
-  useEnvironment(parseEnvironment({ SHUTDOWN_TIMEOUT_MS: '2000', ...env }));
+  const config = ConfigModule.forRoot(parseEnvironment({ SHUTDOWN_TIMEOUT_MS: '2000', ...env }));
 
   @Injectable()
   class FeatureJobs implements OnModuleInit {
@@ -35,11 +34,11 @@ async function bootApp(env: Record<string, string>, setup: FeatureSetup): Promis
     }
   }
 
-  @Module({ providers: [FeatureJobs] })
+  @Module({ imports: [JobsModule], providers: [FeatureJobs] })
   class FeatureModule {}
 
   @Module({
-    imports: [ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, load: allConfigNamespaces }), JobsModule, FeatureModule],
+    imports: [config, JobsModule, FeatureModule],
   })
   class TestAppModule {}
 

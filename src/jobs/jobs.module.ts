@@ -1,6 +1,6 @@
 import { RedisConnections } from '../redis/redis-connections.js';
 import { RedisModule } from '../redis/redis.module.js';
-import { BeforeApplicationShutdown, Global, Inject, Logger, Module, OnApplicationBootstrap } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Logger, Module, OnApplicationBootstrap } from '@nestjs/common';
 import { appConfig, queueConfig, type AppConfig, type QueueConfig } from '../config/config.js';
 import { BullmqQueueDriver } from './bullmq-queue.driver.js';
 import { InlineQueueDriver } from './inline-queue.driver.js';
@@ -10,7 +10,7 @@ import { JobName, QUEUE_DRIVER, type QueueDriver } from './queue-driver.js';
 const DRAIN_SHARE = 0.8;
 
 /**
- * Provides QUEUE_DRIVER (QUEUE_DRIVER=bullmq|inline) to every module.
+ * Provides QUEUE_DRIVER (QUEUE_DRIVER=bullmq|inline) to the modules that import it.
  *
  * Modules register their handlers in a constructor or onModuleInit (and may enqueue or declare repeatable
  * jobs there too). Once every module is initialised, onApplicationBootstrap starts processing in processes
@@ -21,7 +21,6 @@ const DRAIN_SHARE = 0.8;
  * Shutdown drains in beforeApplicationShutdown, i.e. before onApplicationShutdown hooks close the
  * database pool and other connections that running jobs still need.
  */
-@Global()
 @Module({
   imports: [RedisModule],
   providers: [

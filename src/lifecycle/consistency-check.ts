@@ -7,15 +7,14 @@
  * `--fix` runs the orphan cleanup (and destroys the entries it marks), then checks again.
  */
 import 'reflect-metadata';
-import { Module, type INestApplicationContext } from '@nestjs/common';
-import { ConfigModule } from '@nestjs/config';
+import { Module, type DynamicModule, type INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { pathToFileURL } from 'node:url';
 import pino from 'pino';
 import { CacheEntry } from '../cache-entries/cache-entry.entity.js';
-import { allConfigNamespaces, loadEnvironment } from '../config/config.js';
-import { ConfigValidationError, type LogLevel } from '../config/environment.js';
+import { ConfigModule } from '../config/config.module.js';
+import { ConfigValidationError, parseEnvironment, type Environment, type LogLevel } from '../config/environment.js';
 import { DatabaseModule } from '../database/database.module.js';
 import { AppLogger, createRootLogger } from '../observability/app-logger.js';
 import { MetricsService } from '../observability/metrics.service.js';
@@ -27,15 +26,14 @@ import { describeConsistencyReport, isConsistent, type StorageConsistencyReport 
 
 /** Only what the check needs: configuration, database, blob store, and the two lifecycle services. */
 @Module({
-  imports: [
-    ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, load: allConfigNamespaces }),
-    DatabaseModule,
-    StorageModule,
-    TypeOrmModule.forFeature([CacheEntry]),
-  ],
+  imports: [DatabaseModule, StorageModule, TypeOrmModule.forFeature([CacheEntry])],
   providers: [{ provide: CLOCK, useClass: SystemClock }, MetricsService, OrphanCleanupService, CacheDestructionService],
 })
-class ConsistencyCheckModule {}
+class ConsistencyCheckModule {
+  static forRoot(env: Environment): DynamicModule {
+    return { module: ConsistencyCheckModule, imports: [ConfigModule.forRoot(env)] };
+  }
+}
 
 export interface ConsistencyCheckOptions {
   fix: boolean;
@@ -92,11 +90,11 @@ export function describeResult(result: ConsistencyCheckResult, json: boolean): s
 
 async function main(argv: readonly string[]): Promise<number> {
   const options = parseArguments(argv);
-  const env = loadEnvironment();
+  const env = parseEnvironment(process.env);
   const quiet: LogLevel = ['debug', 'trace'].includes(env.app.logLevel) ? env.app.logLevel : 'warn';
   // Logs go to stderr, so stdout carries only the report.
   const logger = new AppLogger(createRootLogger(quiet, pino.destination({ dest: 2, sync: true })));
-  const app = await NestFactory.createApplicationContext(ConsistencyCheckModule, { logger, abortOnError: false });
+  const app = await NestFactory.createApplicationContext(ConsistencyCheckModule.forRoot(env), { logger, abortOnError: false });
   try {
     const result = await checkConsistency(app, options);
     process.stdout.write(describeResult(result, options.json));

@@ -3,7 +3,11 @@ import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { CacheEntriesModule } from '../cache-entries/cache-entries.module.js';
 import { CacheEntry } from '../cache-entries/cache-entry.entity.js';
+import { InvalidationModule } from '../invalidation/invalidation.module.js';
+import { JobsModule } from '../jobs/jobs.module.js';
+import { ObservabilityModule } from '../observability/observability.module.js';
 import { RegistriesModule } from '../registries/registries.module.js';
+import { StorageModule } from '../storage/storage.module.js';
 import { CacheDestructionService } from './cache-destruction.service.js';
 import { CleanupPoliciesController } from './cleanup-policies.controller.js';
 import { CleanupPoliciesService } from './cleanup-policies.service.js';
@@ -20,7 +24,16 @@ import { StorageQuotaService } from './storage-quota.service.js';
  * StorageQuotaService.enforce().
  */
 @Module({
-  imports: [TypeOrmModule.forFeature([CacheEntry, CleanupPolicy]), AccountsModule, RegistriesModule, CacheEntriesModule],
+  imports: [
+    TypeOrmModule.forFeature([CacheEntry, CleanupPolicy]),
+    AccountsModule,
+    RegistriesModule,
+    CacheEntriesModule,
+    JobsModule,
+    InvalidationModule,
+    StorageModule,
+    ObservabilityModule,
+  ],
   controllers: [CleanupPoliciesController],
   providers: [
     { provide: CLOCK, useClass: SystemClock },

@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { AccountsModule } from '../accounts/accounts.module.js';
+import { JobsModule } from '../jobs/jobs.module.js';
 import { ProxyModule } from '../proxy/proxy.module.js';
 import { RegistriesModule } from '../registries/registries.module.js';
 import { UpstreamsModule } from '../upstreams/upstreams.module.js';
@@ -13,7 +14,7 @@ import { PrefetchService } from './prefetch.service.js';
  * UpstreamsService.pullTargetOf), never the other way round. In the API and in the worker (both load AppModule).
  */
 @Module({
-  imports: [TypeOrmModule.forFeature([Prefetch, PrefetchImage]), ProxyModule, RegistriesModule, UpstreamsModule, AccountsModule],
+  imports: [TypeOrmModule.forFeature([Prefetch, PrefetchImage]), ProxyModule, RegistriesModule, UpstreamsModule, AccountsModule, JobsModule],
   controllers: [PrefetchController],
   providers: [PrefetchService],
 })

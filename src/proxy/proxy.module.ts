@@ -5,8 +5,12 @@ import { Inject, Module, OnApplicationShutdown } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { AuthModule } from '../auth/auth.module.js';
 import { CacheEntriesModule } from '../cache-entries/cache-entries.module.js';
+import { InvalidationModule } from '../invalidation/invalidation.module.js';
+import { JobsModule } from '../jobs/jobs.module.js';
 import { LifecycleModule } from '../lifecycle/lifecycle.module.js';
+import { ObservabilityModule } from '../observability/observability.module.js';
 import { Registry } from '../registries/registry.entity.js';
+import { StorageModule } from '../storage/storage.module.js';
 import { Upstream } from '../upstreams/upstream.entity.js';
 import { UpstreamsModule } from '../upstreams/upstreams.module.js';
 import { queueConfig, type QueueConfig } from '../config/config.js';
@@ -24,7 +28,19 @@ import { RegistryPullController, RegistryRootPullController } from './registry-p
 
 /** The /v2 pull API: hit / stale / miss decisions, pass-through streaming and cache fills. */
 @Module({
-  imports: [TypeOrmModule.forFeature([Registry, Upstream]), AccountsModule, AuthModule, RedisModule, CacheEntriesModule, UpstreamsModule, LifecycleModule],
+  imports: [
+    TypeOrmModule.forFeature([Registry, Upstream]),
+    AccountsModule,
+    AuthModule,
+    RedisModule,
+    CacheEntriesModule,
+    UpstreamsModule,
+    LifecycleModule,
+    JobsModule,
+    InvalidationModule,
+    StorageModule,
+    ObservabilityModule,
+  ],
   controllers: [RegistryPullController, RegistryRootPullController, FillRouteController],
   providers: [
     ProxyManifestStore,

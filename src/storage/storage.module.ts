@@ -1,12 +1,11 @@
-import { Global, Module } from '@nestjs/common';
+import { Module } from '@nestjs/common';
 import { join } from 'node:path';
 import { AppConfig, appConfig, StorageConfig, storageConfig } from '../config/config.js';
 import { BLOB_STORE, BlobStore } from './blob-store.js';
 import { FilesystemBlobStoreDriver } from './filesystem-blob-store.driver.js';
 import { S3BlobStoreDriver } from './s3-blob-store.driver.js';
 
-/** Provides BLOB_STORE everywhere: the driver named by STORAGE_DRIVER (filesystem | s3). */
-@Global()
+/** Provides BLOB_STORE to the modules that import it: the driver named by STORAGE_DRIVER (filesystem | s3). */
 @Module({
   providers: [
     {

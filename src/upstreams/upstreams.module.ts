@@ -1,6 +1,8 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { AccountsModule } from '../accounts/accounts.module.js';
+import { InvalidationModule } from '../invalidation/invalidation.module.js';
+import { ObservabilityModule } from '../observability/observability.module.js';
 import { RegistriesModule } from '../registries/registries.module.js';
 import { UpstreamClientModule } from './client/upstream-client.module.js';
 import { CredentialEncryptionService } from './credential-encryption.service.js';
@@ -19,7 +21,14 @@ import { UpstreamsService } from './upstreams.service.js';
  * upstreams in order, credentials decrypted.
  */
 @Module({
-  imports: [TypeOrmModule.forFeature([Upstream, RegistryUpstream]), AccountsModule, RegistriesModule, UpstreamClientModule],
+  imports: [
+    TypeOrmModule.forFeature([Upstream, RegistryUpstream]),
+    AccountsModule,
+    RegistriesModule,
+    UpstreamClientModule,
+    InvalidationModule,
+    ObservabilityModule,
+  ],
   controllers: [UpstreamsController, RegistryUpstreamsController, RegistryDetailController],
   providers: [UpstreamsService, RegistryUpstreamsService, CredentialEncryptionService, UpstreamHealthMetrics],
   exports: [UpstreamsService, RegistryUpstreamsService, CredentialEncryptionService, UpstreamClientModule, RegistriesModule, AccountsModule],

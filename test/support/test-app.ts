@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { createApp } from '../../src/app.factory.js';
-import { useEnvironment } from '../../src/config/config.js';
 import { parseEnvironment } from '../../src/config/environment.js';
 
 export interface TestApp {
@@ -36,7 +35,7 @@ export async function startTestApp(
     ({ url: databaseUrl, drop: dropDatabase } = await createScratchDatabase());
   }
   const queuePrefix = env.REDIS_URL ? (replicaOf?.shared.queuePrefix ?? `cvr-test-${process.pid}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`) : undefined;
-  useEnvironment(
+  const app = await createApp(
     parseEnvironment({
       LOG_LEVEL: 'error',
       UPSTREAM_ALLOW_PRIVATE: 'true',
@@ -51,7 +50,6 @@ export async function startTestApp(
       HOST: '127.0.0.1',
     }),
   );
-  const app = await createApp();
   await app.listen(0, '127.0.0.1');
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : 0;
