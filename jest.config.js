@@ -1,6 +1,8 @@
 /**
  * Jest runs in ESM mode (Nest 12 is ESM-only): see package.json "test".
  * Unit specs live beside the code (src/**\/*.spec.ts), end-to-end specs in test/ (*.e2e-spec.ts).
+ * ts-jest transpiles each file on its own (tsconfig.json has isolatedModules): type errors are `npm run
+ * typecheck`'s and the linter's to report, which keeps a cold unit tier to about a third of the time.
  */
 export default {
   testEnvironment: 'node',

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, Module, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { AppConfig, appConfig, DatabaseConfig, databaseConfig } from '../config/config.js';
+import { type AppConfig, appConfig, type DatabaseConfig, databaseConfig } from '../config/config.js';
 import { dataSourceOptions } from './data-source-options.js';
 import { EmbeddedPostgres } from './embedded-postgres.js';
 import { runMigrations } from './migration-runner.js';

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
+import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { Inject, Injectable, Module, OnModuleInit, type INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Redis } from 'ioredis';
 import { waitFor } from '../../test/support/eventually.js';
 import { ConfigModule } from '../config/config.module.js';
+import { RedisConnections } from '../redis/redis-connections.js';
 import { ConfigValidationError, parseEnvironment } from '../config/environment.js';
 import { JobsModule } from './jobs.module.js';
 import { JobName, QUEUE_DRIVER, type QueueDriver } from './queue-driver.js';
@@ -106,8 +107,24 @@ describe('JobsModule', () => {
   describeWithRedis(redisUrl ? 'with BullMQ on Redis' : 'with BullMQ (skipped: REDIS_URL is unset)', () => {
     const prefix = `cvr-test-module-${randomUUID()}`;
     const redisEnv = { REDIS_URL: redisUrl!, QUEUE_PREFIX: prefix };
+    // A boot that fails (the worker missing handlers below) never reaches the shutdown hooks, so the
+    // RedisModule connection its queue check opened stays open and would keep Jest running: every
+    // RedisConnections that opens a connection here is remembered and closed at the end.
+    const opened = new Set<RedisConnections>();
+
+    beforeAll(() => {
+      for (const method of ['commands', 'subscriber'] as const) {
+        const open = RedisConnections.prototype[method];
+        jest.spyOn(RedisConnections.prototype, method).mockImplementation(function (this: RedisConnections) {
+          opened.add(this);
+          return open.call(this);
+        });
+      }
+    });
 
     afterAll(async () => {
+      jest.restoreAllMocks();
+      await Promise.all([...opened].map((connections) => connections.close()));
       const redis = new Redis(redisUrl!);
       const keys = await redis.keys(`${prefix}:*`);
       if (keys.length) await redis.del(...keys);

@@ -1,6 +1,6 @@
 import { Controller, Get, Header, Inject } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
-import { QUEUE_DRIVER, QueueDriver } from '../jobs/queue-driver.js';
+import { QUEUE_DRIVER, type QueueDriver } from '../jobs/queue-driver.js';
 import { MetricsService } from './metrics.service.js';
 
 @ApiExcludeController()

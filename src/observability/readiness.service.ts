@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { QUEUE_DRIVER, QueueDriver } from '../jobs/queue-driver.js';
-import { BLOB_STORE, BlobStore } from '../storage/blob-store.js';
+import { QUEUE_DRIVER, type QueueDriver } from '../jobs/queue-driver.js';
+import { BLOB_STORE, type BlobStore } from '../storage/blob-store.js';
 
 export interface ReadinessResult {
   status: 'ok' | 'unavailable';

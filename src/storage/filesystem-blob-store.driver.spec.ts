@@ -6,28 +6,24 @@ import { join } from 'node:path';
 import { runBlobStoreContract } from './blob-store.contract.js';
 import { FilesystemBlobStoreDriver } from './filesystem-blob-store.driver.js';
 
-runBlobStoreContract(
-  'filesystem',
-  async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'blob-store-fs-'));
-    const root = join(dir, 'blobs');
-    return {
-      store: new FilesystemBlobStoreDriver(root),
-      async plantOrphanTemporary() {
-        const id = randomUUID();
-        await mkdir(join(root, '_uploads'), { recursive: true });
-        await writeFile(join(root, '_uploads', id), 'the first bytes of a write that never finished');
-        return id;
-      },
-      readOffloaded: (target) => {
-        if (target.kind !== 'file') throw new Error(`the filesystem driver offloads to files, not ${target.kind}`);
-        return readFile(join(root, target.path));
-      },
-      dispose: () => rm(dir, { recursive: true, force: true }),
-    };
-  },
-  { largeWriteBytes: 1024 ** 3 },
-);
+runBlobStoreContract('filesystem', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'blob-store-fs-'));
+  const root = join(dir, 'blobs');
+  return {
+    store: new FilesystemBlobStoreDriver(root),
+    async plantOrphanTemporary() {
+      const id = randomUUID();
+      await mkdir(join(root, '_uploads'), { recursive: true });
+      await writeFile(join(root, '_uploads', id), 'the first bytes of a write that never finished');
+      return id;
+    },
+    readOffloaded: (target) => {
+      if (target.kind !== 'file') throw new Error(`the filesystem driver offloads to files, not ${target.kind}`);
+      return readFile(join(root, target.path));
+    },
+    dispose: () => rm(dir, { recursive: true, force: true }),
+  };
+});
 
 describe('FilesystemBlobStoreDriver layout', () => {
   it('writes into <root>/_uploads/<uuid> and commits by renaming to <root>/sha256/ab/<hex>', async () => {

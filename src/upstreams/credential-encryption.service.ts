@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
-import { AppConfig, appConfig, DatabaseConfig, databaseConfig, SecurityConfig, securityConfig } from '../config/config.js';
+import { type AppConfig, appConfig, type DatabaseConfig, databaseConfig, type SecurityConfig, securityConfig } from '../config/config.js';
 
 const ALGORITHM = 'aes-256-gcm';
 const IV_BYTES = 12;
