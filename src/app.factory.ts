@@ -8,7 +8,6 @@ import { AppModule } from './app.module.js';
 import type { Environment, TrustProxy } from './config/environment.js';
 import { AppLogger, createRootLogger } from './observability/app-logger.js';
 import { MetricsService } from './observability/metrics.service.js';
-import { requestContext } from './observability/request-context.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -26,7 +25,8 @@ export async function createApp(env: Environment, logger?: AppLogger): Promise<N
     // One access line per request is written by installRequestHooks (with the metrics).
     logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: false,
-    // Request loggers are the root logger itself: its mixin adds the request id (no duplicate field).
+    // Request loggers are the root logger itself (no child logger per request): lines logged with a
+    // request add its id themselves (`reqId`).
     childLoggerFactory: (logger: FastifyBaseLogger) => logger,
     genReqId: (req: { headers: Record<string, string | string[] | undefined> }) => {
       const given = req.headers['x-request-id'];
@@ -90,7 +90,7 @@ function fieldErrors(errors: ValidationError[], prefix = ''): Record<string, str
 function installRequestHooks(fastify: FastifyInstance, metrics: MetricsService): void {
   fastify.addHook('onRequest', (request, reply, done) => {
     void reply.header('x-request-id', request.id);
-    requestContext.run({ requestId: request.id }, done);
+    done();
   });
   // The metric children of each (method, route, status), bound once: no label hashing per request.
   const children = new Map<string, { requests: { inc(): void }; duration: { observe(seconds: number): void } }>();
@@ -108,7 +108,7 @@ function installRequestHooks(fastify: FastifyInstance, metrics: MetricsService):
     }
     bound.requests.inc();
     bound.duration.observe(reply.elapsedTime / 1000);
-    request.log.info({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+    request.log.info({ reqId: request.id, method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
     done();
   });
 }

@@ -2,7 +2,9 @@
  * Blob GET throughput: sequential GETs of one blob on one keep-alive connection, bytes counted and
  * discarded. The client is curl when installed (one process, `-o /dev/null` per URL, the connection
  * reused), so the client costs little CPU on a machine it shares with the systems measured; otherwise an
- * undici loop in this process. One unmeasured GET first.
+ * undici loop in this process. One unmeasured GET first. With curl the time is the sum of curl's own
+ * per-transfer times (`%{time_total}`: from the request to the last byte), so starting the curl process
+ * is not counted; it would weigh more on a row with fewer GETs.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -27,16 +29,20 @@ export async function blobGetRate(url: string, headers: Record<string, string>, 
 async function curlRate(url: string, headers: Record<string, string>, size: number, count: number): Promise<number> {
   const headerArgs = Object.entries(headers).flatMap(([name, value]) => ['-H', `${name}: ${value}`]);
   const get = async (times: number) => {
-    const args = ['-s', '--fail', '-w', '%{size_download}\n', ...headerArgs];
+    const args = ['-s', '--fail', '-w', '%{size_download} %{time_total}\n', ...headerArgs];
     for (let i = 0; i < times; i++) args.push('-o', '/dev/null', url);
     const { stdout } = await run('curl', args, { maxBuffer: 1024 * 1024 });
-    const sizes = stdout.trim().split('\n').map(Number);
-    if (sizes.length !== times || sizes.some((n) => n !== size)) throw new Error(`GET ${url}: received ${sizes.join(', ')} bytes, expected ${size} each`);
+    const transfers = stdout
+      .trim()
+      .split('\n')
+      .map((line) => line.split(' ').map(Number));
+    if (transfers.length !== times || transfers.some(([bytes]) => bytes !== size)) {
+      throw new Error(`GET ${url}: received ${transfers.map(([bytes]) => bytes).join(', ')} bytes, expected ${size} each`);
+    }
+    return transfers.reduce((sum, [, seconds]) => sum + seconds, 0);
   };
   await get(1);
-  const started = performance.now();
-  await get(count);
-  const seconds = (performance.now() - started) / 1000;
+  const seconds = await get(count);
   return (size * count) / seconds / 1e6;
 }
 

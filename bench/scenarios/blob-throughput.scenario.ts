@@ -8,10 +8,15 @@ import { blobGetRate, blobGetTool } from '../clients/blob-get.js';
 import { registryUrl } from '../systems/pull-system.js';
 import { rotated } from '../statistics.js';
 
+/** GETs per measurement, the same for every system (the offload scenario's rows share this row). */
+export function blobGetCount(ctx: Pick<BenchContext, 'smoke'>): number {
+  return ctx.smoke ? 3 : 10;
+}
+
 export async function measureBlobThroughput(ctx: BenchContext, image: BenchImage, round: number): Promise<void> {
   if (image.fixture.kind !== 'manifest') throw new Error('blob throughput needs an image manifest');
   const layer = image.fixture.layers[0];
-  const count = ctx.smoke ? 3 : 10;
+  const count = blobGetCount(ctx);
   ctx.rows.declare('blob-get', `warm ${formatSize(layer.size)} blob GET, ${count} sequential (${blobGetTool()})`, 'MB/s');
   for (const system of rotated(ctx.systems, round)) {
     const authorization = await system.authorization(image.name);

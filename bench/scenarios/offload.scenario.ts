@@ -7,7 +7,8 @@
  */
 import type { BenchContext } from '../bench-context.js';
 import { formatSize, type BenchImage } from '../bench-images.js';
-import { blobGetRate } from '../clients/blob-get.js';
+import { blobGetRate, blobGetTool } from '../clients/blob-get.js';
+import { blobGetCount } from './blob-throughput.scenario.js';
 import { redirectedBlobGetRate } from '../clients/blob-get-redirected.js';
 import { skopeoPull } from '../clients/skopeo-pull.js';
 import { imageBlobs } from '../../test/support/image-fixtures.js';
@@ -20,9 +21,9 @@ const GiB = 1024 ** 3;
 export async function measureOffload(ctx: BenchContext, systems: readonly OffloadAppSystem[], image: BenchImage, round: number): Promise<void> {
   if (image.fixture.kind !== 'manifest') throw new Error('the offload rows need an image manifest');
   const layer = image.fixture.layers[0];
-  const count = ctx.smoke ? 3 : 5;
-  // The same row as blob-throughput's (same title), so the offload systems sit beside the others.
-  ctx.rows.declare('blob-get', `warm ${formatSize(layer.size)} blob GET, ${count} sequential`, 'MB/s');
+  // The same row as blob-throughput's (same title and count), so the offload systems sit beside the others.
+  const count = blobGetCount(ctx);
+  ctx.rows.declare('blob-get', `warm ${formatSize(layer.size)} blob GET, ${count} sequential (${blobGetTool()})`, 'MB/s');
   const counted = systems.map((s) => `${s.id}: ${s.cpuCounted}`).join('; ');
   ctx.rows.declare(
     'offload-warm-pull-cpu',

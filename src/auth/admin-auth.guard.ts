@@ -22,13 +22,32 @@ export function personalAccessTokenOf(request: Pick<FastifyRequest, 'headers'>):
  */
 @Injectable()
 export class AdminAuthGuard implements CanActivate {
+  /** Whether a route (handler of a class) is marked: metadata never changes, and every pull request asks. */
+  private readonly marked = new WeakMap<object, WeakMap<object, boolean>>();
+
   constructor(
     private readonly credentials: CredentialService,
     private readonly reflector: Reflector,
   ) {}
 
-  async canActivate(context: ExecutionContext): Promise<boolean> {
-    if (!this.reflector.getAllAndOverride<boolean>(ADMIN_AUTH, [context.getHandler(), context.getClass()])) return true;
+  canActivate(context: ExecutionContext): boolean | Promise<boolean> {
+    return this.isMarked(context) ? this.authenticate(context) : true;
+  }
+
+  private isMarked(context: ExecutionContext): boolean {
+    const handler = context.getHandler();
+    const controller = context.getClass();
+    let byHandler = this.marked.get(controller);
+    if (!byHandler) this.marked.set(controller, (byHandler = new WeakMap()));
+    let marked = byHandler.get(handler);
+    if (marked === undefined) {
+      marked = this.reflector.getAllAndOverride<boolean>(ADMIN_AUTH, [handler, controller]) === true;
+      byHandler.set(handler, marked);
+    }
+    return marked;
+  }
+
+  private async authenticate(context: ExecutionContext): Promise<boolean> {
     const request = context.switchToHttp().getRequest<FastifyRequest>();
     const secret = personalAccessTokenOf(request);
     const actor = secret ? await this.credentials.authenticatePersonalAccessToken(secret) : null;

@@ -19,7 +19,10 @@ export class OciExceptionFilter implements ExceptionFilter {
       return;
     }
     const error = toOciError(exception);
-    if (error.status >= 500) this.logger.error(exception instanceof Error ? exception : String(exception));
+    if (error.status >= 500) {
+      const err = exception instanceof Error ? exception : new Error(String(exception));
+      this.logger.error({ msg: err.message, err, reqId: reply.request.id, url: reply.request.url });
+    }
     const headers: Record<string, string> = {
       'docker-distribution-api-version': 'registry/2.0',
       'content-type': 'application/json',

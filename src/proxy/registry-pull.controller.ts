@@ -209,7 +209,7 @@ async function sendStored(reply: FastifyReply, response: PullResponse, body: Sel
   try {
     await body.writeTo(raw);
   } catch (err) {
-    if (!raw.destroyed) reply.log.warn({ err }, 'serving a blob failed');
+    if (!raw.destroyed) reply.log.warn({ err, reqId: reply.request.id }, 'serving a blob failed');
     raw.destroy();
   }
 }
