@@ -1,5 +1,23 @@
 import type { INestApplicationContext, LoggerService } from '@nestjs/common';
+import { setFlagsFromString } from 'node:v8';
 import { ConfigValidationError } from './config/environment.js';
+
+/**
+ * The old generation may grow to twice what a full GC leaves live (`--heap-growing-percent=100`), set
+ * at startup by both processes, however they are launched.
+ *
+ * Why: V8 starts incremental marking whenever the old generation's room left before its limit is smaller
+ * than the young generation's capacity. Streaming blobs grows the young generation to its maximum (2 x 16
+ * MiB); after the first full GCs V8 sets the limit at ~1.45 x the live heap (~55 MiB here), which leaves
+ * ~24 MiB. From then on it marked without pause: a full mark-compact every ~25 MiB streamed, the GC
+ * helper threads busier than the main thread, a cold pull twice the CPU. Whether a process got there
+ * depended on what it had served (issue 16's "two modes"). With the factor at 2 the room is the live
+ * heap itself, more than the young generation can hold. Cost: the old generation may hold up to one
+ * more live heap's worth of garbage between full GCs (the RSS rows of `npm run bench` measure it).
+ */
+export function tuneGarbageCollector(): void {
+  setFlagsFromString('--heap-growing-percent=100');
+}
 
 /** Boot failures end the process with one clear line on stderr and a non-zero exit, no stack trace. */
 export function exitOnBootFailure(err: unknown): never {

@@ -33,8 +33,6 @@ export class BlobSpool {
   private holders = 1; // the writer
   private released = false;
   private closed: Promise<void> | undefined;
-  /** The batches stored last: a tail reader that keeps up sends them from memory instead of reading them back. */
-  private recent: StoredBatch[] = [];
 
   private constructor(private readonly handle: FileHandle) {}
 
@@ -62,14 +60,18 @@ export class BlobSpool {
     await this.appendAll([chunk]);
   }
 
-  /** Stores chunks at the end of the file with one positional writev (a batch costs one syscall, not one each). */
+  /**
+   * Stores chunks at the end of the file with one positional writev (a batch costs one syscall, not one
+   * each). Once it resolves the spool holds no reference to them: tail readers read stored bytes back
+   * from the file (the page cache). Network chunks kept for followers outlive the young generation, and
+   * ~200 MiB of them promoted per fill made V8 run a full mark-compact every ~25 MiB (external memory
+   * pressure): a cold pull cost twice the CPU.
+   */
   async appendAll(chunks: readonly Uint8Array[]): Promise<void> {
     if (this.state !== 'open') throw new Error(`cannot append to a ${this.state} spool`);
-    const stored = chunks.filter((c) => c.byteLength > 0);
-    let pending = stored;
+    let pending = chunks.filter((c) => c.byteLength > 0);
     const total = pending.reduce((sum, c) => sum + c.byteLength, 0);
-    const start = this.written;
-    let position = start;
+    let position = this.written;
     // The thread pool stores the batch while this thread hashes it (both only read the chunks).
     let writing = pending.length > 0 ? this.handle.writev(pending as Uint8Array[], position) : undefined;
     for (const chunk of chunks) this.hash.update(chunk);
@@ -80,35 +82,7 @@ export class BlobSpool {
       writing = pending.length > 0 ? this.handle.writev(pending as Uint8Array[], position) : undefined;
     }
     this.written += total;
-    if (total > 0) {
-      this.recent.push({ start, end: start + total, chunks: stored });
-      if (this.recent.length > RECENT_BATCHES) this.recent.shift();
-    }
     this.changes.emit('change');
-  }
-
-  /**
-   * Stored bytes `[position, position + length)` as slices of the chunks of the batches stored last, or
-   * undefined when they are not all still held (then read them from the file).
-   */
-  recentBytes(position: number, length: number): Uint8Array[] | undefined {
-    const first = this.recent[0];
-    const end = position + length;
-    if (!first || position < first.start || end > this.recent[this.recent.length - 1].end) return undefined;
-    const slices: Uint8Array[] = [];
-    for (const batch of this.recent) {
-      if (batch.end <= position) continue;
-      let offset = batch.start;
-      for (const chunk of batch.chunks) {
-        const chunkEnd = offset + chunk.byteLength;
-        if (chunkEnd > position && offset < end) {
-          slices.push(chunk.subarray(Math.max(position - offset, 0), Math.min(end, chunkEnd) - offset));
-        }
-        offset = chunkEnd;
-        if (offset >= end) return slices;
-      }
-    }
-    return slices;
   }
 
   /** `sha256:<hex>` of everything appended; appending after this is an error. */
@@ -137,7 +111,6 @@ export class BlobSpool {
     if (this.state !== 'open') return;
     this.state = 'aborted';
     this.reason = reason;
-    this.recent = [];
     this.changes.emit('change');
   }
 
@@ -202,18 +175,8 @@ export class BlobSpool {
 
   private letGo(): void {
     this.holders -= 1;
-    if (this.holders === 0) this.recent = [];
     if (this.holders === 0) this.closed = this.handle.close().catch(() => undefined);
   }
-}
-
-/** How many stored batches a spool keeps in memory for tail readers (about 1 MiB each when streamed). */
-const RECENT_BATCHES = 2;
-
-interface StoredBatch {
-  start: number;
-  end: number;
-  chunks: readonly Uint8Array[];
 }
 
 /** The chunks left once `written` bytes of them are stored (a short writev). */
@@ -306,12 +269,9 @@ class SpoolTailReader extends Readable implements SelfWritingBody {
         await Promise.race([slot.free, gone]);
         const length = await Promise.race([this.nextLength(slot.buffer.length), gone]);
         if (length === 0) break;
-        // Bytes stored moments ago go out from memory; older ones are read back from the file.
-        const recent = this.spool.recentBytes(this.position, length);
-        const completes = await Promise.race([recent ? this.advance(length) : this.readChunk(slot.buffer, length), gone]);
+        const completes = await Promise.race([this.readChunk(slot.buffer, length), gone]);
         if (out.destroyed) throw new Error('the client closed the connection');
-        if (recent) slot.sendChunks(out, recent);
-        else slot.send(out, length);
+        slot.send(out, length);
         if (completes) break;
       }
       await Promise.race([Promise.all(slots.map((s) => s.free)), gone]);

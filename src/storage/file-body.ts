@@ -140,15 +140,4 @@ export class WriteSlot {
     });
     this.free.catch(() => undefined);
   }
-
-  /** Sends `chunks` (slices of someone else's buffers) instead of this slot's buffer: one writev, free once taken. */
-  sendChunks(out: Writable, chunks: readonly Uint8Array[]): void {
-    this.free = new Promise<void>((resolve, reject) => {
-      out.cork();
-      for (let i = 0; i < chunks.length - 1; i++) out.write(chunks[i]);
-      out.write(chunks[chunks.length - 1], (err) => (err ? reject(err) : resolve()));
-      out.uncork();
-    });
-    this.free.catch(() => undefined);
-  }
 }
