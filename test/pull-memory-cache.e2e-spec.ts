@@ -4,10 +4,14 @@
  * response leaves, on this replica at once and on the others through Redis. Requests that change nothing
  * (anonymous, refused, failed) forget nothing.
  */
+import { createHash } from 'node:crypto';
+import { unlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { DataSource } from 'typeorm';
+import { blobContentPath } from '../src/storage/blob-store.js';
 import { accessLog } from './support/access-log.js';
 import { AdminApi, eventually } from './support/admin-api.js';
-import { liveCacheEntryRows, metricValue } from './support/cache-observation.js';
+import { liveCacheEntryRows, metricValue, waitForLiveRow } from './support/cache-observation.js';
 import { buildDockerImage, pushImage, type ImageManifestFixture } from './support/image-fixtures.js';
 import { realServices } from './support/services.js';
 import { startTestApp, type TestApp } from './support/test-app.js';
@@ -35,7 +39,7 @@ async function getManifest(
   return { status: res.status, body: Buffer.from(await res.arrayBuffer()), digest: res.headers.get('docker-content-digest') };
 }
 
-async function memoryHits(app: TestApp, cache: 'manifest' | 'authorization'): Promise<number> {
+async function memoryHits(app: TestApp, cache: 'manifest' | 'authorization' | 'blob'): Promise<number> {
   return metricValue(app, 'registry_memory_cache_requests_total', { cache, result: 'hit' });
 }
 
@@ -116,6 +120,48 @@ suite(`memory caches of the pull path${reason}`, () => {
     expect((await getManifest(app, vr, 'team/app', '1.0', jwt)).status).toBe(200);
     await adminApi(app, 'DELETE', `/api/v4/personal_access_tokens/${patId}`);
     expect((await getManifest(app, vr, 'team/app', '1.0', jwt)).status).toBe(401);
+  });
+
+  it('serves a blob pulled again from memory (no cache-entry read), forgets it when its object vanishes or the cache is purged', async () => {
+    const vr = await createVirtualRegistry(app, [{ url: upstream.url }]);
+    const token = await pullToken(app, vr, 'team/app');
+    const layer = image.layers[0];
+    const suffix = `/team/app/blobs/${layer.digest}`;
+    const getBlob = async () => {
+      const res = await fetch(`${app.url}/v2/virtual_registries/containers/${vr.registryId}/team/app/blobs/${layer.digest}`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      const body = Buffer.from(await res.arrayBuffer());
+      const received = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+      return { status: res.status, digest: res.headers.get('docker-content-digest'), same: received === layer.digest && body.length === layer.size };
+    };
+    const blobGets = async (mark: number) =>
+      (await upstream.requests(mark)).filter((r) => r.method === 'GET' && r.path.endsWith(`/blobs/${layer.digest}`)).length;
+
+    expect(await getBlob()).toEqual({ status: 200, digest: layer.digest, same: true }); // cold: filled
+    expect(await waitForLiveRow(app, suffix, 30_000, vr.upstreamIds)).toBeDefined();
+    expect(await getBlob()).toEqual({ status: 200, digest: layer.digest, same: true }); // a hit, read from the database
+    const hitsBefore = await memoryHits(app, 'blob');
+    let mark = await upstream.mark();
+    for (let i = 0; i < 3; i++) expect(await getBlob()).toEqual({ status: 200, digest: layer.digest, same: true });
+    expect(await memoryHits(app, 'blob')).toBe(hitsBefore + 3);
+    expect(await blobGets(mark)).toBe(0);
+
+    // The object is deleted by hand: the remembered entry leads to it once, then the request is a miss that refills.
+    unlinkSync(join(app.dataDir, 'blobs', blobContentPath(layer.digest)));
+    mark = await upstream.mark();
+    expect(await getBlob()).toEqual({ status: 200, digest: layer.digest, same: true });
+    expect(await blobGets(mark)).toBe(1);
+    expect(await waitForLiveRow(app, suffix, 30_000, vr.upstreamIds)).toBeDefined();
+    expect(await getBlob()).toEqual({ status: 200, digest: layer.digest, same: true });
+    expect(await getBlob()).toEqual({ status: 200, digest: layer.digest, same: true });
+
+    // A purge forgets it on this replica before its response leaves: the next GET asks the upstream again.
+    await adminApi(app, 'DELETE', `/api/v4/virtual_registries/container/upstreams/${vr.upstreamIds[0]}/cache`);
+    await eventually(async () => (await liveCacheEntryRows(app, suffix, vr.upstreamIds)).length === 0);
+    mark = await upstream.mark();
+    expect(await getBlob()).toEqual({ status: 200, digest: layer.digest, same: true });
+    expect(await blobGets(mark)).toBe(1);
   });
 
   it('stops serving a remembered tag as soon as its only upstream is unlinked, and goes upstream again after a purge', async () => {

@@ -30,6 +30,10 @@ export class InvalidatedLru<V extends object> {
     return this.items.get(key);
   }
 
+  delete(key: string): void {
+    this.items.delete(key);
+  }
+
   /** Keeps `value` for `ttlMs` (at most the cache's TTL) unless a change came since `generation`. */
   set(key: string, value: V, generation: number, ttlMs = Infinity): void {
     const ttl = Math.min(this.items.ttl, ttlMs);

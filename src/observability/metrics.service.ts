@@ -30,7 +30,7 @@ export class MetricsService {
   });
   readonly memoryCacheRequests = new Counter({
     name: 'registry_memory_cache_requests_total',
-    help: 'Lookups in the per-replica memory caches (MEMORY_CACHE_TTL_MS) by cache (authorization, manifest) and result (hit, miss)',
+    help: 'Lookups in the per-replica memory caches (MEMORY_CACHE_TTL_MS) by cache (authorization, manifest, blob) and result (hit, miss)',
     labelNames: ['cache', 'result'] as const,
     registers: [this.registry],
   });

@@ -15,6 +15,7 @@ import { UpstreamError, classifyUpstreamError } from '../upstreams/client/upstre
 import { isCacheableBlob, upstreamAnswer } from './cache-policy.js';
 import { InflightBlobFills, readFill, type BlobFill, type FillStart } from './blob-fills.js';
 import { BlobOffload } from './blob-offload.js';
+import { RecentBlobEntries } from './recent-blob-entries.js';
 import { FILL_LOCK, newFillHolder, type FillHolder, type FillLease, type FillLock } from './fill-lock.js';
 import { FILL_OUTCOME_HEADER, FillPeers, type PeerFillOutcome } from './fill-peers.js';
 import {
@@ -29,7 +30,7 @@ import {
   unsatisfiable,
   verifiedBlobBody,
 } from './pull-responses.js';
-import type { PullTarget, PullUpstream } from '../upstreams/pull-target.js';
+import { pullScopeOf, type PullTarget, type PullUpstream } from '../upstreams/pull-target.js';
 import type { PullResponse } from './pull-response.js';
 import { UpstreamsService } from '../upstreams/upstreams.service.js';
 import { ByteLimit, ByteSkip } from './withheld-tail.js';
@@ -79,6 +80,7 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     private readonly quota: StorageQuotaService,
     private readonly peers: FillPeers,
     private readonly offload: BlobOffload,
+    private readonly recentBlobs: RecentBlobEntries,
   ) {}
 
   onModuleInit(): void {
@@ -98,10 +100,18 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     const digest = request.digest.toString();
     const ids = target.upstreams.map((u) => u.id);
 
-    const [entry] = await this.lookup.findLive(ids, path);
+    // A blob served moments ago by this replica needs no database read (RecentBlobEntries).
+    const scope = pullScopeOf(target);
+    const remembered = this.recentBlobs.get(scope, path);
+    const generation = this.recentBlobs.generation;
+    const entry = remembered ?? (await this.lookup.findLive(ids, path))[0];
     if (entry) {
       const served = await this.serveStored(entry, method, rangeHeader);
-      if (served) return served;
+      if (served) {
+        if (!remembered) this.recentBlobs.remember(scope, path, entry, generation);
+        return served;
+      }
+      this.recentBlobs.forget(scope, path);
     }
     const running = this.runningFill(ids, path);
     if (running) {

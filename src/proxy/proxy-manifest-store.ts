@@ -33,7 +33,7 @@ import {
   type Revalidation,
 } from './cache-policy.js';
 import { discard, header, manifestResponse, notFoundOrUnavailable, statusError } from './pull-responses.js';
-import type { PullTarget, PullUpstream } from '../upstreams/pull-target.js';
+import { pullScopeOf, type PullTarget, type PullUpstream } from '../upstreams/pull-target.js';
 import type { PullResponse } from './pull-response.js';
 import { RecentManifests, type RecentManifest, type RememberAs } from './recent-manifests.js';
 
@@ -284,11 +284,6 @@ function manifestAccept(accept: string | undefined): string {
     .filter(Boolean);
   for (const t of DEFAULT_MANIFEST_ACCEPT.split(',').map((x) => x.trim())) if (!types.some((x) => x.startsWith(t))) types.push(t);
   return types.join(', ');
-}
-
-/** The registry and the upstreams this pull may ask, in order: what a remembered or shared answer is valid for. */
-function pullScopeOf(target: PullTarget): string {
-  return `${target.registryId}:${target.upstreams.map((u) => u.id).join(',')}`;
 }
 
 function isUnavailable(err: unknown): boolean {

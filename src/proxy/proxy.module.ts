@@ -23,6 +23,7 @@ import { PullAccessService } from './pull-access.service.js';
 import { PullRateLimiter } from './pull-rate-limiter.js';
 import { ProxyManifestStore } from './proxy-manifest-store.js';
 import { UpstreamListings } from './upstream-listings.js';
+import { RecentBlobEntries } from './recent-blob-entries.js';
 import { RecentManifests } from './recent-manifests.js';
 import { RegistryPullController, RegistryRootPullController } from './registry-pull.controller.js';
 
@@ -51,6 +52,7 @@ import { RegistryPullController, RegistryRootPullController } from './registry-p
     PullAccessService,
     PullRateLimiter,
     RecentManifests,
+    RecentBlobEntries,
     {
       provide: FILL_LOCK,
       inject: [queueConfig.KEY, RedisConnections],

@@ -20,3 +20,11 @@ export interface PullTarget {
   /** Ordered by position (1 first). */
   upstreams: PullUpstream[];
 }
+
+/**
+ * The registry and the upstreams this pull may ask, in order: what a remembered or shared answer is valid
+ * for. A registry narrowed to some of its upstreams (mirror `ns`) is a scope of its own.
+ */
+export function pullScopeOf(target: PullTarget): string {
+  return `${target.registryId}:${target.upstreams.map((u) => u.id).join(',')}`;
+}

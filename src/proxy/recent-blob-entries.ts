@@ -1,0 +1,57 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { CacheEntry } from '../cache-entries/cache-entry.entity.js';
+import { limitsConfig, type LimitsConfig } from '../config/config.js';
+import { INVALIDATION_BUS, type InvalidationBus } from '../invalidation/invalidation-bus.js';
+import { InvalidatedLru } from '../invalidation/invalidated-lru.js';
+import { MetricsService } from '../observability/metrics.service.js';
+
+/** Blob entries remembered per replica: one per (registry scope, blob) pulled within MEMORY_CACHE_TTL_MS. */
+const REMEMBERED_BLOBS = 10_000;
+
+/**
+ * The live blob entries one replica served lately, by registry scope and path: a warm blob pulled again
+ * within MEMORY_CACHE_TTL_MS needs no database read before its bytes go out (from storage, or from nginx
+ * or the object store with offload). The rules of RecentManifests: purges, evictions, uploads and every
+ * committed change to access or upstreams forget everything (InvalidationBus), and an entry read before
+ * such a change is not kept. An object found missing is forgotten at once (`forget`): the request
+ * becomes a miss as before. Downloads are still counted, per request, by the caller.
+ */
+@Injectable()
+export class RecentBlobEntries {
+  private readonly items?: InvalidatedLru<CacheEntry>;
+  private readonly counted: { hit: { inc(): void }; miss: { inc(): void } };
+
+  constructor(@Inject(limitsConfig.KEY) limits: LimitsConfig, @Inject(INVALIDATION_BUS) bus: InvalidationBus, metrics: MetricsService) {
+    this.counted = {
+      hit: metrics.memoryCacheRequests.labels({ cache: 'blob', result: 'hit' }),
+      miss: metrics.memoryCacheRequests.labels({ cache: 'blob', result: 'miss' }),
+    };
+    if (limits.memoryCacheTtlMs > 0) {
+      this.items = new InvalidatedLru<CacheEntry>(bus, { ttlMs: limits.memoryCacheTtlMs, max: REMEMBERED_BLOBS });
+    }
+  }
+
+  /** Counts changes; take it before reading the entry that remember() will keep. */
+  get generation(): number {
+    return this.items?.generation ?? 0;
+  }
+
+  get(scope: string, relativePath: string): CacheEntry | undefined {
+    if (!this.items) return undefined;
+    const entry = this.items.get(key(scope, relativePath));
+    (entry ? this.counted.hit : this.counted.miss).inc();
+    return entry;
+  }
+
+  remember(scope: string, relativePath: string, entry: CacheEntry, generation: number): void {
+    this.items?.set(key(scope, relativePath), entry, generation);
+  }
+
+  forget(scope: string, relativePath: string): void {
+    this.items?.delete(key(scope, relativePath));
+  }
+}
+
+function key(scope: string, relativePath: string): string {
+  return `${scope} ${relativePath}`;
+}
