@@ -8,6 +8,17 @@ import {
 } from '@aws-sdk/client-s3';
 import { BlobSpool } from './blob-spool.js';
 
+/**
+ * How long one request of the upload may take before it is abandoned: 10 s plus 1 s per MiB of body
+ * (an 8 MiB part: 18 s). Without a limit the AWS SDK waits forever, and an object store that stops
+ * reading a request body on a reused connection (seen with s3rver: 70 KB left unread, no answer, no close)
+ * hangs the fill for good, so the blob is never cached. Abandoned, the fill fails and its retry job
+ * uploads it again on a new connection.
+ */
+export function requestTimeoutMs(bodyBytes: number): number {
+  return 10_000 + Math.ceil(bodyBytes / 1024 ** 2) * 1000;
+}
+
 export interface S3SpoolUploadOptions {
   client: S3Client;
   bucket: string;
@@ -16,6 +27,8 @@ export interface S3SpoolUploadOptions {
   partSize: number;
   /** Parts in flight at once; each has its own part buffer. */
   queueSize: number;
+  /** How long a request with a body of this size may take (default requestTimeoutMs). */
+  requestTimeoutMs?: (bodyBytes: number) => number;
 }
 
 /**
@@ -43,6 +56,11 @@ export class S3SpoolUpload {
     this.done = this.run().finally(letGo);
     // Observed by whoever awaits `done`; until then a failure must not be an unhandled rejection.
     this.done.catch(() => undefined);
+  }
+
+  /** Cancelled by abort(), or once `bodyBytes` took longer than requestTimeoutMs. */
+  private signal(bodyBytes: number): AbortSignal {
+    return AbortSignal.any([this.abortController.signal, AbortSignal.timeout((this.options.requestTimeoutMs ?? requestTimeoutMs)(bodyBytes))]);
   }
 
   /** Stops the upload (requests in flight are cancelled, a multipart upload is aborted). */
@@ -99,7 +117,7 @@ export class S3SpoolUpload {
           UploadId: this.uploadId,
           MultipartUpload: { Parts: parts },
         }),
-        { abortSignal: this.abortController.signal },
+        { abortSignal: this.signal(0) },
       );
     } catch (err) {
       this.abort();
@@ -131,14 +149,14 @@ export class S3SpoolUpload {
         ContentLength: length,
         ContentType: 'application/octet-stream',
       }),
-      { abortSignal: this.abortController.signal },
+      { abortSignal: this.signal(length) },
     );
   }
 
   private async createMultipartUpload(): Promise<string> {
     const { UploadId } = await this.options.client.send(
       new CreateMultipartUploadCommand({ Bucket: this.options.bucket, Key: this.options.key, ContentType: 'application/octet-stream' }),
-      { abortSignal: this.abortController.signal },
+      { abortSignal: this.signal(0) },
     );
     if (!UploadId) throw new Error('the object store started a multipart upload without an id');
     return UploadId;
@@ -154,7 +172,7 @@ export class S3SpoolUpload {
         Body: body,
         ContentLength: body.byteLength,
       }),
-      { abortSignal: this.abortController.signal },
+      { abortSignal: this.signal(body.byteLength) },
     );
     return ETag;
   }
