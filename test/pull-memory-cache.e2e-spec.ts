@@ -39,7 +39,7 @@ async function getManifest(
   return { status: res.status, body: Buffer.from(await res.arrayBuffer()), digest: res.headers.get('docker-content-digest') };
 }
 
-async function memoryHits(app: TestApp, cache: 'manifest' | 'authorization' | 'blob'): Promise<number> {
+async function memoryHits(app: TestApp, cache: 'manifest' | 'authorization' | 'registry' | 'credential' | 'blob'): Promise<number> {
   return metricValue(app, 'registry_memory_cache_requests_total', { cache, result: 'hit' });
 }
 
@@ -120,6 +120,29 @@ suite(`memory caches of the pull path${reason}`, () => {
     expect((await getManifest(app, vr, 'team/app', '1.0', jwt)).status).toBe(200);
     await adminApi(app, 'DELETE', `/api/v4/personal_access_tokens/${patId}`);
     expect((await getManifest(app, vr, 'team/app', '1.0', jwt)).status).toBe(401);
+  });
+
+  it("reads neither the credential nor the registry for a client's next token (its next pull), and refuses a revoked token at the token endpoint at once", async () => {
+    const vr = await createVirtualRegistry(app, [{ url: upstream.url }]);
+    const pat = await adminApi<{ id: number; token: string }>(app, 'POST', '/api/v4/user/personal_access_tokens', {
+      name: `memory-next-${Date.now()}`,
+      scopes: ['read_virtual_registry'],
+    });
+    const client = { ...vr, pullUser: { username: 'root', token: pat.token } };
+    const first = await pullToken(app, client, 'team/app');
+    expect((await getManifest(app, vr, 'team/app', '1.0', first)).status).toBe(200);
+
+    const credentialHits = await memoryHits(app, 'credential');
+    const registryHits = await memoryHits(app, 'registry');
+    const second = await pullToken(app, client, 'team/app'); // the login: the secret is remembered
+    expect(second).not.toBe(first);
+    expect((await getManifest(app, vr, 'team/app', '1.0', second)).status).toBe(200); // a new JWT: its credential and registry are remembered
+    expect(await memoryHits(app, 'credential')).toBe(credentialHits + 2);
+    expect(await memoryHits(app, 'registry')).toBe(registryHits + 1);
+
+    await adminApi(app, 'DELETE', `/api/v4/personal_access_tokens/${pat.id}`);
+    await expect(pullToken(app, client, 'team/app')).rejects.toThrow(/-> 401/);
+    expect((await getManifest(app, vr, 'team/app', '1.0', second)).status).toBe(401);
   });
 
   it('serves a blob pulled again from memory (no cache-entry read), forgets it when its object vanishes or the cache is purged', async () => {

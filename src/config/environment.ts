@@ -121,7 +121,7 @@ export interface Environment {
     /** Bytes of live cache entries one group may keep (GROUP_STORAGE_QUOTA); 0 = no quota. */
     groupStorageQuota: number;
     /**
-     * How long a replica keeps pull decisions, hot manifests and served blobs' entries in memory (MEMORY_CACHE_TTL_MS; 0 = off).
+     * How long a replica keeps pull decisions, registries, working credentials, hot manifests and served blobs' entries in memory (MEMORY_CACHE_TTL_MS; 0 = off).
      * Changes made through this replica's admin API, and through any replica's when REDIS_URL is set,
      * clear them at once; this bounds what a replica that missed the news can serve.
      */

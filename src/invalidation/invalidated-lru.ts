@@ -1,15 +1,23 @@
 import { LRUCache } from 'lru-cache';
 import type { InvalidationBus } from './invalidation-bus.js';
 
+/** Counters of a memory cache's lookups (a metric's `hit` and `miss` children). */
+export interface LookupCounts {
+  hit: { inc(): void };
+  miss: { inc(): void };
+}
+
 /**
  * An LRU of things remembered for a while that the InvalidationBus can make wrong: every change clears
  * it, and a value read before a change (`generation` taken before the read) is not kept after it.
  */
 export class InvalidatedLru<V extends object> {
   private readonly items: LRUCache<string, V>;
+  private readonly counts?: LookupCounts;
   private changes = 0;
 
-  constructor(bus: InvalidationBus, options: { ttlMs: number; max?: number; maxSize?: number; sizeOf?: (value: V) => number }) {
+  constructor(bus: InvalidationBus, options: { ttlMs: number; max?: number; maxSize?: number; sizeOf?: (value: V) => number; counts?: LookupCounts }) {
+    this.counts = options.counts;
     this.items = new LRUCache<string, V>(
       options.maxSize
         ? { ttl: options.ttlMs, maxSize: options.maxSize, sizeCalculation: options.sizeOf ?? (() => 1) }
@@ -26,8 +34,11 @@ export class InvalidatedLru<V extends object> {
     return this.changes;
   }
 
+  /** The value kept under `key`, if any (counted as a hit or a miss when the cache has counts). */
   get(key: string): V | undefined {
-    return this.items.get(key);
+    const value = this.items.get(key);
+    if (this.counts) (value ? this.counts.hit : this.counts.miss).inc();
+    return value;
   }
 
   delete(key: string): void {

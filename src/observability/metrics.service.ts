@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { LookupCounts } from '../invalidation/invalidated-lru.js';
 
 /**
  * Every Prometheus metric of the service, in one registry (one per app instance, so tests can
@@ -30,7 +31,7 @@ export class MetricsService {
   });
   readonly memoryCacheRequests = new Counter({
     name: 'registry_memory_cache_requests_total',
-    help: 'Lookups in the per-replica memory caches (MEMORY_CACHE_TTL_MS) by cache (authorization, manifest, blob) and result (hit, miss)',
+    help: 'Lookups in the per-replica memory caches (MEMORY_CACHE_TTL_MS) by cache (authorization, registry, credential, manifest, blob) and result (hit, miss)',
     labelNames: ['cache', 'result'] as const,
     registers: [this.registry],
   });
@@ -155,5 +156,10 @@ export class MetricsService {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** The hit and miss counters of one memory cache (registry_memory_cache_requests_total). */
+  memoryCacheCounts(cache: 'authorization' | 'registry' | 'credential' | 'manifest' | 'blob'): LookupCounts {
+    return { hit: this.memoryCacheRequests.labels({ cache, result: 'hit' }), miss: this.memoryCacheRequests.labels({ cache, result: 'miss' }) };
   }
 }

@@ -41,7 +41,9 @@ const REMEMBERED_DECISIONS = 10_000;
  *
  * A granted pull is remembered for MEMORY_CACHE_TTL_MS (never past the token's expiry), so a client
  * pulling an image's manifests and layers pays for the signature check and the three reads (credential,
- * registry with its upstreams, membership) once. Every committed change to tokens, users, members,
+ * registry with its upstreams, membership) once; the registry with its upstreams is also remembered by
+ * id, and the credential by RecentCredentials, so the next token of the same client (a new pull) costs
+ * a signature check and at most a membership read. Every committed change to tokens, users, members,
  * groups, registries or upstreams forgets all of it at once (the services tell the InvalidationBus): a
  * revoked token, a removed member or a re-pointed upstream counts from the next request on. Refusals are
  * never remembered.
@@ -49,7 +51,8 @@ const REMEMBERED_DECISIONS = 10_000;
 @Injectable()
 export class PullAccessService {
   private readonly granted?: InvalidatedLru<PullTarget>;
-  private readonly counted: { hit: { inc(): void }; miss: { inc(): void } };
+  /** Registries with their upstreams, by id: a new token's first pull reads no registry row either. */
+  private readonly registries?: InvalidatedLru<PullTarget>;
 
   constructor(
     private readonly tokens: RegistryTokenService,
@@ -59,12 +62,10 @@ export class PullAccessService {
     @Inject(INVALIDATION_BUS) bus: InvalidationBus,
     metrics: MetricsService,
   ) {
-    this.counted = {
-      hit: metrics.memoryCacheRequests.labels({ cache: 'authorization', result: 'hit' }),
-      miss: metrics.memoryCacheRequests.labels({ cache: 'authorization', result: 'miss' }),
-    };
     if (limits.memoryCacheTtlMs > 0) {
-      this.granted = new InvalidatedLru<PullTarget>(bus, { ttlMs: limits.memoryCacheTtlMs, max: REMEMBERED_DECISIONS });
+      const ttlMs = limits.memoryCacheTtlMs;
+      this.granted = new InvalidatedLru<PullTarget>(bus, { ttlMs, max: REMEMBERED_DECISIONS, counts: metrics.memoryCacheCounts('authorization') });
+      this.registries = new InvalidatedLru<PullTarget>(bus, { ttlMs, max: REMEMBERED_DECISIONS, counts: metrics.memoryCacheCounts('registry') });
     }
   }
 
@@ -77,11 +78,8 @@ export class PullAccessService {
     address: PullAddress = {},
   ): Promise<PullTarget> {
     const key = `${registryId} ${name.value} ${authorization ?? ''}`;
-    if (this.granted) {
-      const remembered = this.granted.get(key);
-      (remembered ? this.counted.hit : this.counted.miss).inc();
-      if (remembered) return remembered;
-    }
+    const remembered = this.granted?.get(key);
+    if (remembered) return remembered;
 
     const generation = this.granted?.generation ?? 0;
     const scope = pullScope(registryId, name.value);
@@ -92,7 +90,7 @@ export class PullAccessService {
       );
     if (!authorization) {
       // no credentials at all: only a registry that allows anonymous pulls answers
-      const target = await this.targets.pullTargetOf(registryId);
+      const target = await this.targetOf(registryId);
       if (!target?.anonymousPull) throw unauthorized(new RegistryAuthError('unauthorized', 'authentication required'));
       this.granted?.set(key, target, generation);
       return target;
@@ -105,12 +103,24 @@ export class PullAccessService {
       if (err.kind === 'denied') throw new OciError(OciErrorCode.DENIED, 'requested access to the resource is denied');
       throw unauthorized(err);
     }
-    const target = await this.targets.pullTargetOf(registryId);
+    const target = await this.targetOf(registryId);
     const allowed = target && (grant.actor ? await this.policy.can(grant.actor, target.groupId, GroupPermission.PULL) : target.anonymousPull);
     if (!target || !allowed) {
       throw new OciError(OciErrorCode.NAME_UNKNOWN, 'repository name not known to registry');
     }
     this.granted?.set(key, target, generation, grant.expiresAt - Date.now());
+    return target;
+  }
+
+  /** The registry and its upstreams in order (remembered like the decisions; absent registries are not). */
+  private async targetOf(registryId: number): Promise<PullTarget | undefined> {
+    if (!this.registries) return this.targets.pullTargetOf(registryId);
+    const key = String(registryId);
+    const remembered = this.registries.get(key);
+    if (remembered) return remembered;
+    const generation = this.registries.generation;
+    const target = await this.targets.pullTargetOf(registryId);
+    if (target) this.registries.set(key, target, generation);
     return target;
   }
 }

@@ -19,15 +19,10 @@ const REMEMBERED_BLOBS = 10_000;
 @Injectable()
 export class RecentBlobEntries {
   private readonly items?: InvalidatedLru<CacheEntry>;
-  private readonly counted: { hit: { inc(): void }; miss: { inc(): void } };
 
   constructor(@Inject(limitsConfig.KEY) limits: LimitsConfig, @Inject(INVALIDATION_BUS) bus: InvalidationBus, metrics: MetricsService) {
-    this.counted = {
-      hit: metrics.memoryCacheRequests.labels({ cache: 'blob', result: 'hit' }),
-      miss: metrics.memoryCacheRequests.labels({ cache: 'blob', result: 'miss' }),
-    };
     if (limits.memoryCacheTtlMs > 0) {
-      this.items = new InvalidatedLru<CacheEntry>(bus, { ttlMs: limits.memoryCacheTtlMs, max: REMEMBERED_BLOBS });
+      this.items = new InvalidatedLru<CacheEntry>(bus, { ttlMs: limits.memoryCacheTtlMs, max: REMEMBERED_BLOBS, counts: metrics.memoryCacheCounts('blob') });
     }
   }
 
@@ -37,10 +32,7 @@ export class RecentBlobEntries {
   }
 
   get(scope: string, relativePath: string): CacheEntry | undefined {
-    if (!this.items) return undefined;
-    const entry = this.items.get(key(scope, relativePath));
-    (entry ? this.counted.hit : this.counted.miss).inc();
-    return entry;
+    return this.items?.get(key(scope, relativePath));
   }
 
   remember(scope: string, relativePath: string, entry: CacheEntry, generation: number): void {

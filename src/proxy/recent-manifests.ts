@@ -38,19 +38,15 @@ const LARGEST_SHARE = 16;
 export class RecentManifests {
   private readonly items?: InvalidatedLru<RecentManifest>;
   private readonly largest: number;
-  private readonly counted: { hit: { inc(): void }; miss: { inc(): void } };
 
   constructor(@Inject(limitsConfig.KEY) limits: LimitsConfig, @Inject(INVALIDATION_BUS) bus: InvalidationBus, metrics: MetricsService) {
     this.largest = Math.floor(limits.memoryCacheSize / LARGEST_SHARE);
-    this.counted = {
-      hit: metrics.memoryCacheRequests.labels({ cache: 'manifest', result: 'hit' }),
-      miss: metrics.memoryCacheRequests.labels({ cache: 'manifest', result: 'miss' }),
-    };
     if (limits.memoryCacheTtlMs > 0 && this.largest > 0) {
       this.items = new InvalidatedLru<RecentManifest>(bus, {
         ttlMs: limits.memoryCacheTtlMs,
         maxSize: limits.memoryCacheSize,
         sizeOf: (item) => Math.max(1, item.bytes.length),
+        counts: metrics.memoryCacheCounts('manifest'),
       });
     }
   }
@@ -66,10 +62,7 @@ export class RecentManifests {
   }
 
   get(scope: string, relativePath: string): RecentManifest | undefined {
-    if (!this.items) return undefined;
-    const item = this.items.get(key(scope, relativePath));
-    (item ? this.counted.hit : this.counted.miss).inc();
-    return item;
+    return this.items?.get(key(scope, relativePath));
   }
 
   /** Keeps `manifest` when it is still current and its bytes match its digest. */
