@@ -6,10 +6,11 @@ import 'reflect-metadata';
 import { createApp } from './app.factory.js';
 import { parseEnvironment } from './config/environment.js';
 import { AppLogger, createRootLogger } from './observability/app-logger.js';
-import { exitOnBootFailure, installGracefulShutdown, routeWarningsToLog, tuneGarbageCollector } from './process-lifecycle.js';
+import { exitOnBootFailure, installGracefulShutdown, routeWarningsToLog, tuneGarbageCollector, tuneMemoryAllocator } from './process-lifecycle.js';
 
 async function bootstrap(): Promise<void> {
   tuneGarbageCollector();
+  tuneMemoryAllocator();
   const env = parseEnvironment(process.env);
   const logger = new AppLogger(createRootLogger(env.app.logLevel));
   routeWarningsToLog(logger);

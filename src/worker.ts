@@ -8,10 +8,11 @@ import { NestFactory } from '@nestjs/core';
 import { AppModule } from './app.module.js';
 import { parseEnvironment } from './config/environment.js';
 import { AppLogger, createRootLogger } from './observability/app-logger.js';
-import { exitOnBootFailure, installGracefulShutdown, routeWarningsToLog, tuneGarbageCollector } from './process-lifecycle.js';
+import { exitOnBootFailure, installGracefulShutdown, routeWarningsToLog, tuneGarbageCollector, tuneMemoryAllocator } from './process-lifecycle.js';
 
 async function bootstrap(): Promise<void> {
   tuneGarbageCollector();
+  tuneMemoryAllocator();
   const env = parseEnvironment({ ...process.env, APP_ROLE: 'worker' });
   if (env.queue.driver !== 'bullmq') {
     throw new Error('the worker needs REDIS_URL (with the in-process queue the API process runs the jobs itself)');
