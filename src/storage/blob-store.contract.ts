@@ -332,6 +332,21 @@ export function runBlobStoreContract(name: string, factory: () => Promise<BlobSt
       expect(fingerprint(await readBytes(writer.openTailReader(bytes.length)))).toEqual(fingerprint(Buffer.alloc(0)));
     });
 
+    it('hands the first bytes piped through writer.stream to tail readers before a whole batch has arrived', async () => {
+      const writer = await store.create();
+      const reader = writer.openTailReader();
+      reader.on('error', () => undefined); // the cancel below ends it with an error
+      const firstChunk = new Promise<Buffer>((resolve) => reader.once('data', resolve));
+      writer.stream.write(randomBytes(100_000)); // under a MiB; the source stays open
+      const stalled = new Promise<'stalled'>((resolve) => setTimeout(() => resolve('stalled'), 5000).unref());
+      const first = await Promise.race([firstChunk, stalled]);
+      expect(first).not.toBe('stalled');
+      expect((first as Buffer).length).toBeGreaterThan(0);
+      reader.destroy();
+      writer.stream.destroy();
+      await writer.cancel();
+    });
+
     it('accepts a piped body through writer.stream, and cancels when the pipe fails', async () => {
       const bytes = randomBytes(3 * MiB + 5);
       const writer = await store.create();

@@ -5,6 +5,11 @@ import { BlobSpool, type TailReadOptions } from './blob-spool.js';
 
 /** How many bytes `stream` gathers before it stores them. */
 const STREAM_BATCH = 1024 * 1024;
+/**
+ * The first batch is this small, and each next one 4 x larger up to STREAM_BATCH: the first bytes reach
+ * tail readers (the client of a cache miss) without waiting for a whole MiB from the upstream.
+ */
+const FIRST_BATCH = 64 * 1024;
 
 /** What a driver does with a write once its bytes are verified, or when it is abandoned. */
 export interface BlobCommitTarget {
@@ -42,8 +47,8 @@ export class SpooledBlobWriter implements BlobWriter {
   }
 
   /**
-   * Chunks piped in are stored in batches of about 1 MiB (one writev each): a 64 KiB network chunk is
-   * not worth a trip to the thread pool of its own. While one batch is being stored the next one is
+   * Chunks piped in are stored in batches of about 1 MiB (one writev each; the first ones smaller, so the
+   * first bytes go out at once): a 64 KiB network chunk is not worth a trip to the thread pool of its own. While one batch is being stored the next one is
    * gathered, so the source keeps flowing (at most two batches wait: constant memory). Tail readers see
    * each batch once it is stored.
    */
@@ -55,12 +60,14 @@ export class SpooledBlobWriter implements BlobWriter {
   private batchingStream(): Writable {
     let batch: Buffer[] = [];
     let batched = 0;
+    let limit = FIRST_BATCH;
     /** The batch being stored, if any; its failure also lands in writeError (and fails the commit). */
     let storing: Promise<void> | undefined;
     const flush = (): Promise<void> => {
       const chunks = batch;
       batch = [];
       batched = 0;
+      limit = Math.min(limit * 4, STREAM_BATCH);
       return this.appendAll(chunks);
     };
     return new Writable({
@@ -68,7 +75,7 @@ export class SpooledBlobWriter implements BlobWriter {
       write: (chunk: Buffer, _encoding, callback) => {
         batch.push(chunk);
         batched += chunk.byteLength;
-        if (batched < STREAM_BATCH) return callback();
+        if (batched < limit) return callback();
         const previous = storing;
         const stored = flush(); // queued behind `previous` (appendAll keeps the order)
         storing = stored;
