@@ -197,7 +197,7 @@ function unwritten(chunks: readonly Uint8Array[], written: number): Uint8Array[]
  * Follows a spool from `from`: bytes as they are stored, then the end once sealed (or `options.end` is
  * reached). The chunk that completes the read is held back until the bytes are verified (or
  * `options.withholdUntil`), so a client never completes a body that turns out wrong. Read it as a stream,
- * or let it write itself to a socket (`writeTo`: reused 2 MiB buffers, no stream stages).
+ * or let it write itself to a socket (`writeTo`: reused 1 MiB buffers, no stream stages).
  */
 class SpoolTailReader extends Readable implements SelfWritingBody {
   private readonly letGo: () => void;
