@@ -44,6 +44,12 @@ export class RowBook {
     series[round] = value;
   }
 
+  /** Adds a sentence to the row's note (what happened during the run that a reader should know). */
+  addNote(id: string, text: string): void {
+    const row = this.get(id);
+    row.note = row.note ? `${row.note}; ${text}` : text;
+  }
+
   skip(id: string, reason: string): void {
     this.get(id).skipped = reason;
   }
