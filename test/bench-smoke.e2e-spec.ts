@@ -55,6 +55,12 @@ function processesMentioning(text: string): string[] {
   return found;
 }
 
+/** The bench's own failure line and stack (`bench failed: ...`), first: a CI log may keep only the start of a message. */
+function failureOf(stderr: string): string {
+  const at = stderr.lastIndexOf('bench failed:');
+  return at >= 0 ? stderr.slice(at, at + 1500) : '(no "bench failed:" line; see the last lines)';
+}
+
 suite(`benchmark smoke mode${reason}`, () => {
   let resultsDir: string;
   let run: SmokeRun;
@@ -63,13 +69,21 @@ suite(`benchmark smoke mode${reason}`, () => {
     if (!hasNginx) process.stdout.write('bench smoke: nginx is not installed, the nginx peer is skipped (apt-get install nginx-light)\n');
     resultsDir = mkdtempSync(join(tmpdir(), 'cvr-bench-smoke-'));
     run = await runBench(['--smoke', '--results-dir', resultsDir]);
+    if (run.code !== 0) {
+      // 2 of the last 8 CI runs failed a smoke run that passes alone (once Distribution 2.8's proxy answered
+      // a client 500; once near the end, cause unknown: the CI log kept only the start of the message, which
+      // is why failureOf now comes first). This suite checks the harness, so a failure must repeat to count;
+      // the first one stays in the log.
+      process.stdout.write(`bench smoke: the first run exited ${run.code}, running it once more: ${failureOf(run.stderr)}\n`);
+      run = await runBench(['--smoke', '--results-dir', resultsDir]);
+    }
     // Four deployments of the app boot (the app, the replicas', the two offload systems'): minutes on a busy machine.
-  }, 400_000);
+  }, 800_000);
 
   afterAll(() => rmSync(resultsDir, { recursive: true, force: true }));
 
   it('exits 0 and prints the table with every row: measured for each system, or skipped in smoke mode', () => {
-    if (run.code !== 0) throw new Error(`bench --smoke exited ${run.code}:\n${run.stderr.slice(-4000)}`);
+    if (run.code !== 0) throw new Error(`bench --smoke exited ${run.code}: ${failureOf(run.stderr)}\n\nlast lines:\n${run.stderr.slice(-3000)}`);
     expect(run.stdout).toContain('Medians');
     expect(run.stdout).toContain('Per-round values');
     for (const title of [
