@@ -1,5 +1,4 @@
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { CacheEntryCreateOrUpdateService } from '../cache-entries/cache-entry-create-or-update.service.js';
 import { CacheEntryLookupService } from '../cache-entries/cache-entry-lookup.service.js';
@@ -444,7 +443,7 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     this.metrics.inflightFills.inc();
     const done = (async () => {
       try {
-        await pipeline(res.body, writer.stream);
+        await res.body.deliverTo(writer.sink); // each socket chunk straight to the batches: no stream pair in between
         const committed = await writer.commit(digest, size);
         await this.cacheEntries.execute(
           null,

@@ -368,6 +368,32 @@ export function runBlobStoreContract(name: string, factory: () => Promise<BlobSt
       expect(await collect(store.listTemporary())).toEqual([]);
     });
 
+    it('takes a body chunk by chunk through writer.sink: waits are honoured, tail readers follow, the rest is stored at end', async () => {
+      const bytes = randomBytes(3 * MiB + 5);
+      const writer = await store.create();
+      const follower = readBytes(writer.openTailReader());
+      let waits = 0;
+      for (const chunk of chunksOf(bytes, 64 * 1024)) {
+        const waiting = writer.sink.write(chunk);
+        if (waiting) {
+          waits++;
+          await waiting;
+        }
+      }
+      await writer.sink.end();
+      expect(waits).toBeGreaterThan(0); // a whole batch (1 MiB) makes the next chunk wait for the one before
+      expect(writer.bytesWritten).toBe(bytes.length);
+      expect(await writer.commit(digestOf(bytes))).toEqual({ digest: digestOf(bytes), size: bytes.length });
+      expect(fingerprint(await follower)).toEqual(fingerprint(bytes));
+
+      const cancelled = await store.create();
+      void cancelled.sink.write(randomBytes(100_000));
+      await cancelled.cancel();
+      // a batch after the cancel is refused (the fill aborts its upstream request)
+      await expect(Promise.resolve(cancelled.sink.write(randomBytes(2 * MiB))).then(() => cancelled.sink.end())).rejects.toBeInstanceOf(BlobWriterClosedError);
+      expect(await collect(store.listTemporary())).toEqual([]);
+    });
+
     it('deletes one blob (idempotently) and lists the rest', async () => {
       const blobs = [randomBytes(10), randomBytes(2000), randomBytes(70_000)];
       for (const bytes of blobs) await writeBlob(store, bytes);

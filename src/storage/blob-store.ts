@@ -60,9 +60,23 @@ export const BLOB_STORE = 'BLOB_STORE';
  * `cancel()`. While it is open, any number of followers can read what is written so far, and then
  * the rest as it arrives, with `openTailReader()`.
  */
+/** Takes a body chunk by chunk (BlobWriter.sink). */
+export interface BlobChunkSink {
+  /** Undefined: the next chunk may come at once; a promise: the next chunk waits for it. */
+  write(chunk: Buffer): Promise<void> | undefined;
+  /** Stores what is still gathered; call once after the last chunk. */
+  end(): Promise<void>;
+}
+
 export interface BlobWriter {
   /** A Writable to pipe the body into. Destroying it with an error cancels the write. */
   readonly stream: Writable;
+
+  /**
+   * The same batching as `stream` without a stream: `write` takes one chunk and returns a promise when
+   * the next one must wait for it, `end` stores the rest. Use one of `stream` and `sink`, not both.
+   */
+  readonly sink: BlobChunkSink;
 
   /** Appends one chunk; resolves once it is stored and visible to tail readers. */
   append(chunk: Uint8Array): Promise<void>;

@@ -1,6 +1,15 @@
 import { Logger } from '@nestjs/common';
 import { Readable, Writable } from 'node:stream';
-import { BlobStore, BlobWriteCancelledError, BlobWriter, BlobWriterClosedError, CommittedBlob, DigestMismatchError, digestHex } from './blob-store.js';
+import {
+  BlobChunkSink,
+  BlobStore,
+  BlobWriteCancelledError,
+  BlobWriter,
+  BlobWriterClosedError,
+  CommittedBlob,
+  DigestMismatchError,
+  digestHex,
+} from './blob-store.js';
 import { BlobSpool, type TailReadOptions } from './blob-spool.js';
 
 /** How many bytes `stream` gathers before it stores them. */
@@ -35,6 +44,7 @@ export class SpooledBlobWriter implements BlobWriter {
   private result: CommittedBlob | undefined;
   private cancelled: Promise<void> | undefined;
   private writable: Writable | undefined;
+  private batches: ChunkBatches | undefined;
 
   constructor(
     private readonly spool: BlobSpool,
@@ -48,44 +58,32 @@ export class SpooledBlobWriter implements BlobWriter {
 
   /**
    * Chunks piped in are stored in batches of about 1 MiB (one writev each; the first ones smaller, so the
-   * first bytes go out at once): a 64 KiB network chunk is not worth a trip to the thread pool of its own. While one batch is being stored the next one is
-   * gathered, so the source keeps flowing (at most two batches wait: constant memory). Tail readers see
-   * each batch once it is stored.
+   * first bytes go out at once): a 64 KiB network chunk is not worth a trip to the thread pool of its own.
+   * While one batch is being stored the next one is gathered, so the source keeps flowing (at most two
+   * batches wait: constant memory). Tail readers see each batch once it is stored.
    */
   get stream(): Writable {
     this.writable ??= this.batchingStream();
     return this.writable;
   }
 
+  /** The batches of `stream`, fed one chunk at a time by a caller that needs no stream (an upstream body). */
+  get sink(): BlobChunkSink {
+    this.batches ??= new ChunkBatches((chunks) => this.appendAll(chunks));
+    return this.batches;
+  }
+
   private batchingStream(): Writable {
-    let batch: Buffer[] = [];
-    let batched = 0;
-    let limit = FIRST_BATCH;
-    /** The batch being stored, if any; its failure also lands in writeError (and fails the commit). */
-    let storing: Promise<void> | undefined;
-    const flush = (): Promise<void> => {
-      const chunks = batch;
-      batch = [];
-      batched = 0;
-      limit = Math.min(limit * 4, STREAM_BATCH);
-      return this.appendAll(chunks);
-    };
+    const batches = this.sink;
     return new Writable({
       highWaterMark: STREAM_BATCH,
       write: (chunk: Buffer, _encoding, callback) => {
-        batch.push(chunk);
-        batched += chunk.byteLength;
-        if (batched < limit) return callback();
-        const previous = storing;
-        const stored = flush(); // queued behind `previous` (appendAll keeps the order)
-        storing = stored;
-        stored.catch(() => undefined);
-        if (!previous) return callback();
-        previous.then(() => callback(), callback);
+        const waiting = batches.write(chunk);
+        if (!waiting) return callback();
+        waiting.then(() => callback(), callback);
       },
       final: (callback) => {
-        const previous = storing;
-        Promise.all([previous, flush()]).then(() => callback(), callback);
+        batches.end().then(() => callback(), callback);
       },
       destroy: (err, callback) => {
         if (err) void this.cancel();
@@ -199,5 +197,42 @@ export class SpooledBlobWriter implements BlobWriter {
       })(),
       { objectMode: false },
     );
+  }
+}
+
+/**
+ * Gathers chunks into batches (FIRST_BATCH, then 4 x larger up to STREAM_BATCH) and stores each with
+ * `store` while the next one is gathered. A chunk that completes a batch waits for the batch before it.
+ */
+class ChunkBatches implements BlobChunkSink {
+  private batch: Buffer[] = [];
+  private batched = 0;
+  private limit = FIRST_BATCH;
+  /** The batch being stored, if any; its failure also fails the commit (the writer's writeError). */
+  private storing: Promise<void> | undefined;
+
+  constructor(private readonly store: (chunks: Buffer[]) => Promise<void>) {}
+
+  write(chunk: Buffer): Promise<void> | undefined {
+    this.batch.push(chunk);
+    this.batched += chunk.byteLength;
+    if (this.batched < this.limit) return undefined;
+    const previous = this.storing;
+    const stored = this.flush(); // queued behind `previous` (appendAll keeps the order)
+    this.storing = stored;
+    stored.catch(() => undefined);
+    return previous;
+  }
+
+  async end(): Promise<void> {
+    await Promise.all([this.storing, this.flush()]);
+  }
+
+  private flush(): Promise<void> {
+    const chunks = this.batch;
+    this.batch = [];
+    this.batched = 0;
+    this.limit = Math.min(this.limit * 4, STREAM_BATCH);
+    return this.store(chunks);
   }
 }

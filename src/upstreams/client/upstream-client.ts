@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { Inject, Injectable, Logger, OnModuleDestroy, Optional } from '@nestjs/common';
-import { Readable } from 'node:stream';
 import { Agent, type Dispatcher } from 'undici';
 import { upstreamConfig } from '../../config/config.js';
 import type { UpstreamConfig } from '../../config/config.js';
 import { UpstreamAddressPolicy } from './upstream-address-policy.js';
 import { findBearerChallenge, offersBasic, parseWwwAuthenticate, type BearerChallenge } from './upstream-challenge.js';
+import { requestUpstream, UpstreamBody } from './upstream-body.js';
 import { classifyUpstreamError, UpstreamError, type UpstreamErrorKind } from './upstream-error.js';
 import { UpstreamHealth, type Admission } from './upstream-health.js';
 import { tokenExpiresAt, UpstreamTokenCache, type UpstreamToken } from './upstream-token-cache.js';
@@ -33,8 +33,8 @@ export interface UpstreamRequestOptions {
   signal?: AbortSignal;
 }
 
-export type UpstreamResponseBody = Dispatcher.ResponseData['body'];
-export type UpstreamResponseHeaders = Dispatcher.ResponseData['headers'];
+export type UpstreamResponseBody = UpstreamBody;
+export type UpstreamResponseHeaders = Record<string, string | string[] | undefined>;
 
 /**
  * An upstream answer after authentication and redirects. `body` is the live response stream: the
@@ -163,7 +163,7 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Pro
 
 /** The answer to a request whose 404 is remembered (UpstreamHealth): an empty 404, nothing was sent. */
 function rememberedNotFound(url: string): UpstreamResponse {
-  const body = Object.assign(Readable.from([]), { dump: async () => undefined }) as unknown as UpstreamResponseBody;
+  const body = UpstreamBody.empty();
   return { status: 404, headers: { 'content-length': '0' }, body, url };
 }
 
@@ -490,14 +490,14 @@ export class UpstreamClient implements OnModuleDestroy {
   }
 
   /** One HTTP exchange; an idempotent request that dies on a reused socket before an answer is retried once. */
-  private async dispatch(url: URL, method: 'GET' | 'HEAD', headers: Record<string, string>, signal: AbortSignal | undefined): Promise<Dispatcher.ResponseData> {
-    const options: Dispatcher.RequestOptions = { origin: url.origin, path: `${url.pathname}${url.search}`, method, headers, signal };
+  private async dispatch(url: URL, method: 'GET' | 'HEAD', headers: Record<string, string>, signal: AbortSignal | undefined) {
+    const options: Dispatcher.DispatchOptions = { origin: url.origin, path: `${url.pathname}${url.search}`, method, headers };
     try {
-      return await this.agent.request(options);
+      return await requestUpstream(this.agent, options, signal);
     } catch (err) {
       const code = (err as { code?: unknown }).code;
       if (signal?.aborted || typeof code !== 'string' || !RETRYABLE_SOCKET_CODES.has(code)) throw err;
-      return this.agent.request(options);
+      return requestUpstream(this.agent, options, signal);
     }
   }
 
