@@ -40,8 +40,23 @@ export class UpstreamBody extends Readable {
   private bytesRead = 0;
   private sink: Sink | undefined;
 
-  constructor(private readonly contentLength: number | undefined) {
+  /** `label`: what the log may say about the request (method, origin and path; never a query or a credential). */
+  constructor(
+    private readonly contentLength: number | undefined,
+    private readonly label = 'an upstream answer',
+  ) {
     super({ highWaterMark: 64 * 1024 });
+  }
+
+  /** Still receiving: its request keeps a connection busy (an answer received whole holds none). */
+  get holdsConnection(): boolean {
+    return !this.complete && !this.destroyed;
+  }
+
+  /** For the log: the request, and how far its body got. */
+  describe(): string {
+    const state = this.sink ? 'delivering to a sink' : this.readableFlowing ? 'flowing' : this.complete ? 'received, unread' : 'paused, unread';
+    return `${this.label}: ${this.bytesRead} bytes read, ${state}`;
   }
 
   /** A body that has already ended (a HEAD answer, or an answer made up without asking the upstream). */
@@ -238,7 +253,8 @@ export function requestUpstream(
       onResponseStart(c, statusCode, headers) {
         if (statusCode < 200) return; // 1xx: the answer is still to come
         const length = Number(headers['content-length']);
-        body = new UpstreamBody(options.method !== 'HEAD' && Number.isFinite(length) ? length : undefined);
+        const label = `${options.method} ${options.origin?.toString() ?? ''}${options.path.split('?')[0]}`;
+        body = new UpstreamBody(options.method !== 'HEAD' && Number.isFinite(length) ? length : undefined, label);
         body.attach(c);
         body.on('close', forget);
         settled = true;

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { jest } from '@jest/globals';
+import { Logger } from '@nestjs/common';
 import type { UpstreamConfig } from '../../config/config.js';
 import { UpstreamClient, type UpstreamDescriptor, type UpstreamRequestEvent } from './upstream-client.js';
 import { classifyUpstreamError, NOT_PUBLIC, UpstreamError } from './upstream-error.js';
@@ -495,6 +496,29 @@ describe('UpstreamClient failures and streaming', () => {
     const err = await pending.catch((e: unknown) => e);
     expect(err).not.toBeInstanceOf(UpstreamError);
     expect((err as Error).message).toBe('client went away');
+  });
+
+  it('close() waits a moment for bodies still arriving, then names and destroys one nobody reads (undici never times a paused body out)', async () => {
+    const big = Buffer.alloc(4 * 1024 * 1024, 7);
+    const server = await startServer((_req, res) => {
+      res.writeHead(200, { 'content-length': String(big.length), 'content-type': 'application/octet-stream' });
+      res.end(big);
+    });
+    const client = newClient({ bodyTimeoutMs: 60_000 });
+    const warnings: string[] = [];
+    jest.spyOn(Logger.prototype, 'warn').mockImplementation((message: unknown) => void warnings.push(String(message)));
+    const forgotten = await client.get({ id: 1, url: server.url }, '/a/blobs/sha256:forgotten');
+    const read = await client.get({ id: 1, url: server.url }, '/a/blobs/sha256:read');
+    forgotten.body.on('error', () => undefined);
+    const reading = read.body.arrayBuffer();
+    const started = Date.now();
+    await client.close(300);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect((await reading).byteLength).toBe(big.length);
+    expect(forgotten.body.destroyed).toBe(true);
+    expect(warnings).toEqual([expect.stringMatching(/GET http:\/\/127\.0\.0\.1:\d+\/v2\/a\/blobs\/sha256:forgotten: \d+ bytes read, paused, unread/)]);
+    clients.splice(clients.indexOf(client), 1);
+    jest.restoreAllMocks();
   });
 
   it('reports a refused connection as unreachable', async () => {

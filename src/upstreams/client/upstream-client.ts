@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { Inject, Injectable, Logger, OnModuleDestroy, Optional } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationShutdown, Optional } from '@nestjs/common';
 import { Agent, type Dispatcher } from 'undici';
 import { upstreamConfig } from '../../config/config.js';
 import type { UpstreamConfig } from '../../config/config.js';
@@ -80,6 +80,8 @@ const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
 const USER_AGENT = 'container-virtual-registry (+undici)';
 const RETRYABLE_SOCKET_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET']);
+/** How long close() lets open upstream bodies finish before it destroys them. */
+const BODY_CLOSE_GRACE_MS = 5000;
 
 type Authorization = { scheme: 'bearer'; token: string; key: string } | { scheme: 'basic' };
 
@@ -174,13 +176,15 @@ function rememberedNotFound(url: string): UpstreamResponse {
  * blob CDNs without leaking credentials, timeouts, and the SSRF address policy on every connection.
  */
 @Injectable()
-export class UpstreamClient implements OnModuleDestroy {
+export class UpstreamClient implements OnApplicationShutdown {
   private readonly logger = new Logger(UpstreamClient.name);
   readonly addressPolicy: UpstreamAddressPolicy;
   private readonly agent: Agent;
   private readonly tokens = new UpstreamTokenCache();
   private readonly states = new Map<string, UpstreamState>();
   private readonly observers: UpstreamClientObserver[] = [];
+  /** Bodies of answers handed out and not closed yet (see close()). */
+  private readonly openBodies = new Set<UpstreamBody>();
   /** Circuit breakers, rate-limit budgets and remembered 404s of this process (UpstreamHealth). */
   readonly health: UpstreamHealth;
 
@@ -243,12 +247,29 @@ export class UpstreamClient implements OnModuleDestroy {
     this.tokens.deleteByPrefix(`${upstreamId}\n`);
   }
 
-  async onModuleDestroy(): Promise<void> {
+  /** After the fills and jobs have drained (beforeApplicationShutdown): nothing of ours reads a body any more. */
+  async onApplicationShutdown(): Promise<void> {
     await this.close();
   }
 
-  /** Close pooled connections (waits for running requests). */
-  async close(): Promise<void> {
+  /**
+   * Closes pooled connections. A body still open after `graceMs` is one nobody will read (undici pauses
+   * it and never times it out, and its connection would keep the close waiting forever): it is named in
+   * the log and destroyed.
+   */
+  async close(graceMs = BODY_CLOSE_GRACE_MS): Promise<void> {
+    const holding = () => [...this.openBodies].filter((body) => body.holdsConnection);
+    if (holding().length > 0) {
+      await Promise.race([
+        Promise.all(holding().map((body) => new Promise((resolve) => body.once('close', resolve)))),
+        new Promise((resolve) => setTimeout(resolve, graceMs).unref()),
+      ]);
+    }
+    for (const body of holding()) {
+      this.logger.warn(`closing: an upstream body nobody read was still open (${body.describe()}); destroying it`);
+      body.on('error', () => undefined);
+      body.destroy();
+    }
     await this.agent.close();
   }
 
@@ -492,13 +513,20 @@ export class UpstreamClient implements OnModuleDestroy {
   /** One HTTP exchange; an idempotent request that dies on a reused socket before an answer is retried once. */
   private async dispatch(url: URL, method: 'GET' | 'HEAD', headers: Record<string, string>, signal: AbortSignal | undefined) {
     const options: Dispatcher.DispatchOptions = { origin: url.origin, path: `${url.pathname}${url.search}`, method, headers };
+    let res;
     try {
-      return await requestUpstream(this.agent, options, signal);
+      res = await requestUpstream(this.agent, options, signal);
     } catch (err) {
       const code = (err as { code?: unknown }).code;
       if (signal?.aborted || typeof code !== 'string' || !RETRYABLE_SOCKET_CODES.has(code)) throw err;
-      return requestUpstream(this.agent, options, signal);
+      res = await requestUpstream(this.agent, options, signal);
     }
+    const body = res.body;
+    if (!body.destroyed) {
+      this.openBodies.add(body);
+      body.once('close', () => this.openBodies.delete(body));
+    }
+    return res;
   }
 
   private emitRequest(event: UpstreamRequestEvent): void {
