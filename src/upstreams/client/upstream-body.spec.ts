@@ -1,3 +1,4 @@
+import { arrayBuffer } from 'node:stream/consumers';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -71,9 +72,9 @@ describe('UpstreamBody', () => {
     const origin = await serve(sendAll(payload));
     const res = await get(origin);
     expect(res.statusCode).toBe(200);
-    expect(Buffer.from(await res.body.arrayBuffer()).equals(payload)).toBe(true);
+    expect(Buffer.from(await arrayBuffer(res.body)).equals(payload)).toBe(true);
     const head = await requestUpstream(agent, { origin, path: '/blob', method: 'HEAD' }, undefined);
-    expect((await head.body.arrayBuffer()).byteLength).toBe(0);
+    expect((await arrayBuffer(head.body)).byteLength).toBe(0);
   });
 
   it('delivers every chunk to a sink in order, then ends it once', async () => {
@@ -159,13 +160,13 @@ describe('UpstreamBody', () => {
     });
     const controller = new AbortController();
     const res = await get(origin, controller.signal);
-    const reading = res.body.arrayBuffer().catch((e: unknown) => e);
+    const reading = arrayBuffer(res.body).catch((e: unknown) => e);
     controller.abort(new Error('client went away'));
     expect(((await reading) as Error).message).toBe('client went away');
   });
 
   it('an empty body ends at once, for a sink too', async () => {
-    expect((await UpstreamBody.empty().arrayBuffer()).byteLength).toBe(0);
+    expect((await arrayBuffer(UpstreamBody.empty())).byteLength).toBe(0);
     const sink = collecting();
     await UpstreamBody.empty().deliverTo(sink.sink);
     expect(sink.ended()).toBe(1);

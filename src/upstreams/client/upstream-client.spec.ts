@@ -1,3 +1,4 @@
+import { arrayBuffer, json, text } from 'node:stream/consumers';
 import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -145,13 +146,13 @@ describe('UpstreamClient bearer token flow', () => {
     for (let i = 0; i < 5; i++) {
       const res = await client.get(upstream, manifest, { accept: 'application/vnd.oci.image.manifest.v1+json' });
       expect(res.status).toBe(200);
-      expect(await res.body.text()).toBe('{"schemaVersion":2}');
+      expect(await text(res.body)).toBe('{"schemaVersion":2}');
       expect(res.authUrl).toBe(`${tokens.server.url}/token?service=test-registry`);
     }
     const concurrent = await Promise.all(Array.from({ length: 10 }, () => client.get(upstream, manifest)));
     for (const res of concurrent) {
       expect(res.status).toBe(200);
-      await res.body.text();
+      await text(res.body);
     }
 
     expect(tokens.server.seen).toHaveLength(1);
@@ -270,7 +271,7 @@ describe('UpstreamClient bearer token flow', () => {
     revoked = new Set(['tok-1', 'tok-2', 'tok-3', 'tok-4']);
     const denied = await client.get(upstream, manifest);
     expect(denied.status).toBe(401);
-    expect(await denied.body.json()).toEqual({ errors: [{ code: 'UNAUTHORIZED' }] });
+    expect(await json(denied.body)).toEqual({ errors: [{ code: 'UNAUTHORIZED' }] });
     expect(tokens.issued).toEqual(['tok-1', 'tok-2', 'tok-3']);
   });
 
@@ -357,7 +358,7 @@ describe('UpstreamClient basic auth', () => {
     for (let i = 0; i < 3; i++) {
       const res = await client.tagsList(upstream, 'team/app', { n: 2, last: '0' });
       expect(res.status).toBe(200);
-      expect(await res.body.json()).toEqual({ name: 'app', tags: ['1', '2'] });
+      expect(await json(res.body)).toEqual({ name: 'app', tags: ['1', '2'] });
     }
     expect(registry.seen.map((r) => r.url)).toEqual(Array(4).fill('/v2/team/app/tags/list?n=2&last=0'));
     expect(registry.seen.filter((r) => !r.headers.authorization)).toHaveLength(1);
@@ -391,7 +392,7 @@ describe('UpstreamClient redirects', () => {
     const res = await client.get({ id: 1, url: registry.url }, '/library/alpine/blobs/sha256:aaa', { range: 'bytes=0-' });
     expect(res.status).toBe(206);
     expect(res.url).toBe(`${cdn.url}/storage/blob?sig=1`);
-    expect(Buffer.from(await res.body.arrayBuffer()).equals(payload)).toBe(true);
+    expect(Buffer.from(await arrayBuffer(res.body)).equals(payload)).toBe(true);
 
     const authorized = registry.seen.filter((r) => r.headers.authorization === 'Bearer tok-1').map((r) => r.url);
     expect(authorized).toEqual(['/v2/library/alpine/blobs/sha256:aaa', '/v2/library/alpine/blobs/sha256:bbb']);
@@ -484,7 +485,7 @@ describe('UpstreamClient failures and streaming', () => {
     });
     const client = newClient({ bodyTimeoutMs: 200 });
     const res = await client.get({ id: 1, url: stalls.url }, '/a/blobs/sha256:1');
-    const err = await res.body.arrayBuffer().catch((e: unknown) => e);
+    const err = await arrayBuffer(res.body).catch((e: unknown) => e);
     expect(classifyUpstreamError(err, 1).kind).toBe('timeout');
   });
 
@@ -510,7 +511,7 @@ describe('UpstreamClient failures and streaming', () => {
     const forgotten = await client.get({ id: 1, url: server.url }, '/a/blobs/sha256:forgotten');
     const read = await client.get({ id: 1, url: server.url }, '/a/blobs/sha256:read');
     forgotten.body.on('error', () => undefined);
-    const reading = read.body.arrayBuffer();
+    const reading = arrayBuffer(read.body);
     const started = Date.now();
     await client.close(300);
     expect(Date.now() - started).toBeLessThan(5000);
