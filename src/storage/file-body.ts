@@ -1,5 +1,6 @@
-import type { FileHandle } from 'node:fs/promises';
+import { read } from 'node:fs';
 import { Readable, type Writable } from 'node:stream';
+import type { OpenBlobFile } from './open-blob-files.js';
 
 /**
  * A body that can write itself to a socket faster than a stream pipe can (the HTTP edge asks with
@@ -38,16 +39,19 @@ export class ReadBuffers {
 export const READ_BUFFERS = new ReadBuffers();
 
 /**
- * Bytes `start..end` (inclusive) of an open file, as a stream (1 MiB reads) for whoever consumes
+ * Bytes `start..end` (inclusive) of an open stored object, as a stream (1 MiB reads) for whoever consumes
  * streams, and as `writeTo` for the HTTP edge: two reused buffers alternate, the next read runs while
- * the socket sends the previous one, no stream stage in between.
+ * the socket sends the previous one, no stream stage in between. The file is released (not closed: see
+ * OpenBlobFiles) once the body ends or is destroyed.
  */
 export class FileBody extends Readable implements SelfWritingBody {
   private position: number;
-  private closing?: Promise<void>;
+  private released = false;
+  /** Reads on the thread pool: the file is released only once they are back (its descriptor must stay open). */
+  private readonly reads = new Set<Promise<void>>();
 
   constructor(
-    private readonly handle: FileHandle,
+    private readonly file: OpenBlobFile,
     private readonly start: number,
     private readonly end: number,
   ) {
@@ -65,26 +69,28 @@ export class FileBody extends Readable implements SelfWritingBody {
       this.push(null);
       return;
     }
-    this.handle.read(Buffer.allocUnsafeSlow(length), 0, length, this.position).then(
-      ({ bytesRead, buffer }) => {
-        if (bytesRead === 0) {
-          this.destroy(new Error(`the stored object ended ${this.end - this.position + 1} bytes early`));
-          return;
-        }
-        this.position += bytesRead;
-        this.push(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead));
+    const buffer = Buffer.allocUnsafeSlow(length);
+    this.readFully(buffer, this.position, length).then(
+      () => {
+        this.position += length;
+        this.push(buffer);
       },
       (err: Error) => this.destroy(err),
     );
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.close().then(
-      () => callback(error),
-      (err: Error) => callback(error ?? err),
-    );
+    const release = () => this.release();
+    if (this.reads.size > 0) void Promise.allSettled(this.reads).then(release);
+    else release();
+    callback(error);
   }
 
+  /**
+   * Each buffer's next read starts as soon as the socket has taken its bytes, so the thread pool reads
+   * one buffer while this thread writes the other (a write to a local socket completes at once: waiting
+   * for it before reading would leave one of the two idle at any moment).
+   */
   async writeTo(out: Writable): Promise<void> {
     if (this.readableFlowing !== null || this.position !== this.start || this.destroyed) {
       throw new Error('this body is already being read as a stream');
@@ -96,29 +102,66 @@ export class FileBody extends Readable implements SelfWritingBody {
       out.once('error', onClose);
     });
     gone.catch(() => undefined);
+    let next = this.position;
+    const filling = new Set<WriteSlot>();
+    /** The next bytes into `slot`, read once the socket has taken what it holds; undefined at the end. */
+    const refill = (slot: WriteSlot): Promise<number> | undefined => {
+      if (next > this.end) return undefined;
+      const length = Math.min(slot.buffer.length, this.end - next + 1);
+      const at = next;
+      next += length;
+      filling.add(slot);
+      const filled = slot.free.then(() => this.readFully(slot.buffer, at, length)).then(() => length);
+      filled.then(
+        () => filling.delete(slot),
+        () => undefined, // its buffer may still be being read into: never reused
+      );
+      return filled;
+    };
+    const pending = slots.map(refill);
     try {
-      for (let turn = 0; this.position <= this.end; turn++) {
-        const slot = slots[turn & 1];
-        await Promise.race([slot.free, gone]);
-        const length = Math.min(slot.buffer.length, this.end - this.position + 1);
-        const { bytesRead } = await this.handle.read(slot.buffer, 0, length, this.position);
-        if (bytesRead === 0) throw new Error(`the stored object ended ${this.end - this.position + 1} bytes early`);
-        this.position += bytesRead;
+      for (let turn = 0; ; turn++) {
+        const reading = pending[turn & 1];
+        if (!reading) break;
+        const length = await Promise.race([reading, gone]);
+        this.position += length;
         if (out.destroyed) throw new Error('the client closed the connection');
-        slot.send(out, bytesRead);
+        slots[turn & 1].send(out, length);
+        pending[turn & 1] = refill(slots[turn & 1]);
       }
       await Promise.race([Promise.all(slots.map((s) => s.free)), gone]);
       await Promise.race([new Promise<void>((resolve) => out.end(resolve)), gone]);
     } finally {
-      // A buffer the socket may still hold is left to the garbage collector, never reused.
-      for (const slot of slots) if (slot.idle) READ_BUFFERS.give(slot.buffer);
-      await this.close();
+      // A buffer the socket or a read may still hold is left to the garbage collector, never reused.
+      for (const slot of slots) if (slot.idle && !filling.has(slot)) READ_BUFFERS.give(slot.buffer);
       this.destroy();
     }
   }
 
-  private close(): Promise<void> {
-    return (this.closing ??= this.handle.close().catch(() => undefined));
+  /** Reads `length` bytes at `position` into the start of `buffer` (more than one read if the system returns fewer). */
+  private readFully(buffer: Buffer, position: number, length: number): Promise<void> {
+    const reading = new Promise<void>((resolve, reject) => {
+      const readFrom = (offset: number) => {
+        if (this.released) return reject(new Error('the stored object was released'));
+        read(this.file.fd, buffer, offset, length - offset, position + offset, (err, bytesRead) => {
+          if (err) return reject(err);
+          if (bytesRead === 0) return reject(new Error(`the stored object ended ${this.end - position - offset + 1} bytes early`));
+          if (offset + bytesRead < length) return readFrom(offset + bytesRead);
+          resolve();
+        });
+      };
+      readFrom(0);
+    });
+    this.reads.add(reading);
+    const settled = () => this.reads.delete(reading);
+    reading.then(settled, settled);
+    return reading;
+  }
+
+  private release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.file.release();
   }
 }
 
@@ -130,13 +173,32 @@ export class WriteSlot {
   constructor(readonly buffer: Buffer) {}
 
   send(out: Writable, length: number): void {
+    this.sendPieces(out, [length === this.buffer.length ? this.buffer : this.buffer.subarray(0, length)]);
+  }
+
+  /** Writes `pieces` (this slot's buffer, or memory the caller keeps unchanged until `free`) in one go. */
+  sendPieces(out: Writable, pieces: readonly Uint8Array[]): void {
     this.idle = false;
     this.free = new Promise<void>((resolve, reject) => {
-      out.write(length === this.buffer.length ? this.buffer : this.buffer.subarray(0, length), (err) => {
-        if (err) return reject(err);
+      const last = pieces.length - 1;
+      if (last < 0) {
         this.idle = true;
-        resolve();
-      });
+        return resolve();
+      }
+      if (last > 0) out.cork();
+      pieces.forEach((piece, i) =>
+        out.write(
+          piece,
+          i < last
+            ? undefined
+            : (err) => {
+                if (err) return reject(err);
+                this.idle = true;
+                resolve();
+              },
+        ),
+      );
+      if (last > 0) out.uncork();
     });
     this.free.catch(() => undefined);
   }

@@ -1,4 +1,4 @@
-import { Logger } from '@nestjs/common';
+import { Logger, type OnApplicationShutdown } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, mkdir, open, opendir, rename, stat, unlink } from 'node:fs/promises';
@@ -21,9 +21,12 @@ import {
 } from './blob-store.js';
 import { BlobSpool } from './blob-spool.js';
 import { FileBody } from './file-body.js';
+import { OpenBlobFiles } from './open-blob-files.js';
 import { BlobCommitTarget, SpooledBlobWriter } from './spooled-blob-writer.js';
 
 const UPLOADS = '_uploads';
+/** Stored objects kept open while nobody reads them, and for how long (see OpenBlobFiles). */
+const OPEN_FILES = { maxIdle: 256, idleMs: 30_000 };
 
 /**
  * Blobs as files under one root directory (the default driver; root = `<DATA_DIR>/blobs`):
@@ -32,11 +35,17 @@ const UPLOADS = '_uploads';
  *     <root>/_uploads/<uuid>      writes in progress (same filesystem, so commit is a rename)
  *
  * Commit = verify the digest hashed while writing, fsync, rename into place, fsync the directory.
+ * Objects being served stay open between reads (OpenBlobFiles).
  */
-export class FilesystemBlobStoreDriver implements BlobStore {
+export class FilesystemBlobStoreDriver implements BlobStore, OnApplicationShutdown {
   private readonly logger = new Logger(FilesystemBlobStoreDriver.name);
+  private readonly openFiles = new OpenBlobFiles(OPEN_FILES);
 
   constructor(readonly root: string) {}
+
+  onApplicationShutdown(): void {
+    this.openFiles.close();
+  }
 
   async stat(digest: string): Promise<BlobStat | undefined> {
     const path = this.contentFile(digest);
@@ -50,21 +59,19 @@ export class FilesystemBlobStoreDriver implements BlobStore {
   }
 
   async createReadStream(digest: string, range?: ByteRange): Promise<Readable> {
-    const path = this.contentFile(digest);
-    let handle;
+    let file;
     try {
-      handle = await open(path, 'r');
+      file = await this.openFiles.acquire(this.contentFile(digest));
     } catch (err) {
       if (isNotFound(err)) throw new BlobNotFoundError(digest);
       throw err;
     }
     try {
-      const { size } = await handle.stat();
-      if (!range) return new FileBody(handle, 0, size - 1);
-      const { start, end } = resolveByteRange(range, size);
-      return new FileBody(handle, start, end);
+      if (!range) return new FileBody(file, 0, file.size - 1);
+      const { start, end } = resolveByteRange(range, file.size);
+      return new FileBody(file, start, end);
     } catch (err) {
-      await handle.close();
+      file.release();
       throw err;
     }
   }
@@ -85,7 +92,9 @@ export class FilesystemBlobStoreDriver implements BlobStore {
   }
 
   async delete(digest: string): Promise<void> {
-    await unlinkIfPresent(this.contentFile(digest));
+    const path = this.contentFile(digest);
+    this.openFiles.forget(path);
+    await unlinkIfPresent(path);
   }
 
   async *list(): AsyncIterable<StoredBlob> {
