@@ -48,6 +48,69 @@ describe('BlobSpool', () => {
     });
   });
 
+  describe('storedPieces (appendAll with keep)', () => {
+    it('gives pieces of the batch stored last, sharing its memory, and nothing for other bytes', async () => {
+      const first = [randomBytes(1000)];
+      const last = [randomBytes(300), randomBytes(500), randomBytes(200)];
+      await spool.appendAll(first, { keep: true });
+      await spool.appendAll(last, { keep: true });
+      const whole = Buffer.concat(last);
+      const pieces = spool.storedPieces(1000, 1000)!;
+      expect(pieces.map((p) => p.buffer)).toEqual(last.map((c) => c.buffer));
+      expect(Buffer.concat(pieces).equals(whole)).toBe(true);
+      expect(Buffer.concat(spool.storedPieces(1250, 400)!).equals(whole.subarray(250, 650))).toBe(true);
+      expect(Buffer.concat(spool.storedPieces(1800, 200)!).equals(whole.subarray(800))).toBe(true);
+      expect(spool.storedPieces(999, 10)).toBeUndefined(); // starts in the batch before
+      expect(spool.storedPieces(1900, 101)).toBeUndefined(); // not stored yet
+      expect(spool.storedPieces(1000, 0)).toBeUndefined();
+    });
+
+    it('keeps nothing of a batch appended without keep, nor once the writer lets go of the spool', async () => {
+      await spool.appendAll([randomBytes(100)], { keep: true });
+      await spool.appendAll([randomBytes(100)]);
+      expect(spool.storedPieces(100, 100)).toBeUndefined();
+      await spool.appendAll([randomBytes(100)], { keep: true });
+      expect(spool.storedPieces(200, 100)).toBeDefined();
+      spool.seal();
+      await spool.release();
+      expect(spool.storedPieces(200, 100)).toBeUndefined();
+    });
+
+    it('a reader that has caught up sends the batch just stored without reading it back; one behind reads the file', async () => {
+      const batches = Array.from({ length: 6 }, () => [randomBytes(200_000), randomBytes(65_536)]);
+      await spool.appendAll(batches[0], { keep: true });
+      await spool.appendAll(batches[1], { keep: true });
+      const reads: number[] = [];
+      const readInto = spool.readInto.bind(spool);
+      spool.readInto = (buffer, position, length) => {
+        reads.push(position);
+        return readInto(buffer, position, length);
+      };
+      const handed = new Set(batches.flat().map((c) => c.buffer));
+      let sentAsStored = 0;
+      const received: Buffer[] = [];
+      const out = new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          if (handed.has(chunk.buffer)) sentAsStored += 1;
+          received.push(Buffer.from(chunk));
+          setImmediate(callback);
+        },
+      });
+      const sent = (spool.openTailReader(0) as unknown as { writeTo(out: Writable): Promise<void> }).writeTo(out);
+      for (const batch of batches.slice(2)) {
+        await new Promise((resolve) => setTimeout(resolve, 20)); // the reader catches up
+        await spool.appendAll(batch, { keep: true });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      spool.seal();
+      await sent;
+      expect(Buffer.concat(received).equals(Buffer.concat(batches.flat()))).toBe(true);
+      expect(sentAsStored).toBe(2 * 4); // every batch stored while it followed went out as it was
+      expect(reads[0]).toBe(0); // the two stored before it started were read back from the file
+      expect(Math.max(...reads)).toBeLessThan(2 * 265_536);
+    });
+  });
+
   describe('tail reader writeTo', () => {
     it('sends every byte in order while the spool grows (what was stored before it started, then what is stored as it follows)', async () => {
       const batches = Array.from({ length: 12 }, (_, i) => [randomBytes(300_000 + i), randomBytes(70_000)]);

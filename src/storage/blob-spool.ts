@@ -31,6 +31,11 @@ export class BlobSpool {
   private reason: Error | undefined;
   private hexDigest: string | undefined;
   private holders = 1; // the writer
+  /**
+   * The batch stored last, until the next one is: a tail reader that has caught up sends these very
+   * chunks instead of reading the same bytes back from the file (the client of a cache miss usually has).
+   */
+  private recent: { start: number; chunks: readonly Uint8Array[] } | undefined;
   private released = false;
   private closed: Promise<void> | undefined;
 
@@ -62,12 +67,14 @@ export class BlobSpool {
 
   /**
    * Stores chunks at the end of the file with one positional writev (a batch costs one syscall, not one
-   * each). Once it resolves the spool holds no reference to them: tail readers read stored bytes back
-   * from the file (the page cache). Network chunks kept for followers outlive the young generation, and
-   * ~200 MiB of them promoted per fill made V8 run a full mark-compact every ~25 MiB (external memory
-   * pressure): a cold pull cost twice the CPU.
+   * each). Tail readers read stored bytes back from the file (the page cache). Once it resolves the
+   * spool holds no reference to the chunks, unless `keep` says the caller hands them over: then the
+   * spool keeps this batch until the next one is stored, and a reader that has caught up sends it
+   * without reading it back (`storedPieces`). Only the last batch: network chunks kept for followers
+   * outlive the young generation, and ~200 MiB of them promoted per fill made V8 run a full mark-compact
+   * every ~25 MiB (external memory pressure): a cold pull cost twice the CPU.
    */
-  async appendAll(chunks: readonly Uint8Array[]): Promise<void> {
+  async appendAll(chunks: readonly Uint8Array[], options: { keep?: boolean } = {}): Promise<void> {
     if (this.state !== 'open') throw new Error(`cannot append to a ${this.state} spool`);
     let pending = chunks.filter((c) => c.byteLength > 0);
     const total = pending.reduce((sum, c) => sum + c.byteLength, 0);
@@ -81,8 +88,33 @@ export class BlobSpool {
       pending = unwritten(pending, bytesWritten);
       writing = pending.length > 0 ? this.handle.writev(pending as Uint8Array[], position) : undefined;
     }
+    if (total > 0) this.recent = options.keep ? { start: this.written, chunks: chunks.filter((c) => c.byteLength > 0) } : undefined;
     this.written += total;
     this.changes.emit('change');
+  }
+
+  /**
+   * Bytes `position .. position + length - 1` as pieces of the batch stored last, when they all lie in
+   * it; undefined otherwise (read them from the file). The pieces share memory with that batch: never
+   * write to them.
+   */
+  storedPieces(position: number, length: number): Uint8Array[] | undefined {
+    const recent = this.recent;
+    if (!recent || position < recent.start || length <= 0) return undefined;
+    const pieces: Uint8Array[] = [];
+    let offset = recent.start;
+    let wanted = length;
+    for (const chunk of recent.chunks) {
+      const chunkEnd = offset + chunk.byteLength;
+      if (chunkEnd > position && wanted > 0) {
+        const from = Math.max(position, offset) - offset;
+        const to = Math.min(chunk.byteLength, from + wanted);
+        pieces.push(from === 0 && to === chunk.byteLength ? chunk : chunk.subarray(from, to));
+        wanted -= to - from;
+      }
+      offset = chunkEnd;
+    }
+    return wanted === 0 ? pieces : undefined;
   }
 
   /** `sha256:<hex>` of everything appended; appending after this is an error. */
@@ -111,6 +143,7 @@ export class BlobSpool {
     if (this.state !== 'open') return;
     this.state = 'aborted';
     this.reason = reason;
+    this.recent = undefined;
     this.changes.emit('change');
   }
 
@@ -164,6 +197,7 @@ export class BlobSpool {
   async release(): Promise<void> {
     if (this.released) return this.closed ?? Promise.resolve();
     this.released = true;
+    this.recent = undefined;
     this.letGo();
     await this.closed;
   }
@@ -197,7 +231,8 @@ function unwritten(chunks: readonly Uint8Array[], written: number): Uint8Array[]
  * Follows a spool from `from`: bytes as they are stored, then the end once sealed (or `options.end` is
  * reached). The chunk that completes the read is held back until the bytes are verified (or
  * `options.withholdUntil`), so a client never completes a body that turns out wrong. Read it as a stream,
- * or let it write itself to a socket (`writeTo`: reused 1 MiB buffers, no stream stages).
+ * or let it write itself to a socket (`writeTo`: reused 1 MiB buffers, no stream stages; a reader that
+ * has caught up with the writer sends the batch just stored, as it is, without reading it back).
  */
 class SpoolTailReader extends Readable implements SelfWritingBody {
   private readonly letGo: () => void;
@@ -269,9 +304,11 @@ class SpoolTailReader extends Readable implements SelfWritingBody {
         await Promise.race([slot.free, gone]);
         const length = await Promise.race([this.nextLength(slot.buffer.length), gone]);
         if (length === 0) break;
-        const completes = await Promise.race([this.readChunk(slot.buffer, length), gone]);
+        const pieces = this.spool.storedPieces(this.position, length);
+        const completes = await Promise.race([pieces ? this.advance(length) : this.readChunk(slot.buffer, length), gone]);
         if (out.destroyed) throw new Error('the client closed the connection');
-        slot.send(out, length);
+        if (pieces) slot.sendPieces(out, pieces);
+        else slot.send(out, length);
         if (completes) break;
       }
       await Promise.race([Promise.all(slots.map((s) => s.free)), gone]);

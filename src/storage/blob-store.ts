@@ -62,7 +62,10 @@ export const BLOB_STORE = 'BLOB_STORE';
  */
 /** Takes a body chunk by chunk (BlobWriter.sink). */
 export interface BlobChunkSink {
-  /** Undefined: the next chunk may come at once; a promise: the next chunk waits for it. */
+  /**
+   * Undefined: the next chunk may come at once; a promise: the next chunk waits for it. The sink takes
+   * the chunk over (tail readers may send it as it is): the caller never changes it afterwards.
+   */
   write(chunk: Buffer): Promise<void> | undefined;
   /** Stores what is still gathered; call once after the last chunk. */
   end(): Promise<void>;

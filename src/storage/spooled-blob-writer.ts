@@ -69,12 +69,13 @@ export class SpooledBlobWriter implements BlobWriter {
 
   /** The batches of `stream`, fed one chunk at a time by a caller that needs no stream (an upstream body). */
   get sink(): BlobChunkSink {
-    this.batches ??= new ChunkBatches((chunks) => this.appendAll(chunks));
+    this.batches ??= new ChunkBatches((chunks) => this.appendAll(chunks, true));
     return this.batches;
   }
 
   private batchingStream(): Writable {
-    const batches = this.sink;
+    // A stream's writer may reuse a chunk once its write is done: the spool keeps none of them.
+    const batches = new ChunkBatches((chunks) => this.appendAll(chunks, false));
     return new Writable({
       highWaterMark: STREAM_BATCH,
       write: (chunk: Buffer, _encoding, callback) => {
@@ -96,12 +97,13 @@ export class SpooledBlobWriter implements BlobWriter {
     return this.appendAll([chunk]);
   }
 
-  private appendAll(chunks: Uint8Array[]): Promise<void> {
+  /** `handedOver`: the caller never changes the chunks again, so the spool may keep them for tail readers. */
+  private appendAll(chunks: Uint8Array[], handedOver = false): Promise<void> {
     if (this.state !== 'open') return Promise.reject(new BlobWriterClosedError(this.state));
     const write = this.writes.then(async () => {
       if (this.writeError) throw this.writeError;
       if (this.state === 'cancelled' || this.state === 'failed') throw new BlobWriterClosedError(this.state);
-      await this.spool.appendAll(chunks);
+      await this.spool.appendAll(chunks, { keep: handedOver });
     });
     this.writes = write.catch((err: Error) => {
       this.writeError ??= err;
