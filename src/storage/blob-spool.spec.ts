@@ -86,7 +86,7 @@ describe('BlobSpool', () => {
         reads.push(position);
         return readInto(buffer, position, length);
       };
-      const handed = new Set(batches.flat().map((c) => c.buffer));
+      const handed = new Set<ArrayBufferLike>(batches.flat().map((c) => c.buffer));
       let sentAsStored = 0;
       const received: Buffer[] = [];
       const out = new Writable({
