@@ -211,6 +211,32 @@ describe.each(databaseTargets())('cache lifecycle (%s database)', (database: Dat
     expect(await blobs.stat(entry.digest)).toBeUndefined();
   });
 
+  (database === 'postgres' ? it : it.skip)(
+    'a pending row another transaction holds for a moment (a download-time flush) is destroyed by the same run, not left for the next',
+    async () => {
+      const {
+        upstreamIds: [upstream],
+      } = await groupWithUpstreams('held', 1);
+      const entry = await seedEntry(app.app, upstream, '/held/blobs/one', randomBytes(1024));
+      await db.query(`UPDATE cache_entries SET status = 'pending_destruction' WHERE id = $1`, [entry.id]);
+      const holder = db.createQueryRunner();
+      await holder.connect();
+      try {
+        await holder.startTransaction();
+        await holder.query(`SELECT id FROM cache_entries WHERE id = $1 FOR UPDATE`, [entry.id]);
+        const run = destruction.destroyPending();
+        await new Promise((resolve) => setTimeout(resolve, 300)); // the run's first claim skips the row
+        await holder.commitTransaction();
+        expect(await run).toMatchObject({ entries: 1, objects: 1, failed: 0 });
+      } finally {
+        if (holder.isTransactionActive) await holder.rollbackTransaction();
+        await holder.release();
+      }
+      expect(await rowsOf(db, 'id = $1', [entry.id])).toEqual([]);
+      expect(await blobs.stat(entry.digest)).toBeUndefined();
+    },
+  );
+
   it(
     database === 'postgres'
       ? 'two app instances on one database destroy at the same time: every row and object exactly once, no deadlock'

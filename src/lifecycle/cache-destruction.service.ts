@@ -1,4 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { CacheEntryStatus } from '../cache-entries/cache-entry.entity.js';
@@ -14,6 +15,13 @@ export const DESTROY_RETRY_AFTER_MS = 15 * 60 * 1000;
 export const DESTROY_RECLAIM_AFTER_MS = 10 * 60 * 1000;
 /** Objects deleted at the same time. */
 const DELETE_CONCURRENCY = 8;
+/**
+ * A pending row that another transaction held at claim time (a download-time flush, another run's
+ * claim) is skipped, not waited for: the run looks again this many times, this far apart, before it
+ * leaves such rows to the next run (a minute later).
+ */
+const SKIPPED_ROW_PASSES = 5;
+const SKIPPED_ROW_PAUSE_MS = 200;
 /** First key of the advisory locks taken per digest (the second is hashtext(digest)). */
 const DIGEST_LOCK_NAMESPACE = 1_818_847_589;
 
@@ -84,10 +92,10 @@ export class CacheDestructionService {
     const timer = this.metrics.lifecycleRunDuration.startTimer({ job: 'destroy' });
     try {
       report.requeued = await this.requeueStale(options.retryAfterMs ?? DESTROY_RETRY_AFTER_MS, options.reclaimAfterMs ?? DESTROY_RECLAIM_AFTER_MS);
-      while (!options.signal?.aborted) {
-        const claimed = await this.claim(batchSize);
-        if (claimed.length > 0) await this.destroyBatch(claimed, report);
-        if (claimed.length < batchSize) break;
+      await this.destroyClaimable(batchSize, report, options.signal);
+      for (let pass = 0; pass < SKIPPED_ROW_PASSES && !options.signal?.aborted && (await this.anyPending()); pass++) {
+        await sleep(SKIPPED_ROW_PAUSE_MS);
+        await this.destroyClaimable(batchSize, report, options.signal);
       }
     } catch (err) {
       this.metrics.lifecycleRuns.inc({ job: 'destroy', outcome: 'failure' });
@@ -105,6 +113,22 @@ export class CacheDestructionService {
     if (report.entries || report.failed || report.requeued) this.logger.log(line);
     else this.logger.debug(line);
     return report;
+  }
+
+  /** Claims and destroys batches until a claim comes back short (no pending row left that nobody holds). */
+  private async destroyClaimable(batchSize: number, report: DestructionReport, signal?: AbortSignal): Promise<void> {
+    while (!signal?.aborted) {
+      const claimed = await this.claim(batchSize);
+      if (claimed.length > 0) await this.destroyBatch(claimed, report);
+      if (claimed.length < batchSize) return;
+    }
+  }
+
+  private async anyPending(): Promise<boolean> {
+    const [{ pending }] = (await this.dataSource.query(`SELECT EXISTS (SELECT 1 FROM cache_entries WHERE status = $1) AS pending`, [
+      CacheEntryStatus.PENDING_DESTRUCTION,
+    ])) as { pending: boolean }[];
+    return pending;
   }
 
   /** Failed destructions due for a retry, and rows claimed by a worker that died, go back to pending. */
