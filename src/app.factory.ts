@@ -100,7 +100,7 @@ function installRequestHooks(fastify: FastifyInstance, metrics: MetricsService):
     let bound = children.get(key);
     if (!bound) {
       bound = {
-        requests: metrics.httpRequests.labels({ method: request.method, route, status: String(reply.statusCode) }),
+        requests: metrics.tally(metrics.httpRequests, { method: request.method, route, status: String(reply.statusCode) }),
         duration: metrics.httpDuration.labels({ method: request.method, route }),
       };
       // Routes are templates and statuses few; unmatched URLs all share the 'unmatched' route.

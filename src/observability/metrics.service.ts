@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type CounterConfiguration, type LabelValues } from 'prom-client';
 import type { LookupCounts } from '../invalidation/invalidated-lru.js';
+import { CounterTallies, type Tally } from './counter-tallies.js';
 
 /**
  * Every Prometheus metric of the service, in one registry (one per app instance, so tests can
@@ -9,8 +10,10 @@ import type { LookupCounts } from '../invalidation/invalidated-lru.js';
 @Injectable()
 export class MetricsService {
   readonly registry = new Registry();
+  /** The tallies of the counters hot paths count with (see tally()). */
+  private readonly talliesOf = new Map<Counter<string>, CounterTallies<string>>();
 
-  readonly httpRequests = new Counter({
+  readonly httpRequests = this.talliedCounter({
     name: 'http_requests_total',
     help: 'HTTP requests by method, route and status',
     labelNames: ['method', 'route', 'status'] as const,
@@ -23,19 +26,19 @@ export class MetricsService {
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers: [this.registry],
   });
-  readonly cacheRequests = new Counter({
+  readonly cacheRequests = this.talliedCounter({
     name: 'registry_cache_requests_total',
     help: 'Pull requests by cache result (hit, miss, stale, revalidated) and kind (manifest, blob)',
     labelNames: ['result', 'kind'] as const,
     registers: [this.registry],
   });
-  readonly memoryCacheRequests = new Counter({
+  readonly memoryCacheRequests = this.talliedCounter({
     name: 'registry_memory_cache_requests_total',
     help: 'Lookups in the per-replica memory caches (MEMORY_CACHE_TTL_MS) by cache (authorization, registry, credential, manifest, blob) and result (hit, miss)',
     labelNames: ['cache', 'result'] as const,
     registers: [this.registry],
   });
-  readonly bytesServed = new Counter({
+  readonly bytesServed = this.talliedCounter({
     name: 'registry_bytes_served_total',
     help: 'Body bytes sent to clients by source (cache, upstream; x-accel and presigned: cache hits whose bytes nginx or the object store sent)',
     labelNames: ['source'] as const,
@@ -160,6 +163,23 @@ export class MetricsService {
 
   /** The hit and miss counters of one memory cache (registry_memory_cache_requests_total). */
   memoryCacheCounts(cache: 'authorization' | 'registry' | 'credential' | 'manifest' | 'blob'): LookupCounts {
-    return { hit: this.memoryCacheRequests.labels({ cache, result: 'hit' }), miss: this.memoryCacheRequests.labels({ cache, result: 'miss' }) };
+    return { hit: this.tally(this.memoryCacheRequests, { cache, result: 'hit' }), miss: this.tally(this.memoryCacheRequests, { cache, result: 'miss' }) };
+  }
+
+  /**
+   * A child of `counter` for a hot path: bind it once and keep it (CounterTallies). Only the counters
+   * made with talliedCounter() have tallies.
+   */
+  tally<L extends string>(counter: Counter<L>, labels: LabelValues<L>): Tally {
+    const tallies = this.talliesOf.get(counter as unknown as Counter<string>);
+    if (!tallies) throw new Error('this counter has no tallies');
+    return (tallies as unknown as CounterTallies<L>).tally(labels);
+  }
+
+  private talliedCounter<L extends string>(config: CounterConfiguration<L>): Counter<L> {
+    const tallies = new CounterTallies<L>();
+    const counter = new Counter<L>({ ...config, collect: tallies.collect });
+    this.talliesOf.set(counter as unknown as Counter<string>, tallies as unknown as CounterTallies<string>);
+    return counter;
   }
 }

@@ -6,6 +6,7 @@ import type { CacheEntry } from '../cache-entries/cache-entry.entity.js';
 import { limitsConfig, type LimitsConfig } from '../config/config.js';
 import { JobName, QUEUE_DRIVER, type QueueDriver, type QueuedJob } from '../jobs/queue-driver.js';
 import { StorageQuotaService } from '../lifecycle/storage-quota.service.js';
+import type { Tally } from '../observability/counter-tallies.js';
 import { MetricsService } from '../observability/metrics.service.js';
 import { OciError, OciErrorCode, contentRange, parseRange, parseRelativePath, relativePathOf, type BlobRequest } from '../oci/index.js';
 import { BLOB_STORE, BlobNotFoundError, DigestMismatchError, type BlobStore } from '../storage/blob-store.js';
@@ -36,6 +37,8 @@ import { ByteLimit, ByteSkip } from './withheld-tail.js';
 
 export type PullMethod = 'GET' | 'HEAD';
 
+type BlobResult = 'hit' | 'miss' | 'coalesced' | 'pass-through';
+
 /** The data of a background fill job (FILL_CACHE_ENTRY). */
 export interface FillJobData {
   upstreamId: number;
@@ -65,6 +68,9 @@ interface Led {
 export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
   private readonly logger = new Logger(ProxyBlobStore.name);
   private readonly fills = new InflightBlobFills();
+  /** The counters of every blob request, bound once (MetricsService.tally). */
+  private readonly counted: Record<BlobResult, Tally>;
+  private readonly servedFromCache: Tally;
 
   constructor(
     private readonly lookup: CacheEntryLookupService,
@@ -80,7 +86,11 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     private readonly peers: FillPeers,
     private readonly offload: BlobOffload,
     private readonly recentBlobs: RecentBlobEntries,
-  ) {}
+  ) {
+    const counted = (result: BlobResult) => metrics.tally(metrics.cacheRequests, { result, kind: 'blob' });
+    this.counted = { hit: counted('hit'), miss: counted('miss'), coalesced: counted('coalesced'), 'pass-through': counted('pass-through') };
+    this.servedFromCache = metrics.tally(metrics.bytesServed, { source: 'cache' });
+  }
 
   onModuleInit(): void {
     this.queue.registerHandler<FillJobData>(JobName.FILL_CACHE_ENTRY, (job) => this.runFillJob(job));
@@ -149,7 +159,7 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
         }
         throw err;
       }
-      this.metrics.bytesServed.inc({ source: 'cache' }, range ? range.end - range.start + 1 : entry.size);
+      this.servedFromCache.inc(range ? range.end - range.start + 1 : entry.size);
     }
     this.count('hit');
     this.lookup.recordDownload(entry.id);
@@ -531,8 +541,8 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     };
   }
 
-  private count(result: 'hit' | 'miss' | 'coalesced' | 'pass-through'): void {
-    this.metrics.cacheRequests.inc({ result, kind: 'blob' });
+  private count(result: BlobResult): void {
+    this.counted[result].inc();
   }
 
   private upstreamFailed(upstream: PullUpstream, path: string, err: unknown): UpstreamError {

@@ -72,8 +72,8 @@ export class ProxyManifestStore {
     private readonly recentManifests: RecentManifests,
   ) {
     this.recentCounters = {
-      hit: metrics.cacheRequests.labels({ result: 'hit', kind: 'manifest' }),
-      bytes: metrics.bytesServed.labels({ source: 'cache' }),
+      hit: metrics.tally(metrics.cacheRequests, { result: 'hit', kind: 'manifest' }),
+      bytes: metrics.tally(metrics.bytesServed, { source: 'cache' }),
     };
   }
 
