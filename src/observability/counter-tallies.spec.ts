@@ -12,8 +12,8 @@ describe('MetricsService.tally (CounterTallies)', () => {
     miss.inc(5);
     metrics.cacheRequests.inc({ result: 'hit', kind: 'manifest' }); // the counter's own inc still works beside them
 
-    const valueOf = async (labels: Record<string, string>) =>
-      (await metrics.cacheRequests.get()).values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value;
+    const valueOf = async (labels: { result: string; kind: string }) =>
+      (await metrics.cacheRequests.get()).values.find((v) => v.labels.result === labels.result && v.labels.kind === labels.kind)?.value;
     expect(await valueOf({ result: 'hit', kind: 'manifest' })).toBe(4);
     expect(await valueOf({ result: 'miss', kind: 'blob' })).toBe(5);
     expect(await valueOf({ result: 'hit', kind: 'manifest' })).toBe(4); // read again: nothing added twice
