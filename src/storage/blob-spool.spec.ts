@@ -97,11 +97,14 @@ describe('BlobSpool', () => {
         },
       });
       const sent = (spool.openTailReader(0) as unknown as { writeTo(out: Writable): Promise<void> }).writeTo(out);
+      const caughtUp = async () => {
+        for (let i = 0; i < 500 && received.reduce((sum, c) => sum + c.length, 0) < spool.size; i++) await new Promise((resolve) => setTimeout(resolve, 2));
+      };
       for (const batch of batches.slice(2)) {
-        await new Promise((resolve) => setTimeout(resolve, 20)); // the reader catches up
+        await caughtUp(); // the reader has sent everything stored and waits for more
         await spool.appendAll(batch, { keep: true });
       }
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await caughtUp();
       spool.seal();
       await sent;
       expect(Buffer.concat(received).equals(Buffer.concat(batches.flat()))).toBe(true);

@@ -111,7 +111,12 @@ export class FileBody extends Readable implements SelfWritingBody {
       const at = next;
       next += length;
       filling.add(slot);
-      const filled = slot.free.then(() => this.readFully(slot.buffer, at, length)).then(() => length);
+      const filled = slot.free
+        .then(() => {
+          if (this.destroyed) throw new Error('the body was destroyed');
+          return this.readFully(slot.buffer, at, length);
+        })
+        .then(() => length);
       filled.then(
         () => filling.delete(slot),
         () => undefined, // its buffer may still be being read into: never reused

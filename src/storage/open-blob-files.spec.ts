@@ -37,7 +37,7 @@ describe('OpenBlobFiles', () => {
   };
   /** close() runs on the thread pool: the descriptor is gone a moment later. */
   const closedSoon = async (fd: number) => {
-    for (let i = 0; i < 100 && isOpen(fd); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    for (let i = 0; i < 300 && isOpen(fd); i++) await new Promise((resolve) => setTimeout(resolve, 10));
     return !isOpen(fd);
   };
 
