@@ -3,7 +3,11 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readdirSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { runBlobStoreContract } from './blob-store.contract.js';
+import { BlobNotFoundError } from './blob-store.js';
+import type { SelfWritingBody } from './file-body.js';
 import { FilesystemBlobStoreDriver } from './filesystem-blob-store.driver.js';
 
 runBlobStoreContract('filesystem', async () => {
@@ -69,6 +73,55 @@ describe('FilesystemBlobStoreDriver layout', () => {
       expect(await collect(store.list())).toEqual([]);
       expect(await collect(store.listTemporary())).toEqual([]);
     } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('FilesystemBlobStoreDriver open files', () => {
+  const openFiles = () => readdirSync('/proc/self/fd').length;
+
+  it('serves GETs of one object from one descriptor, and closes it once the object is deleted, also after a reader gone mid-way', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'blob-store-fs-'));
+    const store = new FilesystemBlobStoreDriver(dir);
+    try {
+      const bytes = randomBytes(3 * 1024 * 1024 + 5);
+      const writer = await store.create();
+      await writer.append(bytes);
+      const { digest } = await writer.commit();
+      const before = openFiles();
+
+      // Two whole reads (stream and writeTo) and a range: one descriptor, kept open between them.
+      expect(Buffer.concat(await collect((await store.createReadStream(digest)) as AsyncIterable<Buffer>)).equals(bytes)).toBe(true);
+      const sent: Buffer[] = [];
+      const sink = new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          sent.push(Buffer.from(chunk));
+          callback();
+        },
+      });
+      await ((await store.createReadStream(digest)) as unknown as SelfWritingBody).writeTo(sink);
+      expect(Buffer.concat(sent).equals(bytes)).toBe(true);
+      const range = Buffer.concat(await collect((await store.createReadStream(digest, { start: 10, end: 20 })) as AsyncIterable<Buffer>));
+      expect(range.equals(bytes.subarray(10, 21))).toBe(true);
+      expect(openFiles()).toBe(before + 1);
+
+      // A client that goes away after the first MiB: the body fails and lets go of the file.
+      const gone = new Writable({
+        write(_chunk, _encoding, callback) {
+          callback();
+          this.destroy();
+        },
+      });
+      await expect(((await store.createReadStream(digest)) as unknown as SelfWritingBody).writeTo(gone)).rejects.toThrow(/closed the connection/);
+      await new Promise((resolve) => setTimeout(resolve, 50)); // reads still on the thread pool come back
+
+      await store.delete(digest);
+      for (let i = 0; i < 100 && openFiles() > before; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(openFiles()).toBe(before);
+      await expect(store.createReadStream(digest)).rejects.toBeInstanceOf(BlobNotFoundError);
+    } finally {
+      store.onApplicationShutdown();
       await rm(dir, { recursive: true, force: true });
     }
   });
