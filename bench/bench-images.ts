@@ -3,8 +3,12 @@
  * the registry API (test/support/image-fixtures.ts). Every round has its own images, so a cold pull is
  * cold for every system: no proxy has stored those bytes before, under any upstream.
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { buildImage, buildImageIndex, imageBlobs, pushImage, type ImageFixture } from '../test/support/image-fixtures.js';
 import type { UpstreamRegistry } from '../test/support/upstream-registry.js';
+
+const run = promisify(execFile);
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -87,6 +91,7 @@ export async function pushRoundImages(upstream: UpstreamRegistry, round: number,
     concurrent: describe('bench/concurrent', tag, concurrent),
   };
   for (const image of Object.values(images)) await pushImage(upstream.url, image.name, image.tag, image.fixture);
+  await settlePushes();
   return images;
 }
 
@@ -102,7 +107,19 @@ export async function pushBigImages(upstream: UpstreamRegistry, round: number, s
     await pushImage(upstream.url, image.name, image.tag, image.fixture);
     images.push(image);
   }
+  await settlePushes();
   return images;
+}
+
+/**
+ * Writes what the pushes left in the page cache to disk before anything is measured. Otherwise the
+ * kernel writes back the round's ~800 MiB of pushed blobs during its first measurements, and on 2 vCPUs
+ * the system measured first pays for it: in two runs the first system of each round was the slowest of
+ * its own 8-concurrent-pull values (direct in round 1, the app in round 2 at 8.5 and 8.8 s against 6.6-6.8 s,
+ * Distribution in round 3).
+ */
+async function settlePushes(): Promise<void> {
+  await run('sync');
 }
 
 /** `200 MiB`, `1.3 MiB`, `96 KiB`. */
