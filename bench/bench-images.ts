@@ -112,13 +112,20 @@ export async function pushBigImages(upstream: UpstreamRegistry, round: number, s
 }
 
 /**
- * Writes what the pushes left in the page cache to disk before anything is measured. Otherwise the
- * kernel writes back the round's ~800 MiB of pushed blobs during its first measurements, and on 2 vCPUs
- * the system measured first pays for it: in two runs the first system of each round was the slowest of
- * its own 8-concurrent-pull values (direct in round 1, the app in round 2 at 8.5 and 8.8 s against 6.6-6.8 s,
- * Distribution in round 3).
+ * Writes what the pushes left in the page cache to disk before anything is measured (settleWrites).
  */
 async function settlePushes(): Promise<void> {
+  await settleWrites();
+}
+
+/**
+ * Writes dirty pages to disk (`sync`), unmeasured. A system that does not fsync what it caches (nginx,
+ * Distribution) leaves its writes to the kernel's writeback about 30 s later, which on 2 vCPUs then lands
+ * on whatever is measured next; so would the upstream's pushed blobs. In three runs every system's
+ * measurements of round 2 were slow together (manifest req/s of the app and nginx 20-30 % under their
+ * other rounds; the app's 8 concurrent pulls 8.5-8.8 s against 6.6-6.8 s in its other rounds).
+ */
+export async function settleWrites(): Promise<void> {
   await run('sync');
 }
 

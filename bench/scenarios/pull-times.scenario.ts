@@ -5,7 +5,7 @@
  * cached them. For the big image, also the CPU seconds per GiB the system's processes spent on the pull.
  */
 import type { BenchContext } from '../bench-context.js';
-import { formatSize, type BenchImage, type RoundImages } from '../bench-images.js';
+import { formatSize, settleWrites, type BenchImage, type RoundImages } from '../bench-images.js';
 import { skopeoPull } from '../clients/skopeo-pull.js';
 import { cpuSecondsDuring } from '../process-cpu.js';
 import { rotated } from '../statistics.js';
@@ -43,6 +43,7 @@ export async function measurePullTimes(ctx: BenchContext, images: RoundImages, r
   const pullAll = async (phase: 'cold' | 'warm') => {
     for (const system of order) {
       if (phase === 'cold') await system.freshCache();
+      await settleWrites(); // the previous system's cache writes are not this one's cost
       for (const kind of KINDS) {
         const image = images[kind];
         const { result: seconds, seconds: cpu } = await cpuSecondsDuring(
