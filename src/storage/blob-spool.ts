@@ -76,8 +76,9 @@ export class BlobSpool {
    */
   async appendAll(chunks: readonly Uint8Array[], options: { keep?: boolean } = {}): Promise<void> {
     if (this.state !== 'open') throw new Error(`cannot append to a ${this.state} spool`);
-    let pending = chunks.filter((c) => c.byteLength > 0);
-    const total = pending.reduce((sum, c) => sum + c.byteLength, 0);
+    const batch = chunks.filter((c) => c.byteLength > 0);
+    const total = batch.reduce((sum, c) => sum + c.byteLength, 0);
+    let pending = batch;
     let position = this.written;
     // The thread pool stores the batch while this thread hashes it (both only read the chunks).
     let writing = pending.length > 0 ? this.handle.writev(pending as Uint8Array[], position) : undefined;
@@ -88,7 +89,7 @@ export class BlobSpool {
       pending = unwritten(pending, bytesWritten);
       writing = pending.length > 0 ? this.handle.writev(pending as Uint8Array[], position) : undefined;
     }
-    if (total > 0) this.recent = options.keep ? { start: this.written, chunks: chunks.filter((c) => c.byteLength > 0) } : undefined;
+    if (total > 0) this.recent = options.keep ? { start: this.written, chunks: batch } : undefined;
     this.written += total;
     this.changes.emit('change');
   }
