@@ -75,6 +75,11 @@ export interface Environment {
      * storage): the app answers with `X-Accel-Redirect` and the nginx in front sends the file.
      */
     blobOffload: 'off' | 'x-accel';
+    /**
+     * Whether the filesystem store sends stored blobs to clients with sendfile(2) (BLOB_SENDFILE, default
+     * on; used when the native addon was built and the connection is plain TCP).
+     */
+    blobSendfile: boolean;
     /** `presigned` (BLOB_REDIRECT, S3 storage): a blob hit answers 307 to a presigned GET URL of its object. */
     blobRedirect: 'off' | 'presigned';
     /** How long a presigned blob URL is valid (BLOB_REDIRECT_TTL_SECONDS). */
@@ -402,6 +407,7 @@ export function parseEnvironment(env: Env): Environment {
       driver: storageDriver,
       s3,
       blobOffload,
+      blobSendfile: bool(env, 'BLOB_SENDFILE', true),
       blobRedirect,
       blobRedirectTtlSeconds,
       orphanGracePeriodMs: int(env, 'ORPHAN_GRACE_PERIOD_MS', 3_600_000, 0),

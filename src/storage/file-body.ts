@@ -1,6 +1,9 @@
 import { read } from 'node:fs';
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { Readable, type Writable } from 'node:stream';
 import type { OpenBlobFile } from './open-blob-files.js';
+import { sendFileToResponse, sendfileSocket } from './socket-sendfile.js';
 
 /**
  * A body that can write itself to a socket faster than a stream pipe can (the HTTP edge asks with
@@ -40,9 +43,10 @@ export const READ_BUFFERS = new ReadBuffers();
 
 /**
  * Bytes `start..end` (inclusive) of an open stored object, as a stream (1 MiB reads) for whoever consumes
- * streams, and as `writeTo` for the HTTP edge: two reused buffers alternate, the next read runs while
- * the socket sends the previous one, no stream stage in between. The file is released (not closed: see
- * OpenBlobFiles) once the body ends or is destroyed.
+ * streams, and as `writeTo` for the HTTP edge. To an HTTP response on a plain TCP connection, with
+ * `sendfile`, the kernel sends the pages itself (socket-sendfile.ts); otherwise two reused buffers
+ * alternate, the next read runs while the socket sends the previous one, no stream stage in between. The
+ * file is released (not closed: see OpenBlobFiles) once the body ends or is destroyed.
  */
 export class FileBody extends Readable implements SelfWritingBody {
   private position: number;
@@ -54,6 +58,8 @@ export class FileBody extends Readable implements SelfWritingBody {
     private readonly file: OpenBlobFile,
     private readonly start: number,
     private readonly end: number,
+    /** Send to an HTTP response's socket with sendfile(2) when the socket allows it (BLOB_SENDFILE). */
+    private readonly sendfile = false,
   ) {
     super({ highWaterMark: FILE_READ_SIZE });
     this.position = start;
@@ -95,6 +101,8 @@ export class FileBody extends Readable implements SelfWritingBody {
     if (this.readableFlowing !== null || this.position !== this.start || this.destroyed) {
       throw new Error('this body is already being read as a stream');
     }
+    const socket = this.sendfile ? await sendfileSocket(out) : undefined;
+    if (socket) return this.sendFileTo(out as ServerResponse, socket);
     const slots = [new WriteSlot(READ_BUFFERS.take()), new WriteSlot(READ_BUFFERS.take())];
     const gone = new Promise<never>((_, reject) => {
       const onClose = () => reject(new Error('the client closed the connection'));
@@ -139,6 +147,25 @@ export class FileBody extends Readable implements SelfWritingBody {
     } finally {
       // A buffer the socket or a read may still hold is left to the garbage collector, never reused.
       for (const slot of slots) if (slot.idle && !filling.has(slot)) READ_BUFFERS.give(slot.buffer);
+      this.destroy();
+    }
+  }
+
+  /** The whole range with sendfile: no buffer, no read on this thread, one pool turn per socket-full. */
+  private async sendFileTo(out: ServerResponse, socket: Socket): Promise<void> {
+    try {
+      await sendFileToResponse(out, socket, this.file.fd, this.position, this.end - this.position + 1);
+      this.position = this.end + 1;
+      await new Promise<void>((resolve, reject) => {
+        const onClose = () => reject(new Error('the client closed the connection'));
+        socket.once('close', onClose);
+        out.end(() => {
+          socket.off('close', onClose);
+          resolve();
+        });
+      });
+    } finally {
+      // The native transfer has settled: it no longer uses the descriptor.
       this.destroy();
     }
   }

@@ -35,13 +35,17 @@ const OPEN_FILES = { maxIdle: 256, idleMs: 30_000 };
  *     <root>/_uploads/<uuid>      writes in progress (same filesystem, so commit is a rename)
  *
  * Commit = verify the digest hashed while writing, fsync, rename into place, fsync the directory.
- * Objects being served stay open between reads (OpenBlobFiles).
+ * Objects being served stay open between reads (OpenBlobFiles), and go to an HTTP client's socket with
+ * sendfile(2) unless `sendfile` is false (BLOB_SENDFILE=off).
  */
 export class FilesystemBlobStoreDriver implements BlobStore, OnApplicationShutdown {
   private readonly logger = new Logger(FilesystemBlobStoreDriver.name);
   private readonly openFiles = new OpenBlobFiles(OPEN_FILES);
 
-  constructor(readonly root: string) {}
+  constructor(
+    readonly root: string,
+    private readonly options: { sendfile?: boolean } = {},
+  ) {}
 
   onApplicationShutdown(): void {
     this.openFiles.close();
@@ -67,9 +71,10 @@ export class FilesystemBlobStoreDriver implements BlobStore, OnApplicationShutdo
       throw err;
     }
     try {
-      if (!range) return new FileBody(file, 0, file.size - 1);
+      const sendfile = this.options.sendfile ?? true;
+      if (!range) return new FileBody(file, 0, file.size - 1, sendfile);
       const { start, end } = resolveByteRange(range, file.size);
-      return new FileBody(file, start, end);
+      return new FileBody(file, start, end, sendfile);
     } catch (err) {
       file.release();
       throw err;

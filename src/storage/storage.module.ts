@@ -12,7 +12,7 @@ import { S3BlobStoreDriver } from './s3-blob-store.driver.js';
       provide: BLOB_STORE,
       inject: [storageConfig.KEY, appConfig.KEY],
       useFactory: (storage: StorageConfig, app: AppConfig): BlobStore => {
-        if (storage.driver === 'filesystem') return new FilesystemBlobStoreDriver(join(app.dataDir, 'blobs'));
+        if (storage.driver === 'filesystem') return new FilesystemBlobStoreDriver(join(app.dataDir, 'blobs'), { sendfile: storage.blobSendfile });
         const { bucket, publicEndpoint, ...s3 } = storage.s3;
         if (!bucket) throw new Error('STORAGE_DRIVER=s3 needs S3_BUCKET');
         return new S3BlobStoreDriver({ ...s3, bucket, publicEndpoint, spoolDirectory: join(app.dataDir, 's3-spool') });

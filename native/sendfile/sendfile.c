@@ -1,0 +1,238 @@
+/*
+ * sendfile(2) from a stored object to a client's TCP socket, for the app's warm blob GETs: the kernel
+ * sends page-cache pages itself, instead of the process reading each byte into a buffer and writing it
+ * back out (two copies and a JavaScript turn per MiB). Node has no sendfile for sockets; this is the
+ * whole of it.
+ *
+ *   const transfer = sendFile(socketFd, fileFd, offset, length, (errno, sent) => { ... });
+ *   cancel(transfer);  // the socket is going away: stop, and shut the connection down
+ *
+ * The calls run on libuv's thread pool (a page that is not cached is read from disk there, never on the
+ * event loop) on a duplicate of the socket's descriptor, which Node set non-blocking: a full socket makes
+ * sendfile return EAGAIN. The pool thread waits up to a millisecond for the socket to take more (a local
+ * client always does); after one such wait times out, the transfer waits on the event loop instead (uv_poll
+ * on the duplicate, so Node's own watcher of the socket is untouched), so a slow client never holds a pool
+ * thread. The callback runs once,
+ * on the event loop, after the duplicate is closed: errno 0 when every byte was sent.
+ */
+#define NAPI_VERSION 8
+#include <errno.h>
+#include <node_api.h>
+#include <stdlib.h>
+#include <poll.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+/* One sendfile call sends at most this much, so a cancel is seen between calls of a huge transfer. */
+#define MAX_CALL (16 * 1024 * 1024)
+/* How long a pool thread waits for a full socket to take more, before handing the wait to the loop. */
+#define POOL_WAIT_MS 1
+
+typedef struct {
+  napi_env env;
+  napi_ref callback;
+  napi_ref self; /* keeps the JS handle (and so this struct) alive until the callback has run */
+  napi_async_context context;
+  uv_loop_t *loop;
+  uv_work_t work;
+  uv_poll_t poll;
+  int sock; /* our duplicate of the socket descriptor */
+  int file;
+  int64_t offset;
+  int64_t remaining;
+  int64_t sent;
+  int err;  /* errno of the failure, or 0 */
+  int again; /* the last pool turn stopped on a full socket */
+  int patient; /* waits for the socket on the pool thread (until a wait times out) */
+  volatile int cancelled;
+  int polling;
+  int working;
+  int finishing;
+} transfer_t;
+
+static void after_work(uv_work_t *req, int status);
+static void finish(transfer_t *t);
+
+/* Thread pool: send until done, a full socket, an error or a cancel. */
+static void send_some(uv_work_t *req) {
+  transfer_t *t = req->data;
+  t->again = 0;
+  while (t->remaining > 0 && !t->cancelled) {
+    off_t offset = (off_t)t->offset;
+    size_t count = t->remaining > MAX_CALL ? MAX_CALL : (size_t)t->remaining;
+    ssize_t n = sendfile(t->sock, t->file, &offset, count);
+    if (n > 0) {
+      t->offset += n;
+      t->remaining -= n;
+      t->sent += n;
+    } else if (n == 0) {
+      t->err = ENODATA; /* the file ends before offset + length */
+      return;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      /* A client that keeps up (a local one) drains the socket within a millisecond: wait here rather
+       * than through the event loop and back. One that does not is never waited for here again. */
+      struct pollfd p = { .fd = t->sock, .events = POLLOUT };
+      if (t->patient && poll(&p, 1, POOL_WAIT_MS) == 1 && (p.revents & POLLOUT)) continue;
+      t->patient = 0;
+      t->again = 1;
+      return;
+    } else if (errno != EINTR) {
+      t->err = errno;
+      return;
+    }
+  }
+}
+
+static void queue_send(transfer_t *t) {
+  t->working = 1;
+  int rc = uv_queue_work(t->loop, &t->work, send_some, after_work);
+  if (rc != 0) {
+    t->working = 0;
+    t->err = -rc;
+    finish(t);
+  }
+}
+
+static void on_writable(uv_poll_t *handle, int status, int events) {
+  transfer_t *t = handle->data;
+  uv_poll_stop(&t->poll);
+  t->polling = 0;
+  if (status < 0) t->err = -status;
+  if (t->err || t->cancelled) finish(t);
+  else queue_send(t);
+}
+
+static void after_work(uv_work_t *req, int status) {
+  transfer_t *t = req->data;
+  t->working = 0;
+  if (status == UV_ECANCELED) t->cancelled = 1;
+  if (t->err || t->cancelled || t->remaining == 0 || !t->again) {
+    finish(t);
+    return;
+  }
+  int rc = uv_poll_start(&t->poll, UV_WRITABLE | UV_DISCONNECT, on_writable);
+  if (rc != 0) {
+    t->err = -rc;
+    finish(t);
+    return;
+  }
+  t->polling = 1;
+}
+
+static void on_closed(uv_handle_t *handle) {
+  transfer_t *t = handle->data;
+  napi_env env = t->env;
+  close(t->sock);
+  t->sock = -1;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value callback, receiver, result, argv[2];
+  napi_get_reference_value(env, t->callback, &callback);
+  napi_get_global(env, &receiver); /* napi_make_callback needs an object */
+  napi_create_int32(env, t->err ? t->err : (t->cancelled ? ECANCELED : 0), &argv[0]);
+  napi_create_double(env, (double)t->sent, &argv[1]);
+  napi_make_callback(env, t->context, receiver, callback, 2, argv, &result);
+  napi_delete_reference(env, t->callback);
+  napi_async_destroy(env, t->context);
+  napi_delete_reference(env, t->self); /* the handle may be collected now; its finalizer frees t */
+  napi_close_handle_scope(env, scope);
+}
+
+static void finish(transfer_t *t) {
+  if (t->finishing) return;
+  t->finishing = 1;
+  uv_close((uv_handle_t *)&t->poll, on_closed);
+}
+
+static void free_transfer(napi_env env, void *data, void *hint) { free(data); }
+
+static int int_arg(napi_env env, napi_value value, int64_t *out) {
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok || type != napi_number) return 0;
+  return napi_get_value_int64(env, value, out) == napi_ok;
+}
+
+static napi_value SendFile(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int64_t sock, file, offset, length;
+  napi_valuetype callback_type = napi_undefined;
+  if (argc == 5) napi_typeof(env, argv[4], &callback_type);
+  if (argc != 5 || !int_arg(env, argv[0], &sock) || !int_arg(env, argv[1], &file) || !int_arg(env, argv[2], &offset) ||
+      !int_arg(env, argv[3], &length) || callback_type != napi_function || sock < 0 || file < 0 || offset < 0 || length < 0) {
+    napi_throw_type_error(env, NULL, "sendFile(socketFd, fileFd, offset, length, callback)");
+    return NULL;
+  }
+  int dup_sock = dup((int)sock);
+  if (dup_sock < 0) {
+    napi_throw_error(env, "EBADF", "sendFile: the socket has no descriptor");
+    return NULL;
+  }
+  transfer_t *t = calloc(1, sizeof(transfer_t));
+  if (!t) {
+    close(dup_sock);
+    napi_throw_error(env, NULL, "sendFile: out of memory");
+    return NULL;
+  }
+  t->env = env;
+  t->sock = dup_sock;
+  t->file = (int)file;
+  t->offset = offset;
+  t->remaining = length;
+  t->patient = 1;
+  t->work.data = t;
+  t->poll.data = t;
+  napi_get_uv_event_loop(env, &t->loop);
+  int rc = uv_poll_init(t->loop, &t->poll, t->sock);
+  if (rc != 0) {
+    close(dup_sock);
+    free(t);
+    napi_throw_error(env, NULL, uv_strerror(rc));
+    return NULL;
+  }
+  napi_value handle, name;
+  napi_create_external(env, t, free_transfer, NULL, &handle);
+  napi_create_reference(env, handle, 1, &t->self);
+  napi_create_reference(env, argv[4], 1, &t->callback);
+  napi_create_string_utf8(env, "sendFile", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, NULL, name, &t->context);
+  queue_send(t);
+  return handle;
+}
+
+/* cancel(transfer): stops a running transfer and shuts its connection down (the client is gone, or the
+ * response failed); the callback still runs once, with ECANCELED. No effect once the transfer ended. */
+static napi_value Cancel(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  transfer_t *t = NULL;
+  if (argc != 1 || napi_get_value_external(env, argv[0], (void **)&t) != napi_ok || !t) {
+    napi_throw_type_error(env, NULL, "cancel(transfer)");
+    return NULL;
+  }
+  if (t->finishing) return NULL;
+  t->cancelled = 1;
+  shutdown(t->sock, SHUT_RDWR);
+  if (t->polling) {
+    uv_poll_stop(&t->poll);
+    t->polling = 0;
+    finish(t);
+  }
+  /* else a pool turn is running: it stops at its next call, and after_work finishes */
+  return NULL;
+}
+
+static napi_value Init(napi_env env, napi_value exports) {
+  napi_value fn;
+  napi_create_function(env, "sendFile", NAPI_AUTO_LENGTH, SendFile, NULL, &fn);
+  napi_set_named_property(env, exports, "sendFile", fn);
+  napi_create_function(env, "cancel", NAPI_AUTO_LENGTH, Cancel, NULL, &fn);
+  napi_set_named_property(env, exports, "cancel", fn);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

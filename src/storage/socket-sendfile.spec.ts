@@ -1,0 +1,202 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { Client } from 'undici';
+import type { SelfWritingBody } from './file-body.js';
+import { FilesystemBlobStoreDriver } from './filesystem-blob-store.driver.js';
+import { SENDFILE_AVAILABLE, sendfileStats } from './socket-sendfile.js';
+
+const BIG = 24 * 1024 * 1024;
+
+interface Served {
+  /** How each response's writeTo settled, in order. */
+  results: Promise<string>[];
+}
+
+/**
+ * An HTTP server that answers every GET or HEAD with the stored object `digest` (Range too), written by the
+ * body's writeTo, as the pull controller does.
+ */
+function serve(store: FilesystemBlobStoreDriver, digest: string, size: number, served: Served): Server {
+  return createServer((req: IncomingMessage, res: ServerResponse) => {
+    const range = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+    const result = (async () => {
+      const body = (await store.createReadStream(digest, range ? { start: Number(range[1]), end: Number(range[2]) } : undefined)) as unknown as SelfWritingBody;
+      const length = range ? Number(range[2]) - Number(range[1]) + 1 : size;
+      res.writeHead(range ? 206 : 200, { 'content-length': String(length) });
+      try {
+        await body.writeTo(res);
+        return 'sent';
+      } catch (err) {
+        res.destroy();
+        return `failed: ${(err as Error).message}`;
+      }
+    })();
+    served.results.push(result);
+  });
+}
+
+const openDescriptors = () => readdirSync('/proc/self/fd').length;
+
+async function until(condition: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('sendfile for stored blobs (native/sendfile)', () => {
+  let dir: string;
+  let store: FilesystemBlobStoreDriver;
+  let bytes: Buffer;
+  let digest: string;
+  let server: Server;
+  let origin: string;
+  const served: Served = { results: [] };
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sendfile-'));
+    store = new FilesystemBlobStoreDriver(dir);
+    bytes = randomBytes(BIG);
+    digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const writer = await store.create();
+    await writer.append(bytes);
+    await writer.commit(digest, bytes.length);
+    server = serve(store, digest, BIG, served);
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  afterAll(async () => {
+    server.closeAllConnections();
+    server.close();
+    store.onApplicationShutdown();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('is built by npm install on this platform', () => {
+    expect(SENDFILE_AVAILABLE).toBe(true);
+  });
+
+  it('sends whole blobs and ranges, one after another on one keep-alive connection, byte for byte', async () => {
+    const client = new Client(origin, { pipelining: 1 });
+    const before = { ...sendfileStats };
+    try {
+      const get = async (range?: [number, number]) => {
+        const res = await client.request({ method: 'GET', path: '/blob', headers: range ? { range: `bytes=${range[0]}-${range[1]}` } : {} });
+        return Buffer.from(await res.body.arrayBuffer());
+      };
+      expect((await get()).equals(bytes)).toBe(true);
+      expect((await get([7, 1_000_006])).equals(bytes.subarray(7, 1_000_007))).toBe(true);
+      expect((await get([BIG - 1, BIG - 1])).equals(bytes.subarray(BIG - 1))).toBe(true);
+      expect((await get()).equals(bytes)).toBe(true);
+    } finally {
+      await client.close();
+    }
+    expect(sendfileStats.transfers - before.transfers).toBe(4);
+    expect(sendfileStats.bytes - before.bytes).toBe(2 * BIG + 1_000_000 + 1);
+  });
+
+  it('keeps sending to a client that stops reading for a while (a full socket), then catches up', async () => {
+    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write('GET /blob HTTP/1.1\r\nhost: test\r\n\r\n');
+    socket.pause();
+    await new Promise((resolve) => setTimeout(resolve, 300)); // the socket buffers fill up; the transfer waits
+    const received = await readResponse(socket, BIG);
+    socket.destroy();
+    expect(received.equals(bytes)).toBe(true);
+  });
+
+  it('stops when the client goes away mid-body, and lets go of the connection and the file', async () => {
+    const results = served.results.length;
+    const descriptors = openDescriptors();
+    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write('GET /blob HTTP/1.1\r\nhost: test\r\n\r\n');
+    socket.pause(); // never reads: the transfer fills the socket and waits
+    await until(() => served.results.length > results, 'the request');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    socket.destroy();
+    await expect(served.results[results]).resolves.toMatch(/^failed: /);
+    // Our duplicate of the connection is closed (no descriptor left behind) and the object is no longer held.
+    await until(() => openDescriptors() <= descriptors + 1, 'descriptors to close'); // + the cached object (OpenBlobFiles)
+    await store.delete(digest);
+    await until(() => openDescriptors() <= descriptors, 'the deleted object to close');
+  });
+
+  it('never puts a body on the wire for a HEAD request', async () => {
+    // Recreated: the previous test deleted it.
+    const writer = await store.create();
+    await writer.append(bytes);
+    await writer.commit(digest, bytes.length);
+    const client = new Client(origin, { pipelining: 1 });
+    const before = { ...sendfileStats };
+    try {
+      const head = await client.request({ method: 'HEAD', path: '/blob' });
+      await head.body.dump();
+      expect(head.statusCode).toBe(200);
+      const res = await client.request({ method: 'GET', path: '/blob', headers: { range: 'bytes=0-9' } });
+      expect(res.statusCode).toBe(206);
+      expect(Buffer.from(await res.body.arrayBuffer()).equals(bytes.subarray(0, 10))).toBe(true);
+    } finally {
+      await client.close();
+    }
+    expect(sendfileStats.transfers - before.transfers).toBe(1);
+  });
+
+  it('serves with reads and writes when sendfile is turned off (BLOB_SENDFILE=off)', async () => {
+    const plain = new FilesystemBlobStoreDriver(dir, { sendfile: false });
+    const results: Served = { results: [] };
+    const other = serve(plain, digest, BIG, results);
+    other.listen(0, '127.0.0.1');
+    await once(other, 'listening');
+    const client = new Client(`http://127.0.0.1:${(other.address() as AddressInfo).port}`);
+    const before = { ...sendfileStats };
+    try {
+      const res = await client.request({ method: 'GET', path: '/blob' });
+      expect(Buffer.from(await res.body.arrayBuffer()).equals(bytes)).toBe(true);
+      await expect(results.results[0]).resolves.toBe('sent');
+    } finally {
+      await client.close();
+      other.close();
+      plain.onApplicationShutdown();
+    }
+    expect(sendfileStats.transfers).toBe(before.transfers);
+  });
+
+  it('rejects calls with bad arguments instead of crashing', () => {
+    const require = createRequire(import.meta.url);
+    const addon = require('../../native/sendfile/build/Release/sendfile.node') as { sendFile: (...args: unknown[]) => unknown; cancel: (t: unknown) => void };
+    expect(() => addon.sendFile(-1, 0, 0, 1, () => undefined)).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
+    expect(() => addon.sendFile(1, 0, 0, 1)).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
+    expect(() => addon.sendFile('1', 0, 0, 1, () => undefined)).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
+    expect(() => addon.cancel({})).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
+  });
+});
+
+/** Reads one HTTP/1.1 response with a Content-Length body of `length` bytes from `socket`; returns the body. */
+async function readResponse(socket: Socket, length: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  let headerEnd = -1;
+  socket.resume();
+  for await (const chunk of socket) {
+    chunks.push(chunk as Buffer);
+    total += (chunk as Buffer).length;
+    if (headerEnd < 0) headerEnd = Buffer.concat(chunks).indexOf('\r\n\r\n');
+    if (headerEnd >= 0 && total - headerEnd - 4 >= length) break;
+  }
+  const all = Buffer.concat(chunks);
+  expect(all.subarray(0, 12).toString()).toBe('HTTP/1.1 200');
+  return all.subarray(headerEnd + 4, headerEnd + 4 + length);
+}

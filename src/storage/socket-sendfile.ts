@@ -1,0 +1,101 @@
+import { createRequire } from 'node:module';
+import { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import { getSystemErrorName } from 'node:util';
+import type { Writable } from 'node:stream';
+
+/** native/sendfile: sendfile(2) from a file to a socket on libuv's thread pool (see sendfile.c). */
+interface SendfileAddon {
+  sendFile(socketFd: number, fileFd: number, offset: number, length: number, done: (errno: number, sent: number) => void): object;
+  cancel(transfer: object): void;
+}
+
+const ADDON_PATHS = [
+  '../../native/sendfile/build/Release/sendfile.node', // src/storage (tests)
+  '../../../native/sendfile/build/Release/sendfile.node', // dist/src/storage
+];
+
+function loadAddon(): SendfileAddon | undefined {
+  const require = createRequire(import.meta.url);
+  for (const path of ADDON_PATHS) {
+    try {
+      return require(path) as SendfileAddon;
+    } catch {
+      // not built here (npm install builds it; without a compiler, blobs are served with reads and writes)
+    }
+  }
+  return undefined;
+}
+
+const addon = loadAddon();
+
+/** Whether this build can send files with sendfile (the native addon was built by `npm install`). */
+export const SENDFILE_AVAILABLE = addon !== undefined;
+
+const EMPTY = Buffer.alloc(0);
+
+/** Transfers started and bytes sent with sendfile by this process (for tests and diagnostics). */
+export const sendfileStats = { transfers: 0, bytes: 0 };
+
+/**
+ * The plain TCP socket under `out` when a body may be sent to it with sendfile: `out` is an HTTP/1 response
+ * with a body, and its connection is neither TLS nor anything without a descriptor. A keep-alive response
+ * that waits for the previous one on its connection to finish (its client already has every byte of it)
+ * gets the socket once that one finishes. Undefined otherwise: the caller writes the bytes itself.
+ */
+export async function sendfileSocket(out: Writable): Promise<Socket | undefined> {
+  if (!addon || !(out instanceof ServerResponse)) return undefined;
+  // Node drops the body of these itself; sendfile would put it on the wire.
+  if ((out.req as IncomingMessage | undefined)?.method === 'HEAD' || out.statusCode === 204 || out.statusCode === 304) return undefined;
+  if (!out.socket && !out.writableEnded && !out.destroyed) {
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        out.off('socket', done);
+        out.off('close', done);
+        resolve();
+      };
+      out.once('socket', done);
+      out.once('close', done);
+    });
+    // The previous response's buffered output is written right after 'socket': let it go first.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  const socket = out.socket;
+  if (!(socket instanceof Socket) || socket instanceof TLSSocket || socket.destroyed || !socket.writable) return undefined;
+  return descriptorOf(socket) === undefined ? undefined : socket;
+}
+
+function descriptorOf(socket: Socket): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+/**
+ * Sends the response's headers, then bytes [offset, offset + length) of the open file `fd` with sendfile,
+ * straight from the page cache to the socket. Resolves once every byte is in the socket; rejects if the
+ * client goes away (the transfer stops at once) or a call fails. The file must stay open until it settles.
+ * The response is not ended: the caller ends it.
+ */
+export async function sendFileToResponse(out: ServerResponse, socket: Socket, fd: number, offset: number, length: number): Promise<void> {
+  if (!addon) throw new Error('sendfile is not available in this build');
+  // `headersSent` is already true after writeHead, before a byte is written: flush in any case (a no-op
+  // once sent). What Node holds for this socket goes first: its writes complete in order.
+  out.flushHeaders();
+  await new Promise<void>((resolve, reject) => socket.write(EMPTY, (err) => (err ? reject(err) : resolve())));
+  const socketFd = descriptorOf(socket);
+  if (socket.destroyed || socketFd === undefined) throw new Error('the client closed the connection');
+  if (length === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const onClose = () => addon.cancel(transfer);
+    sendfileStats.transfers += 1;
+    const transfer = addon.sendFile(socketFd, fd, offset, length, (errno, sent) => {
+      socket.off('close', onClose);
+      sendfileStats.bytes += sent;
+      if (errno === 0) return resolve();
+      const name = getSystemErrorName(-errno);
+      reject(Object.assign(new Error(`sendfile failed after ${sent} of ${length} bytes: ${name}`), { code: name, errno: -errno }));
+    });
+    socket.once('close', onClose);
+  });
+}
