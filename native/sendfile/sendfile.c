@@ -17,6 +17,7 @@
  */
 #define NAPI_VERSION 8
 #include <errno.h>
+#include <fcntl.h>
 #include <node_api.h>
 #include <stdlib.h>
 #include <poll.h>
@@ -166,7 +167,7 @@ static napi_value SendFile(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "sendFile(socketFd, fileFd, offset, length, callback)");
     return NULL;
   }
-  int dup_sock = dup((int)sock);
+  int dup_sock = fcntl((int)sock, F_DUPFD_CLOEXEC, 0); /* never inherited by a child process */
   if (dup_sock < 0) {
     napi_throw_error(env, "EBADF", "sendFile: the socket has no descriptor");
     return NULL;
