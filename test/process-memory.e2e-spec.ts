@@ -49,8 +49,12 @@ describe('process memory tuning', () => {
   onLinux(
     'tuneMemoryAllocator: receiving a stream faults in (almost) no fresh heap pages, where an untuned process faults in up to ~30 per MiB',
     () => {
-      const faultsPerMiB = Number(execFileSync(process.execPath, ['--input-type=module', '-e', RECEIVER], { encoding: 'utf8', timeout: 60_000 }));
-      expect(faultsPerMiB).toBeLessThan(4);
+      // The median of 5 children: a tuned one faulted in 2-11 pages per MiB on one machine (the V8 heap
+      // and socket buffers vary), an untuned one 20-135 (once 5, when it happened to free a big block).
+      const runs = Array.from({ length: 5 }, () =>
+        Number(execFileSync(process.execPath, ['--input-type=module', '-e', RECEIVER], { encoding: 'utf8', timeout: 60_000 })),
+      ).sort((a, b) => a - b);
+      expect(runs[2]).toBeLessThan(12);
     },
     90_000,
   );
