@@ -1,8 +1,11 @@
 import { createHash, Hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { FileHandle, open } from 'node:fs/promises';
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { Readable, type Writable } from 'node:stream';
 import { FILE_READ_SIZE, READ_BUFFERS, WriteSlot, type SelfWritingBody } from './file-body.js';
+import { sendFileToResponse, sendfileSocket } from './socket-sendfile.js';
 
 /** Where a tail reader stops, and what its last chunk waits for. */
 export interface TailReadOptions {
@@ -39,11 +42,20 @@ export class BlobSpool {
   private released = false;
   private closed: Promise<void> | undefined;
 
-  private constructor(private readonly handle: FileHandle) {}
+  private constructor(
+    private readonly handle: FileHandle,
+    /** Tail readers send stored bytes to an HTTP client's socket with sendfile(2) when they can. */
+    readonly sendsFiles: boolean,
+  ) {}
 
   /** Creates the file (it must not exist yet). */
-  static async create(path: string): Promise<BlobSpool> {
-    return new BlobSpool(await open(path, 'wx+'));
+  static async create(path: string, options: { sendfile?: boolean } = {}): Promise<BlobSpool> {
+    return new BlobSpool(await open(path, 'wx+'), options.sendfile ?? false);
+  }
+
+  /** The spool file's descriptor, for sendfile; valid while the spool is held (`hold`). */
+  get descriptor(): number {
+    return this.handle.fd;
   }
 
   /** Bytes stored so far. */
@@ -214,6 +226,18 @@ export class BlobSpool {
   }
 }
 
+/** The most a tail reader sends with one sendfile: what is stored beyond it, up to this. */
+const SENDFILE_SPAN = 64 * 1024 * 1024;
+
+/** Writes `pieces` (memory nobody changes) to `out`; resolves once the socket has taken them. */
+function writePieces(out: Writable, pieces: readonly Uint8Array[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    out.cork();
+    pieces.forEach((piece, i) => out.write(piece, i < pieces.length - 1 ? undefined : (err) => (err ? reject(err) : resolve())));
+    out.uncork();
+  });
+}
+
 /** The chunks left once `written` bytes of them are stored (a short writev). */
 function unwritten(chunks: readonly Uint8Array[], written: number): Uint8Array[] {
   const rest: Uint8Array[] = [];
@@ -233,7 +257,9 @@ function unwritten(chunks: readonly Uint8Array[], written: number): Uint8Array[]
  * reached). The chunk that completes the read is held back until the bytes are verified (or
  * `options.withholdUntil`), so a client never completes a body that turns out wrong. Read it as a stream,
  * or let it write itself to a socket (`writeTo`: reused 1 MiB buffers, no stream stages; a reader that
- * has caught up with the writer sends the batch just stored, as it is, without reading it back).
+ * has caught up with the writer sends the batch just stored, as it is, without reading it back). To an
+ * HTTP client on a plain TCP connection, with a spool created with `sendfile`, the bytes it would read
+ * back go from the page cache with sendfile(2) instead.
  */
 class SpoolTailReader extends Readable implements SelfWritingBody {
   private readonly letGo: () => void;
@@ -292,6 +318,8 @@ class SpoolTailReader extends Readable implements SelfWritingBody {
 
   async writeTo(out: Writable): Promise<void> {
     if (this.readableFlowing !== null || this.destroyed) throw new Error('this body is already being read as a stream');
+    const socket = this.spool.sendsFiles ? await sendfileSocket(out) : undefined;
+    if (socket) return this.sendFilesTo(out as ServerResponse, socket);
     const slots = [new WriteSlot(READ_BUFFERS.take()), new WriteSlot(READ_BUFFERS.take())];
     const gone = new Promise<never>((_, reject) => {
       const onClose = () => reject(new Error('the client closed the connection'));
@@ -316,6 +344,33 @@ class SpoolTailReader extends Readable implements SelfWritingBody {
       await Promise.race([new Promise<void>((resolve) => out.end(resolve)), gone]);
     } finally {
       for (const slot of slots) if (slot.idle) READ_BUFFERS.give(slot.buffer);
+      this.destroy();
+    }
+  }
+
+  /**
+   * What is stored and not sent yet goes in one sendfile (or, when it is all in the batch just stored, as
+   * those chunks); the part that completes the read waits for the verification first, as always.
+   */
+  private async sendFilesTo(out: ServerResponse, socket: Socket): Promise<void> {
+    const gone = new Promise<never>((_, reject) => {
+      out.once('close', () => reject(new Error('the client closed the connection')));
+    });
+    gone.catch(() => undefined);
+    try {
+      for (;;) {
+        const length = await Promise.race([this.nextLength(SENDFILE_SPAN), gone]);
+        if (length === 0) break;
+        const at = this.position;
+        const pieces = this.spool.storedPieces(at, length);
+        const completes = await Promise.race([this.advance(length), gone]);
+        if (socket.destroyed) throw new Error('the client closed the connection');
+        if (pieces) await Promise.race([writePieces(out, pieces), gone]);
+        else await sendFileToResponse(out, socket, this.spool.descriptor, at, length);
+        if (completes) break;
+      }
+      await Promise.race([new Promise<void>((resolve) => out.end(resolve)), gone]);
+    } finally {
       this.destroy();
     }
   }

@@ -92,7 +92,7 @@ export class FilesystemBlobStoreDriver implements BlobStore, OnApplicationShutdo
     const uploads = join(this.root, UPLOADS);
     await mkdir(uploads, { recursive: true });
     const tempPath = join(uploads, randomUUID());
-    const spool = await BlobSpool.create(tempPath);
+    const spool = await BlobSpool.create(tempPath, { sendfile: this.options.sendfile ?? true });
     return new SpooledBlobWriter(spool, new FilesystemCommitTarget(this, spool, tempPath), this);
   }
 

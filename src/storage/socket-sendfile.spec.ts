@@ -43,6 +43,20 @@ function serve(store: FilesystemBlobStoreDriver, digest: string, size: number, s
   });
 }
 
+/** Starts `server` on a free loopback port; its origin. */
+async function listening(server: Server): Promise<string> {
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+async function stopAll(server: Server, store: FilesystemBlobStoreDriver, dir: string): Promise<void> {
+  server.closeAllConnections();
+  server.close();
+  store.onApplicationShutdown();
+  await rm(dir, { recursive: true, force: true });
+}
+
 const openDescriptors = () => readdirSync('/proc/self/fd').length;
 
 async function until(condition: () => boolean, what: string): Promise<void> {
@@ -71,17 +85,10 @@ describe('sendfile for stored blobs (native/sendfile)', () => {
     await writer.append(bytes);
     await writer.commit(digest, bytes.length);
     server = serve(store, digest, BIG, served);
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    origin = await listening(server);
   });
 
-  afterAll(async () => {
-    server.closeAllConnections();
-    server.close();
-    store.onApplicationShutdown();
-    await rm(dir, { recursive: true, force: true });
-  });
+  afterAll(() => stopAll(server, store, dir));
 
   it('is built by npm install on this platform', () => {
     expect(SENDFILE_AVAILABLE).toBe(true);
@@ -158,9 +165,7 @@ describe('sendfile for stored blobs (native/sendfile)', () => {
     const plain = new FilesystemBlobStoreDriver(dir, { sendfile: false });
     const results: Served = { results: [] };
     const other = serve(plain, digest, BIG, results);
-    other.listen(0, '127.0.0.1');
-    await once(other, 'listening');
-    const client = new Client(`http://127.0.0.1:${(other.address() as AddressInfo).port}`);
+    const client = new Client(await listening(other));
     const before = { ...sendfileStats };
     try {
       const res = await client.request({ method: 'GET', path: '/blob' });
@@ -181,6 +186,88 @@ describe('sendfile for stored blobs (native/sendfile)', () => {
     expect(() => addon.sendFile(1, 0, 0, 1)).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
     expect(() => addon.sendFile('1', 0, 0, 1, () => undefined)).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
     expect(() => addon.cancel({})).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
+  });
+});
+
+describe("sendfile for a running fill's clients (spool tail readers)", () => {
+  let dir: string;
+  let store: FilesystemBlobStoreDriver;
+  let server: Server;
+  let origin: string;
+  /** The body the next request is answered with. */
+  let next: { body: SelfWritingBody; size: number; result?: Promise<string> } | undefined;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sendfile-fill-'));
+    store = new FilesystemBlobStoreDriver(dir);
+    server = createServer((_req, res) => {
+      const answer = next!;
+      res.writeHead(200, { 'content-length': String(answer.size) });
+      answer.result = answer.body.writeTo(res).then(
+        () => 'sent',
+        (err: Error) => {
+          res.destroy();
+          return `failed: ${err.message}`;
+        },
+      );
+    });
+    origin = await listening(server);
+  });
+
+  afterAll(() => stopAll(server, store, dir));
+
+  /** 16 MiB in 64 KiB chunks handed to the writer's sink, as an upstream body arrives; 3-4 MiB are stored before the client comes. */
+  async function follow(digestOf: (bytes: Buffer) => string) {
+    const bytes = randomBytes(16 * 1024 * 1024);
+    const writer = await store.create();
+    const chunks = Array.from({ length: 256 }, (_, i) => bytes.subarray(i * 65536, (i + 1) * 65536));
+    for (const chunk of chunks.slice(0, 64)) await writer.sink.write(Buffer.from(chunk));
+    await until(() => writer.bytesWritten >= 3 * 1024 * 1024, 'the first batches to be stored');
+    const storedFirst = writer.bytesWritten;
+    next = { body: writer.openTailReader(0, { end: bytes.length - 1 }) as unknown as SelfWritingBody, size: bytes.length };
+    const client = new Client(origin);
+    const response = client.request({ method: 'GET', path: '/fill' }).then(async (res) => {
+      const received: Buffer[] = [];
+      try {
+        for await (const chunk of res.body) received.push(chunk as Buffer);
+        return { body: Buffer.concat(received), error: undefined };
+      } catch (err) {
+        return { body: Buffer.concat(received), error: err as Error };
+      }
+    });
+    for (const [i, chunk] of chunks.slice(64).entries()) {
+      await writer.sink.write(Buffer.from(chunk));
+      if (i % 16 === 0) await new Promise((resolve) => setTimeout(resolve, 2)); // the client catches up now and then
+    }
+    await writer.sink.end();
+    const committed = writer.commit(digestOf(bytes), bytes.length).then(
+      () => 'committed',
+      (err: Error) => `rejected: ${err.message}`,
+    );
+    const result = await response;
+    await client.close().catch(() => undefined);
+    return { bytes, result, committed: await committed, served: await next.result!, storedFirst };
+  }
+
+  it('sends what is stored with sendfile and the batch just stored from memory, byte for byte', async () => {
+    const before = { ...sendfileStats };
+    const { bytes, result, committed, served, storedFirst } = await follow((b) => `sha256:${createHash('sha256').update(b).digest('hex')}`);
+    expect(committed).toBe('committed');
+    expect(served).toBe('sent');
+    expect(result.error).toBeUndefined();
+    expect(result.body.equals(bytes)).toBe(true);
+    // At least what was stored before the client came went with sendfile.
+    expect(sendfileStats.transfers).toBeGreaterThan(before.transfers);
+    expect(sendfileStats.bytes - before.bytes).toBeGreaterThanOrEqual(storedFirst);
+  });
+
+  it('holds back the last bytes when the digest does not match: the client never gets a complete body', async () => {
+    const { bytes, result, committed, served } = await follow(() => `sha256:${'0'.repeat(64)}`);
+    expect(committed).toMatch(/^rejected: /);
+    expect(served).toMatch(/^failed: /);
+    expect(result.error).toBeDefined();
+    expect(result.body.length).toBeLessThan(bytes.length);
+    expect(result.body.equals(bytes.subarray(0, result.body.length))).toBe(true);
   });
 });
 
