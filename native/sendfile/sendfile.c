@@ -19,7 +19,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <node_api.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <poll.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -169,7 +171,9 @@ static napi_value SendFile(napi_env env, napi_callback_info info) {
   }
   int dup_sock = fcntl((int)sock, F_DUPFD_CLOEXEC, 0); /* never inherited by a child process */
   if (dup_sock < 0) {
-    napi_throw_error(env, "EBADF", "sendFile: the socket has no descriptor");
+    char message[128];
+    snprintf(message, sizeof message, "sendFile: cannot duplicate the socket's descriptor (%s)", strerror(errno));
+    napi_throw_error(env, NULL, message);
     return NULL;
   }
   transfer_t *t = calloc(1, sizeof(transfer_t));

@@ -188,6 +188,7 @@ describe('sendfile for stored blobs (native/sendfile)', () => {
     expect(() => addon.sendFile(1, 0, 0, 1)).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
     expect(() => addon.sendFile('1', 0, 0, 1, () => undefined)).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
     expect(() => addon.cancel({})).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
+    expect(() => addon.sendFile(1_000_000, 0, 0, 1, () => undefined)).toThrow(/cannot duplicate the socket's descriptor \(Bad file descriptor\)/);
   });
 });
 
