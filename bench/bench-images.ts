@@ -91,7 +91,7 @@ export async function pushRoundImages(upstream: UpstreamRegistry, round: number,
     concurrent: describe('bench/concurrent', tag, concurrent),
   };
   for (const image of Object.values(images)) await pushImage(upstream.url, image.name, image.tag, image.fixture);
-  await settlePushes();
+  await settleWrites(); // what the pushes left in the page cache is not the first measurement's cost
   return images;
 }
 
@@ -107,15 +107,8 @@ export async function pushBigImages(upstream: UpstreamRegistry, round: number, s
     await pushImage(upstream.url, image.name, image.tag, image.fixture);
     images.push(image);
   }
-  await settlePushes();
+  await settleWrites(); // what the pushes left in the page cache is not the first measurement's cost
   return images;
-}
-
-/**
- * Writes what the pushes left in the page cache to disk before anything is measured (settleWrites).
- */
-async function settlePushes(): Promise<void> {
-  await settleWrites();
 }
 
 /**

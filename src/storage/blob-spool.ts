@@ -4,7 +4,7 @@ import { FileHandle, open } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Readable, type Writable } from 'node:stream';
-import { FILE_READ_SIZE, READ_BUFFERS, WriteSlot, type SelfWritingBody } from './file-body.js';
+import { clientGone, endOf, FILE_READ_SIZE, READ_BUFFERS, WriteSlot, writePieces, type SelfWritingBody } from './file-body.js';
 import { sendFileToResponse, sendfileSocket } from './socket-sendfile.js';
 
 /** Where a tail reader stops, and what its last chunk waits for. */
@@ -229,15 +229,6 @@ export class BlobSpool {
 /** The most a tail reader sends with one sendfile: what is stored beyond it, up to this. */
 const SENDFILE_SPAN = 64 * 1024 * 1024;
 
-/** Writes `pieces` (memory nobody changes) to `out`; resolves once the socket has taken them. */
-function writePieces(out: Writable, pieces: readonly Uint8Array[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    out.cork();
-    pieces.forEach((piece, i) => out.write(piece, i < pieces.length - 1 ? undefined : (err) => (err ? reject(err) : resolve())));
-    out.uncork();
-  });
-}
-
 /** The chunks left once `written` bytes of them are stored (a short writev). */
 function unwritten(chunks: readonly Uint8Array[], written: number): Uint8Array[] {
   const rest: Uint8Array[] = [];
@@ -321,12 +312,7 @@ class SpoolTailReader extends Readable implements SelfWritingBody {
     const socket = this.spool.sendsFiles ? await sendfileSocket(out) : undefined;
     if (socket) return this.sendFilesTo(out as ServerResponse, socket);
     const slots = [new WriteSlot(READ_BUFFERS.take()), new WriteSlot(READ_BUFFERS.take())];
-    const gone = new Promise<never>((_, reject) => {
-      const onClose = () => reject(new Error('the client closed the connection'));
-      out.once('close', onClose);
-      out.once('error', onClose);
-    });
-    gone.catch(() => undefined);
+    const gone = clientGone(out);
     try {
       for (let turn = 0; ; turn++) {
         const slot = slots[turn & 1];
@@ -341,7 +327,7 @@ class SpoolTailReader extends Readable implements SelfWritingBody {
         if (completes) break;
       }
       await Promise.race([Promise.all(slots.map((s) => s.free)), gone]);
-      await Promise.race([new Promise<void>((resolve) => out.end(resolve)), gone]);
+      await endOf(out, gone);
     } finally {
       for (const slot of slots) if (slot.idle) READ_BUFFERS.give(slot.buffer);
       this.destroy();
@@ -353,10 +339,7 @@ class SpoolTailReader extends Readable implements SelfWritingBody {
    * those chunks); the part that completes the read waits for the verification first, as always.
    */
   private async sendFilesTo(out: ServerResponse, socket: Socket): Promise<void> {
-    const gone = new Promise<never>((_, reject) => {
-      out.once('close', () => reject(new Error('the client closed the connection')));
-    });
-    gone.catch(() => undefined);
+    const gone = clientGone(out);
     try {
       for (;;) {
         const length = await Promise.race([this.nextLength(SENDFILE_SPAN), gone]);
@@ -369,7 +352,7 @@ class SpoolTailReader extends Readable implements SelfWritingBody {
         else await sendFileToResponse(out, socket, this.spool.descriptor, at, length);
         if (completes) break;
       }
-      await Promise.race([new Promise<void>((resolve) => out.end(resolve)), gone]);
+      await endOf(out, gone);
     } finally {
       this.destroy();
     }

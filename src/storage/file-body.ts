@@ -104,12 +104,7 @@ export class FileBody extends Readable implements SelfWritingBody {
     const socket = this.sendfile ? await sendfileSocket(out) : undefined;
     if (socket) return this.sendFileTo(out as ServerResponse, socket);
     const slots = [new WriteSlot(READ_BUFFERS.take()), new WriteSlot(READ_BUFFERS.take())];
-    const gone = new Promise<never>((_, reject) => {
-      const onClose = () => reject(new Error('the client closed the connection'));
-      out.once('close', onClose);
-      out.once('error', onClose);
-    });
-    gone.catch(() => undefined);
+    const gone = clientGone(out);
     let next = this.position;
     const filling = new Set<WriteSlot>();
     /** The next bytes into `slot`, read once the socket has taken what it holds; undefined at the end. */
@@ -143,7 +138,7 @@ export class FileBody extends Readable implements SelfWritingBody {
         pending[turn & 1] = refill(slots[turn & 1]);
       }
       await Promise.race([Promise.all(slots.map((s) => s.free)), gone]);
-      await Promise.race([new Promise<void>((resolve) => out.end(resolve)), gone]);
+      await endOf(out, gone);
     } finally {
       // A buffer the socket or a read may still hold is left to the garbage collector, never reused.
       for (const slot of slots) if (slot.idle && !filling.has(slot)) READ_BUFFERS.give(slot.buffer);
@@ -153,17 +148,11 @@ export class FileBody extends Readable implements SelfWritingBody {
 
   /** The whole range with sendfile: no buffer, no read on this thread, one pool turn per socket-full. */
   private async sendFileTo(out: ServerResponse, socket: Socket): Promise<void> {
+    const gone = clientGone(out);
     try {
       await sendFileToResponse(out, socket, this.file.fd, this.position, this.end - this.position + 1);
       this.position = this.end + 1;
-      await new Promise<void>((resolve, reject) => {
-        const onClose = () => reject(new Error('the client closed the connection'));
-        socket.once('close', onClose);
-        out.end(() => {
-          socket.off('close', onClose);
-          resolve();
-        });
-      });
+      await endOf(out, gone);
     } finally {
       // The native transfer has settled: it no longer uses the descriptor.
       this.destroy();
@@ -211,27 +200,36 @@ export class WriteSlot {
   /** Writes `pieces` (this slot's buffer, or memory the caller keeps unchanged until `free`) in one go. */
   sendPieces(out: Writable, pieces: readonly Uint8Array[]): void {
     this.idle = false;
-    this.free = new Promise<void>((resolve, reject) => {
-      const last = pieces.length - 1;
-      if (last < 0) {
-        this.idle = true;
-        return resolve();
-      }
-      if (last > 0) out.cork();
-      pieces.forEach((piece, i) =>
-        out.write(
-          piece,
-          i < last
-            ? undefined
-            : (err) => {
-                if (err) return reject(err);
-                this.idle = true;
-                resolve();
-              },
-        ),
-      );
-      if (last > 0) out.uncork();
+    this.free = writePieces(out, pieces).then(() => {
+      this.idle = true;
     });
     this.free.catch(() => undefined);
   }
+}
+
+/** Writes `pieces` to `out` in one go (corked); resolves once the socket has taken the last of them. */
+export function writePieces(out: Writable, pieces: readonly Uint8Array[]): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const last = pieces.length - 1;
+    if (last < 0) return resolve();
+    if (last > 0) out.cork();
+    pieces.forEach((piece, i) => out.write(piece, i < last ? undefined : (err) => (err ? reject(err) : resolve())));
+    if (last > 0) out.uncork();
+  });
+}
+
+/** Rejects once the client goes away (`out` closes or errors); raced against each wait of a body's writer. */
+export function clientGone(out: Writable): Promise<never> {
+  const gone = new Promise<never>((_, reject) => {
+    const onClose = () => reject(new Error('the client closed the connection'));
+    out.once('close', onClose);
+    out.once('error', onClose);
+  });
+  gone.catch(() => undefined);
+  return gone;
+}
+
+/** Ends `out`; resolves once its last bytes are handed to the socket, rejects if the client goes first. */
+export function endOf(out: Writable, gone: Promise<never>): Promise<void> {
+  return Promise.race([new Promise<void>((resolve) => out.end(resolve)), gone]);
 }

@@ -42,10 +42,15 @@ export class FilesystemBlobStoreDriver implements BlobStore, OnApplicationShutdo
   private readonly logger = new Logger(FilesystemBlobStoreDriver.name);
   private readonly openFiles = new OpenBlobFiles(OPEN_FILES);
 
+  /** Stored blobs and fill spools go to HTTP clients with sendfile(2) (BLOB_SENDFILE). */
+  private readonly sendfile: boolean;
+
   constructor(
     readonly root: string,
-    private readonly options: { sendfile?: boolean } = {},
-  ) {}
+    options: { sendfile?: boolean } = {},
+  ) {
+    this.sendfile = options.sendfile ?? true;
+  }
 
   onApplicationShutdown(): void {
     this.openFiles.close();
@@ -71,10 +76,9 @@ export class FilesystemBlobStoreDriver implements BlobStore, OnApplicationShutdo
       throw err;
     }
     try {
-      const sendfile = this.options.sendfile ?? true;
-      if (!range) return new FileBody(file, 0, file.size - 1, sendfile);
+      if (!range) return new FileBody(file, 0, file.size - 1, this.sendfile);
       const { start, end } = resolveByteRange(range, file.size);
-      return new FileBody(file, start, end, sendfile);
+      return new FileBody(file, start, end, this.sendfile);
     } catch (err) {
       file.release();
       throw err;
@@ -92,7 +96,7 @@ export class FilesystemBlobStoreDriver implements BlobStore, OnApplicationShutdo
     const uploads = join(this.root, UPLOADS);
     await mkdir(uploads, { recursive: true });
     const tempPath = join(uploads, randomUUID());
-    const spool = await BlobSpool.create(tempPath, { sendfile: this.options.sendfile ?? true });
+    const spool = await BlobSpool.create(tempPath, { sendfile: this.sendfile });
     return new SpooledBlobWriter(spool, new FilesystemCommitTarget(this, spool, tempPath), this);
   }
 
