@@ -21,12 +21,16 @@ const ENTRY = (id: string) => `/api/v4/virtual_registries/container/cache_entrie
 
 const digestOf = (text: string) => `sha256:${createHash('sha256').update(text).digest('hex')}`;
 
+const FAKE_UPSTREAM_HOST = '127.0.0.2';
+
 describe.each(databaseTargets())('admin API: cache entries (%s database)', (database) => {
   let app: TestApp;
   let admin: AdminApi;
   let db: DataSource;
   let entries: CacheEntryCreateOrUpdateService;
   let group: { id: number };
+  // Never-contacted upstreams live on 127.0.0.2: a port counter on 127.0.0.1 could hand out the port a real
+  // test server gets later (ephemeral ports start at 32768), and a group may not have two upstreams with one URL.
   let port = 41000;
 
   const statuses = async (upstreamId: number): Promise<Record<string, string[]>> => {
@@ -55,7 +59,7 @@ describe.each(databaseTargets())('admin API: cache entries (%s database)', (data
 
   const registryWithUpstream = async (name: string) => {
     const registry = (await admin.expect(201, 'POST', REGISTRIES(group.id), { name })).body;
-    const upstream = (await admin.expect(201, 'POST', REGISTRY_UPSTREAMS(registry.id), { name, url: `http://127.0.0.1:${port++}` })).body;
+    const upstream = (await admin.expect(201, 'POST', REGISTRY_UPSTREAMS(registry.id), { name, url: `http://${FAKE_UPSTREAM_HOST}:${port++}` })).body;
     return { registryId: registry.id as number, upstreamId: upstream.id as number };
   };
 
@@ -200,7 +204,7 @@ describe.each(databaseTargets())('admin API: cache entries (%s database)', (data
 
   it('purges a registry’s cache: only the upstreams no other registry uses', async () => {
     const { registryId, upstreamId: exclusive } = await registryWithUpstream('purge-registry');
-    const shared = (await admin.expect(201, 'POST', REGISTRY_UPSTREAMS(registryId), { name: 'shared', url: `http://127.0.0.1:${port++}` })).body.id;
+    const shared = (await admin.expect(201, 'POST', REGISTRY_UPSTREAMS(registryId), { name: 'shared', url: `http://${FAKE_UPSTREAM_HOST}:${port++}` })).body.id;
     const other = (await admin.expect(201, 'POST', REGISTRIES(group.id), { name: 'purge-registry-other' })).body.id;
     await admin.expect(201, 'POST', '/api/v4/virtual_registries/container/registry_upstreams', { registry_id: other, upstream_id: shared });
     await seed(exclusive, '/a/manifests/1');
