@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { ConfigValidationError, parseEnvironment } from './environment.js';
 
 describe('parseEnvironment', () => {
@@ -115,6 +116,11 @@ describe('parseEnvironment', () => {
     [{ MIRROR_HOST_REGISTRIES: 'hub.example=x' }, 'MIRROR_HOST_REGISTRIES'],
     [{ MIRROR_HOST_REGISTRIES: 'http://hub.example=1' }, 'MIRROR_HOST_REGISTRIES'],
     [{ MIRROR_HOST_REGISTRIES: 'a.example=1,A.example=2' }, 'MIRROR_HOST_REGISTRIES'],
+    [{ HTTP_WORKERS: '0' }, 'HTTP_WORKERS'],
+    [{ HTTP_WORKERS: 'many' }, 'HTTP_WORKERS'],
+    [{ HTTP_WORKERS: '2' }, 'HTTP_WORKERS'],
+    [{ HTTP_WORKERS: '2', DATABASE_URL: 'postgres://db/x' }, 'HTTP_WORKERS'],
+    [{ HTTP_WORKERS: '2', REDIS_URL: 'redis://redis:6379' }, 'HTTP_WORKERS'],
   ])('refuses %j naming %s in a one-line message', (vars, variable) => {
     let error: unknown;
     try {
@@ -126,5 +132,24 @@ describe('parseEnvironment', () => {
     expect((error as ConfigValidationError).variable).toBe(variable);
     expect((error as Error).message).toContain(variable);
     expect((error as Error).message).not.toContain('\n');
+  });
+
+  describe('HTTP_WORKERS', () => {
+    const shared = { DATABASE_URL: 'postgres://db/x', REDIS_URL: 'redis://redis:6379' };
+
+    it('serves HTTP in the process itself by default', () => {
+      expect(parseEnvironment({}).app.httpWorkers).toBe(1);
+      expect(parseEnvironment(shared).app.httpWorkers).toBe(1);
+    });
+
+    it('takes a count when the database and the queue are shared services', () => {
+      expect(parseEnvironment({ ...shared, HTTP_WORKERS: '3' }).app.httpWorkers).toBe(3);
+    });
+
+    it('makes auto one per CPU with shared services, and 1 on the embedded defaults', () => {
+      expect(parseEnvironment({ ...shared, HTTP_WORKERS: 'auto' }).app.httpWorkers).toBe(availableParallelism());
+      expect(parseEnvironment({ HTTP_WORKERS: 'auto' }).app.httpWorkers).toBe(1);
+      expect(parseEnvironment({ DATABASE_URL: shared.DATABASE_URL, HTTP_WORKERS: 'AUTO' }).app.httpWorkers).toBe(1);
+    });
   });
 });

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 
 /**
@@ -37,6 +38,11 @@ export interface Environment {
     logLevel: LogLevel;
     shutdownTimeoutMs: number;
     role: 'api' | 'worker';
+    /**
+     * Processes serving HTTP in the API process (HTTP_WORKERS; `auto`: one per CPU): more than one makes
+     * it a node:cluster primary whose workers share the port. 1 (the default) serves in the process itself.
+     */
+    httpWorkers: number;
     trustProxy: TrustProxy;
     /**
      * The registry served at the root `/v2/<name>` (for clients that cannot put a path in a mirror's
@@ -323,6 +329,16 @@ export function parseEnvironment(env: Env): Environment {
     throw new ConfigValidationError('QUEUE_PREFIX', `must be 1-64 letters, digits, '.', '_' or '-', got "${queuePrefix}"`);
   }
   const runJobs = runJobsSetting === 'auto' ? queueDriver === 'inline' || role === 'worker' : runJobsSetting === 'true';
+  // `auto` means one process where the embedded database or the in-process queue allows no more.
+  const oneProcessOnly = !databaseUrl || queueDriver !== 'bullmq';
+  const httpWorkersAuto = raw(env, 'HTTP_WORKERS')?.toLowerCase() === 'auto';
+  const httpWorkers = httpWorkersAuto ? (oneProcessOnly ? 1 : availableParallelism()) : int(env, 'HTTP_WORKERS', 1, 1, 256);
+  if (httpWorkers > 1 && oneProcessOnly) {
+    throw new ConfigValidationError(
+      'HTTP_WORKERS',
+      `is ${httpWorkers}, but the embedded database and the in-process queue belong to one process: set DATABASE_URL and REDIS_URL, or HTTP_WORKERS=1`,
+    );
+  }
   const publicUrl = url(env, 'PUBLIC_URL', ['http:', 'https:']);
   const peerUrl = url(env, 'PEER_URL', ['http:']);
   if (peerUrl !== undefined && new URL(peerUrl).origin !== peerUrl.replace(/\/+$/, '')) {
@@ -388,6 +404,7 @@ export function parseEnvironment(env: Env): Environment {
       logLevel: oneOf<LogLevel>(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
       shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', 25000, 0),
       role,
+      httpWorkers,
       trustProxy: trustProxy(env, 'TRUST_PROXY'),
       rootRegistries: rootRegistries(env),
     },

@@ -20,6 +20,6 @@ export class MetricsController {
     } catch {
       // queue unreachable: the gauge keeps its last value; readiness reports the outage
     }
-    return this.metrics.registry.metrics();
+    return this.metrics.exposition();
   }
 }

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type CounterConfiguration, type LabelValues } from 'prom-client';
 import type { LookupCounts } from '../invalidation/invalidated-lru.js';
+import { clusterMetrics, isClusterWorker, offerToCluster } from './cluster-metrics.js';
 import { CounterTallies, type Tally } from './counter-tallies.js';
 
 /**
@@ -61,18 +62,22 @@ export class MetricsService {
     name: 'registry_upstream_ratelimit_remaining',
     help: "An upstream's last known ratelimit-remaining (Docker Hub manifest GETs left in its window), per replica",
     labelNames: ['upstream'] as const,
+    // HTTP workers of one process (HTTP_WORKERS) report the lowest any of them saw.
+    aggregator: 'min',
     registers: [this.registry],
   });
   readonly upstreamRateLimitLimit = new Gauge({
     name: 'registry_upstream_ratelimit_limit',
     help: "An upstream's last known ratelimit-limit (manifest GETs per window), per replica",
     labelNames: ['upstream'] as const,
+    aggregator: 'max',
     registers: [this.registry],
   });
   readonly upstreamRateLimitPaused = new Gauge({
     name: 'registry_upstream_ratelimit_paused_until_seconds',
     help: 'Unix time until which GETs to an upstream are paused after a 429 with Retry-After (0: not paused)',
     labelNames: ['upstream'] as const,
+    aggregator: 'max',
     registers: [this.registry],
   });
   readonly upstreamRateLimitSpared = new Counter({
@@ -85,6 +90,7 @@ export class MetricsService {
     name: 'registry_upstream_circuit_breaker_state',
     help: "An upstream's circuit breaker on this replica: 0 closed, 1 open, 2 half-open (a probe is running or due)",
     labelNames: ['upstream'] as const,
+    aggregator: 'max',
     registers: [this.registry],
   });
   readonly upstreamBreakerOpenings = new Counter({
@@ -154,11 +160,24 @@ export class MetricsService {
     name: 'registry_queue_jobs',
     help: 'Background jobs by state',
     labelNames: ['state'] as const,
+    // One count for the whole queue, read at each scrape by the worker answering it (exposition()).
+    aggregator: 'omit',
     registers: [this.registry],
   });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+    if (isClusterWorker()) offerToCluster(this.registry);
+  }
+
+  /**
+   * Every metric in the Prometheus text format: this process's, or with HTTP_WORKERS > 1 those of all
+   * the HTTP workers merged, plus the queue's job counts (set just before by the caller).
+   */
+  async exposition(): Promise<string> {
+    if (!isClusterWorker()) return this.registry.metrics();
+    const [merged, queue] = await Promise.all([clusterMetrics(), this.registry.getSingleMetricAsString('registry_queue_jobs')]);
+    return `${merged.trimEnd()}\n${queue}\n`;
   }
 
   /** The hit and miss counters of one memory cache (registry_memory_cache_requests_total). */

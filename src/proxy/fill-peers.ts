@@ -1,3 +1,4 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { networkInterfaces } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { Inject, Injectable, OnApplicationShutdown, Optional } from '@nestjs/common';
@@ -34,6 +35,8 @@ export type PeerFillAnswer =
 @Injectable()
 export class FillPeers implements OnApplicationShutdown {
   private readonly agent: Agent;
+  /** An HTTP worker's own listener (listenForPeers). */
+  private peerServer?: Server;
 
   constructor(
     @Inject(appConfig.KEY) private readonly app: AppConfig,
@@ -54,11 +57,37 @@ export class FillPeers implements OnApplicationShutdown {
    */
   selfUrl(): string | undefined {
     // No listener (the worker): nobody can follow this process's fills, whatever PEER_URL says.
-    const address = this.http?.httpAdapter?.getHttpServer?.()?.address?.() as AddressInfo | string | null | undefined;
+    const server: Pick<Server, 'address'> | undefined = this.peerServer ?? (this.http?.httpAdapter?.getHttpServer?.() as Server | undefined);
+    const address = server?.address?.() as AddressInfo | string | null | undefined;
     if (!address || typeof address === 'string') return undefined;
-    if (this.app.peerUrl) return new URL(this.app.peerUrl).origin;
+    if (this.app.peerUrl) {
+      const peer = new URL(this.app.peerUrl);
+      // An HTTP worker: PEER_URL names the host, the worker's own listener the port.
+      if (this.peerServer) peer.port = String(address.port);
+      return peer.origin;
+    }
     const host = isWildcard(address.address) ? (externalAddress() ?? '127.0.0.1') : address.address;
     return new URL(`http://${host.includes(':') ? `[${host}]` : host}:${address.port}`).origin;
+  }
+
+  /**
+   * For an HTTP worker (HTTP_WORKERS > 1): the port the workers share reaches any of them, so a fill's
+   * holder announces a listener of its own, on `host` and a port of the system's choosing, that serves
+   * the same application (the fill route among it).
+   */
+  async listenForPeers(host: string): Promise<void> {
+    const fastify = this.http?.httpAdapter?.getInstance?.<{ routing: (req: IncomingMessage, res: ServerResponse) => void }>();
+    if (!fastify) throw new Error('no HTTP application to serve the fill route');
+    const server = createServer((req, res) => fastify.routing(req, res));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      // exclusive: a port of this worker's own, not one shared through the cluster primary.
+      server.listen({ host, port: 0, exclusive: true }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.peerServer = server;
   }
 
   /** Follows `holder`'s fill of `digest` from its first byte. */
@@ -84,6 +113,13 @@ export class FillPeers implements OnApplicationShutdown {
 
   /** After the HTTP listener closed: no follow starts after this. */
   async onApplicationShutdown(): Promise<void> {
+    const server = this.peerServer;
+    if (server) {
+      // Followers still streaming a fill of this worker finish (the fills drained before this).
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await closed;
+    }
     await this.agent.close();
   }
 }
