@@ -12,6 +12,8 @@ export interface BenchOptions {
   s3: boolean;
   rounds: number;
   resultsDir: string;
+  /** The app's HTTP_WORKERS: a count (default 1: one process, as in every earlier run) or `auto` (one per CPU). */
+  httpWorkers: string;
   /** Write a V8 CPU profile of the app (`--cpu-prof`) next to the results. */
   profile: boolean;
 }
@@ -25,6 +27,8 @@ export const USAGE = `Usage: npm run bench -- [options]
   --only LIST         run only these scenarios, comma-separated: ${SCENARIOS.join(', ')}
                       (the other rows are left out of the report)
   --profile           run the app with --cpu-prof; the .cpuprofile and a summary land in the results directory
+  --http-workers N    the app's HTTP_WORKERS (default 1: one process): a count, or auto (one per CPU with
+                      DATABASE_URL and REDIS_URL, as nginx runs worker_processes auto; 1 on the embedded defaults)
   --help              this text
 
 The app runs in its production configuration when DATABASE_URL (Postgres; a scratch database is created
@@ -41,7 +45,15 @@ const DEFAULT_RESULTS_DIR = fileURLToPath(new URL('../../bench/results/', import
 export class UsageError extends Error {}
 
 export function parseBenchOptions(argv: readonly string[]): BenchOptions | 'help' {
-  const options: BenchOptions = { smoke: false, only: new Set(SCENARIOS), s3: false, rounds: 0, resultsDir: DEFAULT_RESULTS_DIR, profile: false };
+  const options: BenchOptions = {
+    smoke: false,
+    only: new Set(SCENARIOS),
+    s3: false,
+    rounds: 0,
+    resultsDir: DEFAULT_RESULTS_DIR,
+    profile: false,
+    httpWorkers: '1',
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -79,6 +91,12 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions | 'help
       case '--profile':
         options.profile = true;
         break;
+      case '--http-workers': {
+        const v = value();
+        if (v !== 'auto' && !/^([1-9]|[1-5][0-9]|6[0-4])$/.test(v)) throw new UsageError('--http-workers must be auto or a whole number from 1 to 64');
+        options.httpWorkers = v;
+        break;
+      }
       case '--help':
       case '-h':
         return 'help';

@@ -28,6 +28,13 @@ function statOf(pid: string): { pgrp: number; ticks: number } | undefined {
   }
 }
 
+/** The live processes of process group `pgrp` (an app with HTTP workers: the primary and its workers). */
+export function processesInGroup(pgrp: number): number[] {
+  return readdirSync('/proc')
+    .filter((pid) => /^\d+$/.test(pid) && statOf(pid)?.pgrp === pgrp)
+    .map(Number);
+}
+
 /** CPU seconds used so far by the processes in `groups` (process group ids) and the processes `pids`. */
 export function cpuSecondsOf(groups: readonly number[], pids: readonly number[] = []): number {
   let ticks = 0;

@@ -133,7 +133,7 @@ async function runBenchmark(options: BenchOptions, argv: readonly string[], prof
     const replicasUnavailable = AppReplicas.unavailable();
     // The replicas' deployment boots next to the app (before anything is measured).
     const [appStarted, replicasStarted] = await Promise.allSettled([
-      AppProcess.start({ storage, workDir, processes, cpuProfileDir: profileDir }),
+      AppProcess.start({ storage, workDir, processes, cpuProfileDir: profileDir, httpWorkers: options.httpWorkers }),
       only.has('replicas') && !replicasUnavailable ? AppReplicas.start({ storage, workDir, processes, upstreamUrl: upstream.url }) : undefined,
     ]);
     // Both assigned before any failure is thrown: cleanup stops whatever did start.

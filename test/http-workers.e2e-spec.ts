@@ -4,10 +4,14 @@
  * Clients see one endpoint; connections go to the workers in turn, so concurrent pulls of one blob meet in
  * two processes, which must still download it once. `/metrics` on either worker counts both.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DIST, processEnv, spawnAppProcess, stopAppProcess } from './support/app-process.js';
 import { streamDownload, type StreamedDownload } from './support/blob-download.js';
 import { startFaultyUpstream, type FaultyUpstream } from './support/faulty-upstream.js';
 import { pushLargeBlob } from './support/large-blob.js';
+import { realServices } from './support/services.js';
 import { startTopology, topologySkipReason, type Topology, type TopologyProcess } from './support/topology.js';
 import { createVirtualRegistry, pullToken, type VirtualRegistry } from './support/virtual-registry.js';
 
@@ -133,5 +137,28 @@ suite(`HTTP_WORKERS=2: one API process, two HTTP workers on one port${skipReason
     const workers = childrenOf(primaryPid());
     expect(await api.stop()).toEqual({ code: 0, log: '' });
     expect(workers.filter(alive)).toEqual([]);
+  }, 60_000);
+});
+
+suite(`HTTP_WORKERS=2 that cannot boot${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
+  it('a worker that fails to start (no such database) ends the API process with exit 1 and the reason, instead of being restarted', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cvr-workers-boot-'));
+    try {
+      const database = new URL(realServices.postgresUrl!);
+      database.pathname = `/cvr_no_such_database_${process.pid}`;
+      const proc = spawnAppProcess(
+        DIST.api,
+        processEnv({ HTTP_WORKERS: '2', DATABASE_URL: database.href, REDIS_URL: realServices.redisUrl, DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'info' }),
+      );
+      const code = await Promise.race([proc.exited, new Promise<string>((r) => setTimeout(() => r('still running'), 30_000))]);
+      if (code === 'still running') await stopAppProcess(proc, { signal: 'SIGKILL' });
+      expect(code).toBe(1);
+      expect(proc.stderr()).toMatch(/Startup failed: .*cvr_no_such_database/);
+      expect(proc.stdout()).toMatch(/HTTP worker \d+ ended before it listened \(exit code 1\): stopping/);
+      // one worker was started, not two, and none was restarted
+      expect(proc.stderr().match(/Startup failed/g)).toHaveLength(1);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   }, 60_000);
 });

@@ -17,7 +17,7 @@ const CLIENTS = 4;
 export async function measureMemory(ctx: BenchContext): Promise<void> {
   const size = 2 * GiB;
   for (const phase of ['cold', 'warm'] as const) {
-    ctx.rows.declare(`memory-${phase}`, `app peak RSS, ${CLIENTS} clients pull a ${formatSize(size)} blob ${phase}`, 'MiB');
+    ctx.rows.declare(`memory-${phase}`, `app peak RSS (largest process), ${CLIENTS} clients pull a ${formatSize(size)} blob ${phase}`, 'MiB');
   }
   if (ctx.smoke) {
     ctx.rows.skip('memory-cold', 'smoke mode');

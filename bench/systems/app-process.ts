@@ -11,11 +11,13 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startS3Server, type S3TestServer } from '../../test/support/s3-server.js';
 import { createScratchDatabase, TEST_ADMIN_TOKEN } from '../../test/support/test-app.js';
 import { findFreePort } from '../../test/support/upstream-registry.js';
+import { processesInGroup } from '../process-cpu.js';
 import type { StartedProcess, StartedProcesses } from '../started-processes.js';
 import { waitForHttp } from './wait-for-http.js';
 
@@ -43,8 +45,11 @@ export interface AppDeploymentOptions {
 export interface AppProcessOptions extends AppDeploymentOptions {
   /** Write a V8 CPU profile (`--cpu-prof`) of the app into this directory when it exits. */
   cpuProfileDir?: string;
+  /** The app's HTTP_WORKERS (default: the app's own default, 1). */
+  httpWorkers?: string;
 }
 
+/** Of the app's largest process: the app itself, or with HTTP_WORKERS its largest HTTP worker. */
 export interface AppMemory {
   /** VmRSS, bytes. */
   rss: number;
@@ -181,11 +186,12 @@ export class AppDeployment {
    * until it is ready. With Redis, `runJobs` is its RUN_JOBS; the in-process queue always runs the jobs
    * itself. `stopsDeployment`: stopping this process stops the whole deployment (an app running alone).
    */
-  async startApi(name: string, options: { runJobs: boolean; cpuProfileDir?: string; stopsDeployment?: boolean }): Promise<AppProcess> {
+  async startApi(name: string, options: { runJobs: boolean; cpuProfileDir?: string; stopsDeployment?: boolean; httpWorkers?: string }): Promise<AppProcess> {
     const port = await findFreePort();
     const url = `http://127.0.0.1:${port}`;
     const env: Record<string, string> = { ...this.env, PORT: String(port), PUBLIC_URL: url };
     if (this.usesRedis) env.RUN_JOBS = String(options.runJobs);
+    if (options.httpWorkers) env.HTTP_WORKERS = options.httpWorkers;
     const nodeArgs: string[] = [];
     if (options.cpuProfileDir) {
       await mkdir(options.cpuProfileDir, { recursive: true });
@@ -196,7 +202,9 @@ export class AppDeployment {
     // `Postgres (scratch database), BullMQ on Redis, RUN_JOBS=true, filesystem storage`
     const jobs = this.usesRedis ? [`RUN_JOBS=${String(options.runJobs)}`] : [];
     const [database, queue, ...rest] = this.parts;
-    const configuration = [database, queue, ...jobs, ...rest].join(', ');
+    const workers = httpWorkersOf(env);
+    const processes = workers > 1 ? [`HTTP_WORKERS=${env.HTTP_WORKERS} (${workers} HTTP worker processes)`] : [];
+    const configuration = [database, queue, ...jobs, ...processes, ...rest].join(', ');
     const teardown = options.stopsDeployment ? () => this.stop() : undefined;
     return new AppProcess(url, TEST_ADMIN_TOKEN, this.databaseUrl, configuration, logPath, started, this.processes, teardown);
   }
@@ -258,7 +266,12 @@ export class AppProcess {
   static async start(options: AppProcessOptions): Promise<AppProcess> {
     const deployment = await AppDeployment.create(options);
     try {
-      return await deployment.startApi('app', { runJobs: true, cpuProfileDir: options.cpuProfileDir, stopsDeployment: true });
+      return await deployment.startApi('app', {
+        runJobs: true,
+        cpuProfileDir: options.cpuProfileDir,
+        stopsDeployment: true,
+        httpWorkers: options.httpWorkers,
+      });
     } catch (err) {
       await deployment.stop();
       throw err;
@@ -267,19 +280,35 @@ export class AppProcess {
 
   /** Current and peak resident memory of the app process, from /proc/<pid>/status. */
   memory(): AppMemory {
-    const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
-    const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
-    return { rss: kib('VmRSS'), peak: kib('VmHWM') };
+    let largest: AppMemory = { rss: NaN, peak: NaN };
+    for (const pid of this.ownProcesses()) {
+      let status: string;
+      try {
+        status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      } catch {
+        continue; // exited meanwhile
+      }
+      const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+      const memory = { rss: kib('VmRSS'), peak: kib('VmHWM') };
+      if (!(memory.peak <= largest.peak)) largest = memory;
+    }
+    return largest;
   }
 
-  /** Resets VmHWM to the current RSS (`echo 5 > /proc/<pid>/clear_refs`); false where the kernel refuses. */
+  /** Resets VmHWM to the current RSS (`echo 5 > /proc/<pid>/clear_refs`) of every process; false where the kernel refuses. */
   async resetPeak(): Promise<boolean> {
     try {
-      await writeFile(`/proc/${this.pid}/clear_refs`, '5');
+      for (const pid of this.ownProcesses()) await writeFile(`/proc/${pid}/clear_refs`, '5');
       return true;
     } catch {
       return false;
     }
+  }
+
+  /** The app's processes: it, and with HTTP_WORKERS its workers (its process group). */
+  private ownProcesses(): number[] {
+    const pid = this.pid;
+    return [pid, ...processesInGroup(pid).filter((p) => p !== pid)];
   }
 
   logTail(): string {
@@ -331,4 +360,10 @@ async function deleteRedisKeys(redisUrl: string, prefix: string): Promise<void> 
   } finally {
     redis.disconnect();
   }
+}
+
+/** The HTTP worker processes an app started with `env` runs (HTTP_WORKERS as the app resolves it). */
+function httpWorkersOf(env: Record<string, string>): number {
+  if (env.HTTP_WORKERS !== 'auto') return Number(env.HTTP_WORKERS ?? 1);
+  return env.DATABASE_URL && env.REDIS_URL ? availableParallelism() : 1;
 }
