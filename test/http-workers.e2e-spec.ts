@@ -12,7 +12,9 @@ import { streamDownload, type StreamedDownload } from './support/blob-download.j
 import { startFaultyUpstream, type FaultyUpstream } from './support/faulty-upstream.js';
 import { pushLargeBlob } from './support/large-blob.js';
 import { realServices } from './support/services.js';
-import { startTopology, topologySkipReason, type Topology, type TopologyProcess } from './support/topology.js';
+import { createScratchDatabase } from './support/test-app.js';
+import { findFreePort } from './support/upstream-registry.js';
+import { removeQueueKeys, startTopology, topologySkipReason, type Topology, type TopologyProcess } from './support/topology.js';
 import { createVirtualRegistry, pullToken, type VirtualRegistry } from './support/virtual-registry.js';
 
 const skipReason = topologySkipReason();
@@ -140,7 +142,7 @@ suite(`HTTP_WORKERS=2: one API process, two HTTP workers on one port${skipReason
   }, 60_000);
 });
 
-suite(`HTTP_WORKERS=2 that cannot boot${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
+suite(`HTTP_WORKERS=2 that cannot keep its workers${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
   it('a worker that fails to start (no such database) ends the API process with exit 1 and the reason, instead of being restarted', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'cvr-workers-boot-'));
     try {
@@ -161,4 +163,42 @@ suite(`HTTP_WORKERS=2 that cannot boot${skipReason ? ` (skipped: ${skipReason})`
       rmSync(dataDir, { recursive: true, force: true });
     }
   }, 60_000);
+
+  it('workers that keep dying are replaced 5 times in a minute; the 6th ends the API process with exit 1', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cvr-workers-crash-'));
+    const scratch = await createScratchDatabase();
+    const port = await findFreePort();
+    const queuePrefix = `cvr-workers-crash-${process.pid}-${Date.now()}`;
+    const proc = spawnAppProcess(
+      DIST.api,
+      processEnv({
+        HTTP_WORKERS: '2',
+        DATABASE_URL: scratch.url,
+        REDIS_URL: realServices.redisUrl,
+        QUEUE_PREFIX: queuePrefix,
+        DATA_DIR: dataDir,
+        PORT: String(port),
+        LOG_LEVEL: 'info',
+      }),
+    );
+    const listened = () => proc.stdout().match(/listening on http/g)?.length ?? 0;
+    try {
+      await until('both workers listen', 60_000, () => listened() === 2);
+      for (let kill = 1; kill <= 6; kill++) {
+        // the newest worker, once it listens (one that dies before that is a boot failure, another rule)
+        const newest = Math.max(...childrenOf(proc.pid!));
+        process.kill(newest, 'SIGKILL');
+        if (kill <= 5) await until(`replacement ${kill} listens`, 60_000, () => listened() === 2 + kill && childrenOf(proc.pid!).length === 2);
+      }
+      const code = await Promise.race([proc.exited, new Promise<string>((r) => setTimeout(() => r('still running'), 30_000))]);
+      expect(code).toBe(1);
+      expect(proc.stdout().match(/ended \(signal SIGKILL\): starting another/g)).toHaveLength(5);
+      expect(proc.stdout()).toMatch(/ended \(signal SIGKILL\), the 6th in a minute: stopping/);
+    } finally {
+      await stopAppProcess(proc, { signal: 'SIGKILL' });
+      await scratch.drop();
+      await removeQueueKeys(realServices.redisUrl!, queuePrefix);
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 180_000);
 });

@@ -366,7 +366,7 @@ async function queueJobs(redisUrl: string, prefix: string, name?: string): Promi
 }
 
 /** Deletes this topology's queues (only keys under its own prefix; never anything else in the shared Redis). */
-async function removeQueueKeys(redisUrl: string, prefix: string): Promise<void> {
+export async function removeQueueKeys(redisUrl: string, prefix: string): Promise<void> {
   for (const queueName of QUEUE_NAMES) {
     const queue = new Queue(queueName, { connection: { url: redisUrl }, prefix });
     try {
