@@ -1,7 +1,7 @@
 # Production image on the current Node LTS (24): API (default command) and worker (`node dist/src/worker.js`) share it.
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
-# python3, make and g++ build native/sendfile (sendfile(2) for blob hits) during npm ci.
+# python3, make and g++ build native/sendfile (sendfile(2) for blob hits, SHA-256 of fills on the thread pool) during npm ci.
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 COPY native ./native

@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "sendfile",
-      "sources": ["sendfile.c"],
+      "sources": ["sendfile.c", "sha256.c"],
       "cflags": ["-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
   ]

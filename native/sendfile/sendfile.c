@@ -231,12 +231,15 @@ static napi_value Cancel(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+void register_sha256(napi_env env, napi_value exports); /* sha256.c */
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "sendFile", NAPI_AUTO_LENGTH, SendFile, NULL, &fn);
   napi_set_named_property(env, exports, "sendFile", fn);
   napi_create_function(env, "cancel", NAPI_AUTO_LENGTH, Cancel, NULL, &fn);
   napi_set_named_property(env, exports, "cancel", fn);
+  register_sha256(env, exports);
   return exports;
 }
 

@@ -1,9 +1,9 @@
-import { createHash, Hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { FileHandle, open } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Readable, type Writable } from 'node:stream';
+import { createBlobHasher, type BlobHasher } from './blob-hasher.js';
 import { clientGone, endOf, FILE_READ_SIZE, READ_BUFFERS, WriteSlot, writePieces, type SelfWritingBody } from './file-body.js';
 import { sendFileToResponse, sendfileSocket } from './socket-sendfile.js';
 
@@ -27,7 +27,8 @@ export type BlobSpoolStatus = 'open' | 'sealed' | 'aborted';
  * has released the spool and every reader has let go of it.
  */
 export class BlobSpool {
-  private readonly hash: Hash = createHash('sha256');
+  /** On libuv's thread pool when the native addon is built: the event loop does not hash. */
+  private readonly hasher: BlobHasher = createBlobHasher();
   private readonly changes = new EventEmitter().setMaxListeners(0);
   private written = 0;
   private state: BlobSpoolStatus = 'open';
@@ -79,7 +80,8 @@ export class BlobSpool {
 
   /**
    * Stores chunks at the end of the file with one positional writev (a batch costs one syscall, not one
-   * each). Tail readers read stored bytes back from the file (the page cache). Once it resolves the
+   * each) and hashes them, both on libuv's thread pool (hashing on the event loop without the native
+   * addon). Tail readers read stored bytes back from the file (the page cache). Once it resolves the
    * spool holds no reference to the chunks, unless `keep` says the caller hands them over: then the
    * spool keeps this batch until the next one is stored, and a reader that has caught up sends it
    * without reading it back (`storedPieces`). Only the last batch: network chunks kept for followers
@@ -90,20 +92,25 @@ export class BlobSpool {
     if (this.state !== 'open') throw new Error(`cannot append to a ${this.state} spool`);
     const batch = chunks.filter((c) => c.byteLength > 0);
     const total = batch.reduce((sum, c) => sum + c.byteLength, 0);
-    let pending = batch;
-    let position = this.written;
-    // The thread pool stores the batch while this thread hashes it (both only read the chunks).
-    let writing = pending.length > 0 ? this.handle.writev(pending as Uint8Array[], position) : undefined;
-    for (const chunk of chunks) this.hash.update(chunk);
-    while (writing) {
-      const { bytesWritten } = await writing;
-      position += bytesWritten;
-      pending = unwritten(pending, bytesWritten);
-      writing = pending.length > 0 ? this.handle.writev(pending as Uint8Array[], position) : undefined;
+    if (total > 0) {
+      // Both only read the chunks; both settle before this returns, so a caller may reuse them after.
+      const [stored, hashed] = await Promise.allSettled([this.store(batch, this.written), this.hasher.update(batch)]);
+      if (stored.status === 'rejected') throw stored.reason;
+      if (hashed.status === 'rejected') throw hashed.reason;
     }
     if (total > 0) this.recent = options.keep ? { start: this.written, chunks: batch } : undefined;
     this.written += total;
     this.changes.emit('change');
+  }
+
+  /** Writes `chunks` at `position`, again from where a short writev stopped. */
+  private async store(chunks: readonly Uint8Array[], position: number): Promise<void> {
+    let pending = chunks;
+    while (pending.length > 0) {
+      const { bytesWritten } = await this.handle.writev(pending as Uint8Array[], position);
+      position += bytesWritten;
+      pending = unwritten(pending, bytesWritten);
+    }
   }
 
   /**
@@ -132,7 +139,7 @@ export class BlobSpool {
 
   /** `sha256:<hex>` of everything appended; appending after this is an error. */
   digest(): string {
-    this.hexDigest ??= this.hash.digest('hex');
+    this.hexDigest ??= this.hasher.digest();
     return `sha256:${this.hexDigest}`;
   }
 

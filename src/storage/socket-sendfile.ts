@@ -1,34 +1,12 @@
-import { createRequire } from 'node:module';
 import { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import { getSystemErrorName } from 'node:util';
 import type { Writable } from 'node:stream';
+import { nativeAddon } from './native-addon.js';
 
-/** native/sendfile: sendfile(2) from a file to a socket on libuv's thread pool (see sendfile.c). */
-interface SendfileAddon {
-  sendFile(socketFd: number, fileFd: number, offset: number, length: number, done: (errno: number, sent: number) => void): object;
-  cancel(transfer: object): void;
-}
-
-const ADDON_PATHS = [
-  '../../native/sendfile/build/Release/sendfile.node', // src/storage (tests)
-  '../../../native/sendfile/build/Release/sendfile.node', // dist/src/storage
-];
-
-function loadAddon(): SendfileAddon | undefined {
-  const require = createRequire(import.meta.url);
-  for (const path of ADDON_PATHS) {
-    try {
-      return require(path) as SendfileAddon;
-    } catch {
-      // not built here (npm install builds it; without a compiler, blobs are served with reads and writes)
-    }
-  }
-  return undefined;
-}
-
-const addon = loadAddon();
+/** sendfile(2) from a file to a socket on libuv's thread pool (native/sendfile/sendfile.c). */
+const addon = nativeAddon;
 
 /** Whether this build can send files with sendfile (the native addon was built by `npm install`). */
 export const SENDFILE_AVAILABLE = addon !== undefined;

@@ -1,0 +1,94 @@
+import { describe, expect, it } from '@jest/globals';
+import { createHash, randomBytes } from 'node:crypto';
+import { createBlobHasher, POOL_HASHING_AVAILABLE, type HashingPlace } from './blob-hasher.js';
+
+const sha256 = (...parts: Uint8Array[]) => {
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part);
+  return hash.digest('hex');
+};
+
+describe('blob hashing', () => {
+  it('hashes on the thread pool in this build (npm install built the native addon)', () => {
+    expect(POOL_HASHING_AVAILABLE).toBe(true);
+  });
+
+  describe.each<HashingPlace>(['pool', 'inline'])('on the %s', (place) => {
+    it('gives the SHA-256 of every chunk of every update, in order, views of larger buffers included', async () => {
+      const backing = randomBytes(300_000);
+      const batches: Uint8Array[][] = [
+        [backing.subarray(7, 70_000), Buffer.alloc(0), backing.subarray(70_000, 70_001)],
+        [new Uint8Array(backing.buffer, backing.byteOffset + 100_000, 150_000)],
+        [randomBytes(1), randomBytes(65_536), backing.subarray(299_999)],
+      ];
+      const hasher = createBlobHasher(place);
+      for (const batch of batches) await hasher.update(batch);
+      expect(hasher.digest()).toBe(sha256(...batches.flat()));
+    });
+
+    it('gives the SHA-256 of nothing when nothing (or only empty chunks) was hashed', async () => {
+      const untouched = createBlobHasher(place);
+      expect(untouched.digest()).toBe(sha256());
+      const empty = createBlobHasher(place);
+      await empty.update([]);
+      await empty.update([Buffer.alloc(0)]);
+      expect(empty.digest()).toBe(sha256());
+    });
+
+    it('hashes 64 MiB in 1 MiB batches like node:crypto', async () => {
+      const mib = randomBytes(1024 * 1024);
+      const hasher = createBlobHasher(place);
+      const expected = createHash('sha256');
+      for (let i = 0; i < 64; i++) {
+        const batch = [mib.subarray(0, 4096 * (i + 1)), mib.subarray(4096 * (i + 1))];
+        await hasher.update(batch);
+        for (const chunk of batch) expected.update(chunk);
+      }
+      expect(hasher.digest()).toBe(expected.digest('hex'));
+    });
+
+    it('takes no update and no second digest once the digest is taken', async () => {
+      const hasher = createBlobHasher(place);
+      await hasher.update([Buffer.from('abc')]);
+      expect(hasher.digest()).toBe(sha256(Buffer.from('abc')));
+      expect(() => hasher.digest()).toThrow();
+      await expect(Promise.resolve().then(() => hasher.update([Buffer.from('d')]))).rejects.toThrow();
+    });
+  });
+
+  describe('on the thread pool', () => {
+    it('leaves the event loop free: it turns while a 64 MiB update is hashed', async () => {
+      const hasher = createBlobHasher('pool');
+      let turned = false;
+      setImmediate(() => (turned = true));
+      await hasher.update(Array.from({ length: 64 }, () => Buffer.alloc(1024 * 1024, 1)));
+      expect(turned).toBe(true);
+      // The same update on the event loop settles before the loop turns.
+      const inline = createBlobHasher('inline');
+      let inlineTurned = false;
+      setImmediate(() => (inlineTurned = true));
+      await inline.update([Buffer.alloc(1024 * 1024, 1)]);
+      expect(inlineTurned).toBe(false);
+    });
+
+    it('refuses an update, or the digest, while an update runs, and finishes the running one correctly', async () => {
+      const hasher = createBlobHasher('pool');
+      const big = randomBytes(8 * 1024 * 1024);
+      const running = hasher.update([big]);
+      await expect(hasher.update([Buffer.from('x')])).rejects.toThrow('still running');
+      expect(() => hasher.digest()).toThrow('still running');
+      await running;
+      expect(hasher.digest()).toBe(sha256(big));
+    });
+
+    it('refuses chunks that are not bytes, without hashing anything', async () => {
+      const hasher = createBlobHasher('pool');
+      for (const chunk of ['text', new Uint16Array(4)]) {
+        const err = await hasher.update([chunk as unknown as Uint8Array]).catch((e: unknown) => e as Error);
+        expect(err).toMatchObject({ name: 'TypeError', message: expect.stringContaining('must be a Uint8Array') });
+      }
+      await hasher.update([Buffer.from('ok')]);
+      expect(hasher.digest()).toBe(sha256(Buffer.from('ok')));
+    });
+  });
+});
