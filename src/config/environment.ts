@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
-import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
+import { usableCpus } from './cpu-limit.js';
 
 /**
  * The whole configuration contract, parsed and validated once at boot.
@@ -39,7 +39,7 @@ export interface Environment {
     shutdownTimeoutMs: number;
     role: 'api' | 'worker';
     /**
-     * Processes serving HTTP in the API process (HTTP_WORKERS; `auto`: one per CPU): more than one makes
+     * Processes serving HTTP in the API process (HTTP_WORKERS; `auto`: one per usable CPU, the container's CPU limit counted): more than one makes
      * it a node:cluster primary whose workers share the port. 1 (the default) serves in the process itself.
      */
     httpWorkers: number;
@@ -332,7 +332,7 @@ export function parseEnvironment(env: Env): Environment {
   // `auto` means one process where the embedded database or the in-process queue allows no more.
   const oneProcessOnly = !databaseUrl || queueDriver !== 'bullmq';
   const httpWorkersAuto = raw(env, 'HTTP_WORKERS')?.toLowerCase() === 'auto';
-  const httpWorkers = httpWorkersAuto ? (oneProcessOnly ? 1 : availableParallelism()) : int(env, 'HTTP_WORKERS', 1, 1, 256);
+  const httpWorkers = httpWorkersAuto ? (oneProcessOnly ? 1 : usableCpus()) : int(env, 'HTTP_WORKERS', 1, 1, 256);
   if (httpWorkers > 1 && oneProcessOnly) {
     throw new ConfigValidationError(
       'HTTP_WORKERS',
