@@ -237,11 +237,10 @@ export class ProxyManifestStore {
       throw err;
     }
     const record = { upstreamId: upstream.id, digest, size: bytes.length, contentType, upstreamEtag: header(res, 'etag') ?? null };
-    const entry = await this.cacheEntries.execute(null, { ...record, relativePath: path }, { skipPermissionCheck: true });
-    if (request.reference.kind === 'tag') {
-      // The by-digest path is what clients ask next (and what a child of an index is pulled by).
-      await this.cacheEntries.execute(null, { ...record, relativePath: relativePath(request.name, 'manifest', digest) }, { skipPermissionCheck: true });
-    }
+    // A tag's manifest is also recorded under its by-digest path: what clients ask next (and what a child of an
+    // index is pulled by). The two rows are independent: recorded at once, one commit's wait instead of two.
+    const paths = request.reference.kind === 'tag' ? [path, relativePath(request.name, 'manifest', digest)] : [path];
+    const [entry] = await Promise.all(paths.map((p) => this.cacheEntries.execute(null, { ...record, relativePath: p }, { skipPermissionCheck: true })));
     this.quota.enforceSoon(upstream.groupId); // never refuses the pull: evicts least-recently-downloaded entries
     return { bytes, digest, contentType, entryId: entry.id };
   }
