@@ -16,6 +16,7 @@
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,6 +107,16 @@ static hasher_t *hasher_of(napi_env env, napi_value value) {
   return h;
 }
 
+/* Whether `fn` may use the hasher now: no update running, digest not taken (throws otherwise). */
+static int ready(napi_env env, const hasher_t *h, const char *fn) {
+  const char *why = h->busy ? "an update of this hasher is still running" : h->finished ? "the digest was already taken" : NULL;
+  if (!why) return 1;
+  char message[128];
+  snprintf(message, sizeof message, "%s: %s", fn, why);
+  napi_throw_error(env, NULL, message);
+  return 0;
+}
+
 /* sha256Update(hasher, chunks, callback): hashes the chunks, in order, after everything before them. */
 static napi_value Update(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -122,14 +133,7 @@ static napi_value Update(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "sha256Update(hasher, chunks, callback)");
     return NULL;
   }
-  if (h->finished) {
-    napi_throw_error(env, NULL, "sha256Update: the digest was already taken");
-    return NULL;
-  }
-  if (h->busy) {
-    napi_throw_error(env, NULL, "sha256Update: an update of this hasher is still running");
-    return NULL;
-  }
+  if (!ready(env, h, "sha256Update")) return NULL;
   uint32_t count = 0;
   napi_get_array_length(env, argv[1], &count);
   update_t *u = calloc(1, sizeof(update_t));
@@ -185,14 +189,7 @@ static napi_value Digest(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "sha256Digest(hasher)");
     return NULL;
   }
-  if (h->busy) {
-    napi_throw_error(env, NULL, "sha256Digest: an update of this hasher is still running");
-    return NULL;
-  }
-  if (h->finished) {
-    napi_throw_error(env, NULL, "sha256Digest: the digest was already taken");
-    return NULL;
-  }
+  if (!ready(env, h, "sha256Digest")) return NULL;
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int size = 0;
   if (EVP_DigestFinal_ex(h->ctx, md, &size) != 1) {

@@ -84,7 +84,8 @@ function parseProcCgroup(text: string): { unified?: string; cpu?: string } {
 /** The directories of the process's group and of its parents, inside the mount (the group first). */
 function groupDirs(mount: CgroupMount, path: string): string[] {
   // Inside a container the mount usually shows the container's own group as its top.
-  const relative = path === mount.root ? '' : path.startsWith(`${mount.root.replace(/\/$/, '')}/`) ? path.slice(mount.root.replace(/\/$/, '').length) : path;
+  const root = mount.root.replace(/\/$/, '');
+  const relative = path === mount.root ? '' : root && path.startsWith(`${root}/`) ? path.slice(root.length) : path;
   const dirs: string[] = [];
   let current = posix.join(mount.mountPoint, relative);
   for (;;) {

@@ -97,8 +97,8 @@ export class BlobSpool {
       const [stored, hashed] = await Promise.allSettled([this.store(batch, this.written), this.hasher.update(batch)]);
       if (stored.status === 'rejected') throw stored.reason;
       if (hashed.status === 'rejected') throw hashed.reason;
+      this.recent = options.keep ? { start: this.written, chunks: batch } : undefined;
     }
-    if (total > 0) this.recent = options.keep ? { start: this.written, chunks: batch } : undefined;
     this.written += total;
     this.changes.emit('change');
   }
