@@ -14,6 +14,9 @@ import { once } from 'node:events';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { BlobStore } from '../../src/storage/blob-store.js';
+import { FilesystemBlobStoreDriver } from '../../src/storage/filesystem-blob-store.driver.js';
+import { S3BlobStoreDriver } from '../../src/storage/s3-blob-store.driver.js';
 import { startS3Server, type S3TestServer } from '../../test/support/s3-server.js';
 import { createScratchDatabase, TEST_ADMIN_TOKEN } from '../../test/support/test-app.js';
 import { findFreePort } from '../../test/support/upstream-registry.js';
@@ -67,6 +70,8 @@ export class AppDeployment {
   private readonly cleanups: (() => Promise<void>)[] = [];
   private readonly started: StartedProcess[] = [];
   private stopping?: Promise<void>;
+  /** The deployment's storage, read with the app's own driver (storedObjects). */
+  private store?: Pick<BlobStore, 'stat'> & { close(): void };
   /** Database, queue and storage in use (and the generated keys). */
   readonly parts: string[] = [];
 
@@ -206,7 +211,7 @@ export class AppDeployment {
     const processes = workers > 1 ? [`HTTP_WORKERS=${env.HTTP_WORKERS} (${workers} HTTP worker processes)`] : [];
     const configuration = [database, queue, ...jobs, ...processes, ...rest].join(', ');
     const teardown = options.stopsDeployment ? () => this.stop() : undefined;
-    return new AppProcess(url, TEST_ADMIN_TOKEN, this.databaseUrl, configuration, logPath, started, this.processes, teardown);
+    return new AppProcess(url, TEST_ADMIN_TOKEN, this.databaseUrl, configuration, logPath, started, this.processes, this, teardown);
   }
 
   /** Starts a worker process (`node dist/src/worker.js`, needs Redis) and waits for its "started" log line. */
@@ -218,9 +223,36 @@ export class AppDeployment {
     return started;
   }
 
+  /** How many of `digests` have an object in the deployment's storage (filesystem or S3, read as the app reads it). */
+  async storedObjects(digests: readonly string[]): Promise<number> {
+    const store = (this.store ??= this.openStore());
+    let stored = 0;
+    for (const digest of digests) if (await store.stat(digest)) stored += 1;
+    return stored;
+  }
+
+  private openStore(): Pick<BlobStore, 'stat'> & { close(): void } {
+    const env = this.env;
+    if (env.STORAGE_DRIVER !== 's3') {
+      const driver = new FilesystemBlobStoreDriver(join(env.DATA_DIR, 'blobs'));
+      return { stat: (digest) => driver.stat(digest), close: () => driver.onApplicationShutdown() };
+    }
+    const driver = new S3BlobStoreDriver({
+      endpoint: env.S3_ENDPOINT,
+      region: env.S3_REGION,
+      bucket: env.S3_BUCKET,
+      accessKeyId: env.S3_ACCESS_KEY_ID,
+      secretAccessKey: env.S3_SECRET_ACCESS_KEY,
+      forcePathStyle: true,
+      spoolDirectory: join(env.DATA_DIR, 's3-spool'),
+    });
+    return { stat: (digest) => driver.stat(digest), close: () => driver.onModuleDestroy() };
+  }
+
   /** Stops every process started from this deployment (in parallel), then its database, Redis keys and S3 server. */
   async stop(): Promise<void> {
     this.stopping ??= (async () => {
+      this.store?.close();
       await Promise.all(this.started.map((p) => this.processes.stop(p, 'SIGTERM', 30_000)));
       for (const cleanup of [...this.cleanups].reverse()) await cleanup().catch(() => undefined);
     })();
@@ -254,6 +286,8 @@ export class AppProcess {
     readonly logPath: string,
     private readonly started: StartedProcess,
     private readonly processes: StartedProcesses,
+    /** The deployment the process runs on (its storage). */
+    private readonly deployment: AppDeployment,
     /** Stops what the process runs on too (its own deployment); by default only the process stops. */
     private readonly teardown?: () => Promise<void>,
   ) {}
@@ -276,6 +310,11 @@ export class AppProcess {
       await deployment.stop();
       throw err;
     }
+  }
+
+  /** How many of `digests` have an object in the storage of the app's deployment. */
+  storedObjects(digests: readonly string[]): Promise<number> {
+    return this.deployment.storedObjects(digests);
   }
 
   /** Current and peak resident memory of the app process, from /proc/<pid>/status. */
