@@ -44,6 +44,15 @@ export class CacheEntryCreateOrUpdateService {
   ) {}
 
   async execute(actor: Actor | null, input: CacheEntryInput, options: PermissionCheckOptions = {}): Promise<CacheEntry> {
+    const id = await this.record(actor, input, options);
+    return this.dataSource.getRepository(CacheEntry).findOneByOrFail({ id });
+  }
+
+  /**
+   * What `execute` does, in its one statement, answering only the entry's id: for the pull path, which
+   * records an entry per fill and per manifest miss and needs nothing else back (one query, not two).
+   */
+  async record(actor: Actor | null, input: CacheEntryInput, options: PermissionCheckOptions = {}): Promise<number> {
     const values = validate(input);
     if (!options.skipPermissionCheck) {
       await this.upstreams.findAccessible(actor, input.upstreamId, GroupPermission.WRITE);
@@ -77,7 +86,7 @@ export class CacheEntryCreateOrUpdateService {
       ],
     )) as { id: string }[];
     if (rows.length === 0) throw upstreamNotFound();
-    return this.dataSource.getRepository(CacheEntry).findOneByOrFail({ id: Number(rows[0].id) });
+    return Number(rows[0].id);
   }
 }
 

@@ -455,7 +455,7 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
       try {
         await res.body.deliverTo(writer.sink); // each socket chunk straight to the batches: no stream pair in between
         const committed = await writer.commit(digest, size);
-        await this.cacheEntries.execute(
+        await this.cacheEntries.record(
           null,
           { upstreamId: upstream.id, relativePath: path, digest: committed.digest, size: committed.size, contentType: BLOB_CONTENT_TYPE, upstreamEtag: null },
           { skipPermissionCheck: true },

@@ -240,9 +240,9 @@ export class ProxyManifestStore {
     // A tag's manifest is also recorded under its by-digest path: what clients ask next (and what a child of an
     // index is pulled by). The two rows are independent: recorded at once, one commit's wait instead of two.
     const paths = request.reference.kind === 'tag' ? [path, relativePath(request.name, 'manifest', digest)] : [path];
-    const [entry] = await Promise.all(paths.map((p) => this.cacheEntries.execute(null, { ...record, relativePath: p }, { skipPermissionCheck: true })));
+    const [entryId] = await Promise.all(paths.map((p) => this.cacheEntries.record(null, { ...record, relativePath: p }, { skipPermissionCheck: true })));
     this.quota.enforceSoon(upstream.groupId); // never refuses the pull: evicts least-recently-downloaded entries
-    return { bytes, digest, contentType, entryId: entry.id };
+    return { bytes, digest, contentType, entryId };
   }
 
   // ---------------------------------------------------------------- bookkeeping
