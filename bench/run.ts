@@ -27,6 +27,7 @@ import type { BenchReport } from './report/bench-report.js';
 import { renderMarkdown, renderText } from './report/report-table.js';
 import { summarizeCpuProfiles } from './report/cpu-profile-summary.js';
 import { applySpecTargets } from './report/spec-targets.js';
+import { measureColdBlobGets } from './scenarios/cold-blob.scenario.js';
 import { measureBlobThroughput } from './scenarios/blob-throughput.scenario.js';
 import { measureCacheRowsLatency } from './scenarios/cache-rows.scenario.js';
 import { measureConcurrentPulls } from './scenarios/concurrent-pulls.scenario.js';
@@ -179,6 +180,8 @@ async function runBenchmark(options: BenchOptions, argv: readonly string[], prof
       else if (only.has('blob') || only.has('manifests')) await warmUp(ctx, images.big);
       if (only.has('blob')) await measureBlobThroughput(ctx, images.big, round);
       if (only.has('manifests')) await measureManifestRate(ctx, images.big, round);
+      // After the rows that read the round's cached images: it empties every system's cache.
+      if (only.has('blob')) await measureColdBlobGets(ctx, (await pushBigImages(upstream, round, sizes, 'cold-blob', 1))[0], round);
       if (only.has('concurrent')) await measureConcurrentPulls(ctx, images.concurrent, round);
       if (only.has('replicas') && replicas) await measureReplicaPulls(ctx, replicas, await pushBigImages(upstream, round, sizes, 'replicas', 2), round);
       else if (only.has('replicas')) skipReplicaRows(ctx, images.concurrent, replicasUnavailable!);

@@ -68,3 +68,55 @@ async function undiciRate(url: string, headers: Record<string, string>, size: nu
     await client.close();
   }
 }
+
+/** One transfer of `coldBlobGets`: seconds to the first byte of the answer, and to its last. */
+export interface BlobTransfer {
+  firstByteSeconds: number;
+  totalSeconds: number;
+}
+
+/**
+ * GETs each URL once, in order, on one keep-alive connection (curl, or undici without it), checking each
+ * answer's size: the cold blob row, where every URL is a blob the system has not cached.
+ */
+export async function timedBlobGets(urls: readonly string[], headers: Record<string, string>, sizes: readonly number[]): Promise<BlobTransfer[]> {
+  const transfers = blobGetTool() === 'curl' ? await curlTransfers(urls, headers) : await undiciTransfers(urls, headers);
+  transfers.forEach(({ bytes }, i) => {
+    if (bytes !== sizes[i]) throw new Error(`GET ${urls[i]}: received ${bytes} bytes, expected ${sizes[i]}`);
+  });
+  return transfers.map(({ firstByteSeconds, totalSeconds }) => ({ firstByteSeconds, totalSeconds }));
+}
+
+async function curlTransfers(urls: readonly string[], headers: Record<string, string>): Promise<Array<BlobTransfer & { bytes: number }>> {
+  const args = ['-s', '--fail', '-w', '%{size_download} %{time_starttransfer} %{time_total}\n'];
+  for (const [name, value] of Object.entries(headers)) args.push('-H', `${name}: ${value}`);
+  for (const url of urls) args.push('-o', '/dev/null', url);
+  const { stdout } = await run('curl', args, { maxBuffer: 1024 * 1024 });
+  return stdout
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const [bytes, firstByteSeconds, totalSeconds] = line.split(' ').map(Number);
+      return { bytes, firstByteSeconds, totalSeconds };
+    });
+}
+
+async function undiciTransfers(urls: readonly string[], headers: Record<string, string>): Promise<Array<BlobTransfer & { bytes: number }>> {
+  const client = new Client(new URL(urls[0]).origin, { bodyTimeout: 120_000, headersTimeout: 120_000 });
+  try {
+    const transfers: Array<BlobTransfer & { bytes: number }> = [];
+    for (const url of urls) {
+      const target = new URL(url);
+      const started = performance.now();
+      const res = await client.request({ method: 'GET', path: `${target.pathname}${target.search}`, headers });
+      const firstByteSeconds = (performance.now() - started) / 1000;
+      let bytes = 0;
+      for await (const chunk of res.body) bytes += (chunk as Buffer).length;
+      if (res.statusCode !== 200) throw new Error(`GET ${url} -> ${res.statusCode}`);
+      transfers.push({ bytes, firstByteSeconds, totalSeconds: (performance.now() - started) / 1000 });
+    }
+    return transfers;
+  } finally {
+    await client.close();
+  }
+}
