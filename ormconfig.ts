@@ -10,4 +10,6 @@ import { dataSourceOptions } from './src/database/data-source-options.js';
 const env = parseEnvironment(process.env);
 if (!env.database.url) throw new Error('ormconfig.ts needs DATABASE_URL (use `npm run migration:run` for the embedded database)');
 
-export default new DataSource(dataSourceOptions(env.database.url, env.database.poolSize, ['dist/src/**/*.entity.js']));
+export default new DataSource(
+  dataSourceOptions(env.database.url, { size: env.database.poolSize, idleTimeoutMs: env.database.poolIdleTimeoutMs }, ['dist/src/**/*.entity.js']),
+);

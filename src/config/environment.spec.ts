@@ -42,6 +42,12 @@ describe('parseEnvironment', () => {
     expect(env.app.rootRegistries).toEqual({ defaultRegistryId: 3, byHost: { 'hub-mirror.example': 4, 'ghcr-mirror.example:8443': 5 } });
   });
 
+  it('keeps idle database connections 5 minutes by default, as long as DATABASE_POOL_IDLE_TIMEOUT_MS says, or for good with 0', () => {
+    expect(parseEnvironment({}).database).toMatchObject({ poolSize: 10, poolIdleTimeoutMs: 300_000 });
+    expect(parseEnvironment({ DATABASE_POOL_IDLE_TIMEOUT_MS: '30000' }).database.poolIdleTimeoutMs).toBe(30_000);
+    expect(parseEnvironment({ DATABASE_POOL_IDLE_TIMEOUT_MS: '0' }).database.poolIdleTimeoutMs).toBe(0);
+  });
+
   it('turns the memory caches off with MEMORY_CACHE_TTL_MS=0', () => {
     const env = parseEnvironment({ MEMORY_CACHE_TTL_MS: '0', MEMORY_CACHE_SIZE: '8MiB' });
     expect(env.limits.memoryCacheTtlMs).toBe(0);
@@ -116,6 +122,8 @@ describe('parseEnvironment', () => {
     [{ MIRROR_HOST_REGISTRIES: 'hub.example=x' }, 'MIRROR_HOST_REGISTRIES'],
     [{ MIRROR_HOST_REGISTRIES: 'http://hub.example=1' }, 'MIRROR_HOST_REGISTRIES'],
     [{ MIRROR_HOST_REGISTRIES: 'a.example=1,A.example=2' }, 'MIRROR_HOST_REGISTRIES'],
+    [{ DATABASE_POOL_IDLE_TIMEOUT_MS: 'soon' }, 'DATABASE_POOL_IDLE_TIMEOUT_MS'],
+    [{ DATABASE_POOL_IDLE_TIMEOUT_MS: '86400001' }, 'DATABASE_POOL_IDLE_TIMEOUT_MS'],
     [{ HTTP_WORKERS: '0' }, 'HTTP_WORKERS'],
     [{ HTTP_WORKERS: 'many' }, 'HTTP_WORKERS'],
     [{ HTTP_WORKERS: '2' }, 'HTTP_WORKERS'],

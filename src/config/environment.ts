@@ -54,6 +54,8 @@ export interface Environment {
     url: string | undefined;
     migrationsRun: boolean;
     poolSize: number;
+    /** How long an idle pool connection stays open; 0 keeps it until the process ends. */
+    poolIdleTimeoutMs: number;
   };
   queue: {
     driver: QueueDriverName;
@@ -412,6 +414,7 @@ export function parseEnvironment(env: Env): Environment {
       url: databaseUrl,
       migrationsRun: bool(env, 'DATABASE_MIGRATIONS_RUN', true),
       poolSize: int(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
+      poolIdleTimeoutMs: int(env, 'DATABASE_POOL_IDLE_TIMEOUT_MS', 300_000, 0, 86_400_000),
     },
     queue: {
       driver: queueDriver,

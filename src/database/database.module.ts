@@ -51,7 +51,7 @@ class MigrationsOnBoot implements OnModuleInit {
         // PGlite runs one statement at a time, and its socket server interleaves the extended-protocol
         // messages of concurrent connections (unnamed portals get lost): the embedded database gets
         // exactly one connection. Real Postgres gets DATABASE_POOL_SIZE.
-        ...dataSourceOptions(db.url ?? (await embedded!.start()), db.url ? db.poolSize : EMBEDDED_POOL_SIZE),
+        ...dataSourceOptions(db.url ?? (await embedded!.start()), { size: db.url ? db.poolSize : EMBEDDED_POOL_SIZE, idleTimeoutMs: db.poolIdleTimeoutMs }),
         autoLoadEntities: true,
         // Fail boot quickly with a clear message instead of retrying for half a minute.
         retryAttempts: 2,

@@ -13,7 +13,7 @@ async function main(command: string): Promise<void> {
   const env = parseEnvironment(process.env);
   const embedded = env.database.url ? undefined : new EmbeddedPostgres(env.app.dataDir, 2);
   const url = env.database.url ?? (await embedded!.start());
-  const dataSource = new DataSource(dataSourceOptions(url, 1));
+  const dataSource = new DataSource(dataSourceOptions(url));
   await dataSource.initialize();
   try {
     if (command === 'revert') {
