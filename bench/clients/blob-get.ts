@@ -69,7 +69,7 @@ async function undiciRate(url: string, headers: Record<string, string>, size: nu
   }
 }
 
-/** One transfer of `coldBlobGets`: seconds to the first byte of the answer, and to its last. */
+/** One transfer of `timedBlobGets`: seconds to the first byte of the answer, and to its last. */
 export interface BlobTransfer {
   firstByteSeconds: number;
   totalSeconds: number;
@@ -81,6 +81,7 @@ export interface BlobTransfer {
  */
 export async function timedBlobGets(urls: readonly string[], headers: Record<string, string>, sizes: readonly number[]): Promise<BlobTransfer[]> {
   const transfers = blobGetTool() === 'curl' ? await curlTransfers(urls, headers) : await undiciTransfers(urls, headers);
+  if (transfers.length !== urls.length) throw new Error(`${transfers.length} transfers reported for ${urls.length} GETs`);
   transfers.forEach(({ bytes }, i) => {
     if (bytes !== sizes[i]) throw new Error(`GET ${urls[i]}: received ${bytes} bytes, expected ${sizes[i]}`);
   });

@@ -11,8 +11,8 @@ export interface PoolOptions {
 /**
  * pg's own default closes a connection idle for 10 s; the next query then waits for a new connection (a
  * Postgres backend is a forked process): the first pull after a quiet moment paid it on every parallel
- * query. Measured here, a cold manifest GET right after 12 s idle: 25 ms with pg's default, 15-17 ms with
- * connections kept (13.5-16.6 ms without the pause).
+ * query. Measured here, a cold manifest GET right after 12 s idle: 25-34 ms with pg's default, 15-17 ms with
+ * connections kept (13.5-20 ms without the pause).
  */
 export const DEFAULT_POOL_IDLE_TIMEOUT_MS = 300_000;
 
