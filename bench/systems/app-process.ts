@@ -14,9 +14,8 @@ import { once } from 'node:events';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { BlobStore } from '../../src/storage/blob-store.js';
-import { FilesystemBlobStoreDriver } from '../../src/storage/filesystem-blob-store.driver.js';
-import { S3BlobStoreDriver } from '../../src/storage/s3-blob-store.driver.js';
+import { parseEnvironment } from '../../src/config/environment.js';
+import { openBlobStore, type OpenedBlobStore } from '../../src/storage/blob-store.factory.js';
 import { startS3Server, type S3TestServer } from '../../test/support/s3-server.js';
 import { createScratchDatabase, TEST_ADMIN_TOKEN } from '../../test/support/test-app.js';
 import { findFreePort } from '../../test/support/upstream-registry.js';
@@ -71,7 +70,7 @@ export class AppDeployment {
   private readonly started: StartedProcess[] = [];
   private stopping?: Promise<void>;
   /** The deployment's storage, read with the app's own driver (storedObjects). */
-  private store?: Pick<BlobStore, 'stat'> & { close(): void };
+  private opened?: OpenedBlobStore;
   /** Database, queue and storage in use (and the generated keys). */
   readonly parts: string[] = [];
 
@@ -225,34 +224,20 @@ export class AppDeployment {
 
   /** How many of `digests` have an object in the deployment's storage (filesystem or S3, read as the app reads it). */
   async storedObjects(digests: readonly string[]): Promise<number> {
-    const store = (this.store ??= this.openStore());
+    // The app's own driver, from the app's own environment as its config validator reads it.
+    const { store } = (this.opened ??= (() => {
+      const env = parseEnvironment(this.env);
+      return openBlobStore(env.storage, env.app.dataDir);
+    })());
     let stored = 0;
     for (const digest of digests) if (await store.stat(digest)) stored += 1;
     return stored;
   }
 
-  private openStore(): Pick<BlobStore, 'stat'> & { close(): void } {
-    const env = this.env;
-    if (env.STORAGE_DRIVER !== 's3') {
-      const driver = new FilesystemBlobStoreDriver(join(env.DATA_DIR, 'blobs'));
-      return { stat: (digest) => driver.stat(digest), close: () => driver.onApplicationShutdown() };
-    }
-    const driver = new S3BlobStoreDriver({
-      endpoint: env.S3_ENDPOINT,
-      region: env.S3_REGION,
-      bucket: env.S3_BUCKET,
-      accessKeyId: env.S3_ACCESS_KEY_ID,
-      secretAccessKey: env.S3_SECRET_ACCESS_KEY,
-      forcePathStyle: true,
-      spoolDirectory: join(env.DATA_DIR, 's3-spool'),
-    });
-    return { stat: (digest) => driver.stat(digest), close: () => driver.onModuleDestroy() };
-  }
-
   /** Stops every process started from this deployment (in parallel), then its database, Redis keys and S3 server. */
   async stop(): Promise<void> {
     this.stopping ??= (async () => {
-      this.store?.close();
+      this.opened?.close();
       await Promise.all(this.started.map((p) => this.processes.stop(p, 'SIGTERM', 30_000)));
       for (const cleanup of [...this.cleanups].reverse()) await cleanup().catch(() => undefined);
     })();
