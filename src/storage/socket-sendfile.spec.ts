@@ -114,6 +114,25 @@ describe('sendfile for stored blobs (native/sendfile)', () => {
     expect(sendfileStats.bytes - before.bytes).toBe(2 * BIG + 1_000_000 + 1);
   });
 
+  it('uncorks the connection when a transfer ends: a short body and the next answer arrive at once', async () => {
+    // The socket is corked while sendfile runs (nginx's tcp_nopush). Left corked, the kernel would hold a
+    // body's last partial segment, and every later answer on the connection, for 200 ms each.
+    const client = new Client(origin, { pipelining: 1 });
+    const times: number[] = [];
+    try {
+      for (let i = 0; i < 5; i++) {
+        const started = performance.now();
+        const res = await client.request({ method: 'GET', path: '/blob', headers: { range: `bytes=${i}-${i + 9}` } });
+        expect(Buffer.from(await res.body.arrayBuffer()).equals(bytes.subarray(i, i + 10))).toBe(true);
+        times.push(performance.now() - started);
+      }
+    } finally {
+      await client.close();
+    }
+    times.sort((a, b) => a - b);
+    expect(times[2]).toBeLessThan(150);
+  });
+
   it('keeps sending to a client that stops reading for a while (a full socket), then catches up', async () => {
     const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
     await once(socket, 'connect');
