@@ -8,6 +8,8 @@ import { createHash } from 'node:crypto';
 import { unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
+import { jest } from '@jest/globals';
+import { ProxyManifestStore } from '../src/proxy/proxy-manifest-store.js';
 import { blobContentPath } from '../src/storage/blob-store.js';
 import { accessLog } from './support/access-log.js';
 import { AdminApi, eventually } from './support/admin-api.js';
@@ -37,6 +39,13 @@ async function getManifest(
 ): Promise<{ status: number; body: Buffer; digest: string | null }> {
   const res = await fetch(manifestUrl(app, vr, name, reference), { headers: { authorization: `Bearer ${token}`, accept: MANIFEST_ACCEPT } });
   return { status: res.status, body: Buffer.from(await res.arrayBuffer()), digest: res.headers.get('docker-content-digest') };
+}
+
+/** Response headers without those that differ on every answer. */
+function withoutPerRequest(headers: Headers): Record<string, string> {
+  const kept = Object.fromEntries(headers.entries());
+  for (const name of ['date', 'x-request-id', 'connection', 'keep-alive']) delete kept[name];
+  return kept;
 }
 
 async function memoryHits(app: TestApp, cache: 'manifest' | 'authorization' | 'registry' | 'credential' | 'blob'): Promise<number> {
@@ -112,6 +121,77 @@ suite(`memory caches of the pull path${reason}`, () => {
       return row && Number(row.downloads_count) >= 7;
     });
   });
+
+  it('answers a remembered manifest pull before the framework, as the full path does: headers, body, HEAD, request id, metrics, counts', async () => {
+    const vr = await createVirtualRegistry(app, [{ url: upstream.url }]);
+    const token = await pullToken(app, vr, 'team/app');
+    const headers = { authorization: `Bearer ${token}`, accept: MANIFEST_ACCEPT };
+    const url = manifestUrl(app, vr, 'team/app', '1.0');
+    const mirrorUrl = `${app.url}/virtual_registries/containers/${vr.registryId}/v2/team/app/manifests/1.0`;
+    const fullPath = jest.spyOn(app.app.get(ProxyManifestStore), 'manifest');
+    try {
+      expect((await getManifest(app, vr, 'team/app', '1.0', token)).status).toBe(200); // from the upstream
+      const stored = await fetch(url, { headers }); // from storage, through the framework; remembered from now on
+      const storedBody = Buffer.from(await stored.arrayBuffer());
+      expect(fullPath).toHaveBeenCalledTimes(2);
+
+      const route = { method: 'GET', status: '200', route: '/v2/virtual_registries/:spelling/*' };
+      const mirrorRoute = { ...route, route: '/virtual_registries/:spelling/*' };
+      const before = {
+        requests: await metricValue(app, 'http_requests_total', route),
+        mirrorRequests: await metricValue(app, 'http_requests_total', mirrorRoute),
+        manifestHits: await memoryHits(app, 'manifest'),
+        authorizationHits: await memoryHits(app, 'authorization'),
+        misses: await metricValue(app, 'registry_memory_cache_requests_total', { result: 'miss' }),
+        cacheHits: await metricValue(app, 'registry_cache_requests_total', { result: 'hit', kind: 'manifest' }),
+      };
+      const early = await fetch(url, { headers: { ...headers, 'x-request-id': 'early-1' } });
+      const earlyBody = Buffer.from(await early.arrayBuffer());
+      const mirror = await fetch(mirrorUrl, { headers });
+      const mirrorBody = Buffer.from(await mirror.arrayBuffer());
+      const head = await fetch(url, { method: 'HEAD', headers });
+      expect(fullPath).toHaveBeenCalledTimes(2); // none of the three went through the framework
+
+      expect([early.status, earlyBody.equals(storedBody), earlyBody.equals(image.manifest)]).toEqual([200, true, true]);
+      expect(withoutPerRequest(early.headers)).toEqual(withoutPerRequest(stored.headers));
+      expect(early.headers.get('x-request-id')).toBe('early-1');
+      expect(stored.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+      expect([mirror.status, mirrorBody.equals(image.manifest)]).toEqual([200, true]);
+      expect(withoutPerRequest(mirror.headers)).toEqual(withoutPerRequest(stored.headers));
+      expect([head.status, (await head.arrayBuffer()).byteLength]).toEqual([200, 0]);
+      expect(withoutPerRequest(head.headers)).toEqual(withoutPerRequest(stored.headers));
+
+      // Each answer counted once, under the route that would have served it; nothing counted as a miss.
+      expect(await metricValue(app, 'http_requests_total', route)).toBe(before.requests + 1); // HEAD is its own method
+      expect(await metricValue(app, 'http_requests_total', { ...route, method: 'HEAD' })).toBeGreaterThanOrEqual(1);
+      expect(await metricValue(app, 'http_requests_total', mirrorRoute)).toBe(before.mirrorRequests + 1);
+      expect(await memoryHits(app, 'manifest')).toBe(before.manifestHits + 3);
+      expect(await memoryHits(app, 'authorization')).toBe(before.authorizationHits + 3);
+      expect(await metricValue(app, 'registry_memory_cache_requests_total', { result: 'miss' })).toBe(before.misses);
+      expect(await metricValue(app, 'registry_cache_requests_total', { result: 'hit', kind: 'manifest' })).toBe(before.cacheHits + 3);
+
+      // Another credential (not remembered yet), a bad reference and a blob take the full path.
+      const other = await freshPullCredential(app, vr, 'team/app');
+      expect((await getManifest(app, vr, 'team/app', '1.0', other.jwt)).status).toBe(200);
+      expect((await getManifest(app, vr, 'team/app', 'sha256:nothex', token)).status).toBe(400);
+      expect(fullPath).toHaveBeenCalledTimes(3);
+    } finally {
+      fullPath.mockRestore();
+    }
+  });
+
+  it('leaves every pull to the framework while PULL_RATE_LIMIT_PER_MINUTE counts requests', async () => {
+    const limited = await startTestApp({ PULL_RATE_LIMIT_PER_MINUTE: '4' });
+    try {
+      const vr = await createVirtualRegistry(limited, [{ url: upstream.url }]);
+      const token = await pullToken(limited, vr, 'team/app');
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) statuses.push((await getManifest(limited, vr, 'team/app', '1.0', token)).status);
+      expect(statuses).toEqual([200, 200, 200, 200, 429, 429]);
+    } finally {
+      await limited.close();
+    }
+  }, 120_000); // boots a second app on the embedded database
 
   it('refuses the very next pull once the token behind the JWT is revoked through the admin API', async () => {
     const vr = await createVirtualRegistry(app, [{ url: upstream.url }]);

@@ -37,11 +37,20 @@ export class InvalidatedLru<V extends object> {
     return this.changes;
   }
 
-  /** The value kept under `key`, if any (counted as a hit or a miss when the cache has counts). */
-  get(key: string): V | undefined {
+  /**
+   * The value kept under `key`, if any, counted as a hit or a miss when the cache has counts; `counted`
+   * false: not counted (a caller that may look again through the full path counts with countHit() what
+   * it uses).
+   */
+  get(key: string, counted = true): V | undefined {
     const value = this.items.get(key);
-    if (this.counts) (value ? this.counts.hit : this.counts.miss).inc();
+    if (counted && this.counts) (value ? this.counts.hit : this.counts.miss).inc();
     return value;
+  }
+
+  /** Counts a hit found by an uncounted get() and used. */
+  countHit(): void {
+    this.counts?.hit.inc();
   }
 
   delete(key: string): void {

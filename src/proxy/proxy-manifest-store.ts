@@ -34,7 +34,7 @@ import {
 } from './cache-policy.js';
 import { discard, header, manifestResponse, notFoundOrUnavailable, statusError } from './pull-responses.js';
 import { pullScopeOf, type PullTarget, type PullUpstream } from '../upstreams/pull-target.js';
-import type { PullResponse } from './pull-response.js';
+import type { BufferedPullResponse, PullResponse } from './pull-response.js';
 import { RecentManifests, type RecentManifest, type RememberAs } from './recent-manifests.js';
 
 /** The response headers of each remembered manifest, built once (they never change for that manifest). */
@@ -125,6 +125,19 @@ export class ProxyManifestStore {
   }
 
   /**
+   * The answer to a manifest pull this replica served moments ago (RecentManifests), for answers given from
+   * memory before the framework sees the request (RegistryPullController.rememberedAnswer); undefined when
+   * it is not remembered (manifest() does the rest). The lookup counts as a hit only when it answers.
+   */
+  rememberedManifest(target: PullTarget, request: ManifestRequest, method: PullMethod): BufferedPullResponse | undefined {
+    if (request.reference.kind === 'digest' && !request.reference.digest.isSupported) return undefined;
+    const recent = this.recentManifests.get(pullScopeOf(target), relativePathOf(request), false);
+    if (!recent) return undefined;
+    this.recentManifests.countHit();
+    return this.serveRecentManifest(recent, method);
+  }
+
+  /**
    * A cached manifest from storage. With `remember` (a hit or a successful revalidation, on GET), a small
    * manifest is read whole, verified and kept in memory for the next pulls (RecentManifests).
    */
@@ -157,7 +170,7 @@ export class ProxyManifestStore {
   }
 
   /** A manifest this replica served moments ago (RecentManifests): no database, no storage. */
-  private serveRecentManifest(recent: RecentManifest, method: PullMethod): PullResponse {
+  private serveRecentManifest(recent: RecentManifest, method: PullMethod): BufferedPullResponse {
     this.recentCounters.hit.inc();
     this.lookup.recordDownload(recent.entryId);
     if (method === 'GET') this.recentCounters.bytes.inc(recent.bytes.length);

@@ -77,11 +77,11 @@ export class PullAccessService {
     baseUrl: () => string,
     address: PullAddress = {},
   ): Promise<PullTarget> {
+    const remembered = this.remembered(authorization, registryId, name);
+    if (remembered) return remembered;
+
     const credential = authorization ?? '';
     const key = decisionKey(registryId, name.value, credential);
-    const remembered = this.granted?.get(key);
-    if (remembered?.authorization === credential) return remembered.target;
-
     const generation = this.granted?.generation ?? 0;
     const scope = pullScope(registryId, name.value);
     const unauthorized = (err: RegistryAuthError) =>
@@ -111,6 +111,21 @@ export class PullAccessService {
     }
     this.granted?.set(key, { authorization: credential, target }, generation, grant.expiresAt - Date.now());
     return target;
+  }
+
+  /**
+   * The registry and its upstreams of a pull this replica granted to this credential moments ago, if that
+   * decision still stands (authorize()'s first step: no signature check, no reads); undefined otherwise.
+   * `counted` false: see InvalidatedLru.get (countRemembered() counts it once used).
+   */
+  remembered(authorization: string | undefined, registryId: number, name: RepositoryName, counted = true): PullTarget | undefined {
+    const credential = authorization ?? '';
+    const remembered = this.granted?.get(decisionKey(registryId, name.value, credential), counted);
+    return remembered?.authorization === credential ? remembered.target : undefined;
+  }
+
+  countRemembered(): void {
+    this.granted?.countHit();
   }
 
   /** The registry and its upstreams in order (remembered like the decisions; absent registries are not). */

@@ -16,6 +16,11 @@ export class PullRateLimiter {
 
   constructor(@Inject(limitsConfig.KEY) private readonly limits: LimitsConfig) {}
 
+  /** Whether requests are counted at all (PULL_RATE_LIMIT_PER_MINUTE > 0). */
+  get enabled(): boolean {
+    return this.limits.pullRateLimitPerMinute > 0;
+  }
+
   /** Throws TOOMANYREQUESTS (429, with a Retry-After) when either key is over its limit. */
   check(ip: string, credential: string | undefined, now = Date.now()): void {
     const limit = this.limits.pullRateLimitPerMinute;

@@ -4,3 +4,8 @@ export interface PullResponse {
   headers: Record<string, string>;
   body?: NodeJS.ReadableStream | Buffer;
 }
+
+/** A response whose body, if any, is in memory. */
+export interface BufferedPullResponse extends PullResponse {
+  body?: Buffer;
+}

@@ -61,8 +61,13 @@ export class RecentManifests {
     return this.items !== undefined && size <= this.largest;
   }
 
-  get(scope: string, relativePath: string): RecentManifest | undefined {
-    return this.items?.get(key(scope, relativePath));
+  /** `counted` false: see InvalidatedLru.get (countHit() counts it once used). */
+  get(scope: string, relativePath: string, counted = true): RecentManifest | undefined {
+    return this.items?.get(key(scope, relativePath), counted);
+  }
+
+  countHit(): void {
+    this.items?.countHit();
   }
 
   /** Keeps `manifest` when it is still current and its bytes match its digest. */

@@ -1,5 +1,6 @@
 import { Controller, Delete, Get, Head, Inject, Patch, Post, Put, Req, Res, UseFilters } from '@nestjs/common';
 import { ApiBearerAuth, ApiOperation, ApiParam, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { RegistryPingService } from '../auth/registry-ping.service.js';
@@ -11,7 +12,8 @@ import { isSelfWriting, type SelfWritingBody } from '../storage/file-body.js';
 import { narrowToNamespace } from './mirror-namespace.js';
 import { OciExceptionFilter } from './oci-exception.filter.js';
 import { PullAccessService } from './pull-access.service.js';
-import type { PullResponse } from './pull-response.js';
+import type { BufferedPullResponse, PullResponse } from './pull-response.js';
+import type { PullTarget } from '../upstreams/pull-target.js';
 import { PullRateLimiter } from './pull-rate-limiter.js';
 import { ProxyBlobStore, type PullMethod } from './proxy-blob-store.js';
 import { ProxyManifestStore } from './proxy-manifest-store.js';
@@ -36,6 +38,15 @@ const PING_DOC =
 
 /** The three ways a pull addresses its registry (see the controllers). */
 type RouteForm = 'prefixed' | 'docker-mirror' | 'root';
+
+/** RegistryPullController's routes: the prefixed form, then the `registry-mirrors` form. */
+const PULL_PATHS = ['v2/virtual_registries/:spelling/*', 'virtual_registries/:spelling/*'];
+
+/** A pull answered from memory (PullRoutes.rememberedAnswer), and the route that would have served it (metrics). */
+export interface RememberedAnswer {
+  route: string;
+  response: BufferedPullResponse;
+}
 
 /**
  * The registry pull API (OCI distribution spec, pull side) of every virtual registry, on the routes
@@ -141,6 +152,39 @@ function pullRoutes(paths: string[], pathDoc: string, withSpelling: boolean) {
       }
     }
 
+    /**
+     * The answer to a manifest pull this replica can give from memory alone, asked by the HTTP edge before
+     * the framework sees the request (app.factory.ts): this credential's pull of the repository was granted
+     * moments ago and the manifest served moments ago, both remembered until any change (PullAccessService,
+     * RecentManifests), the same answer get() and head() give then. Undefined: the request takes the full
+     * path, which answers everything else, errors included. Only the prefixed and `registry-mirrors` routes
+     * (the root route's registry depends on the Host as the proxy settings read it), and never while
+     * PULL_RATE_LIMIT_PER_MINUTE counts requests.
+     */
+    rememberedAnswer(method: string, url: string, headers: IncomingHttpHeaders): RememberedAnswer | undefined {
+      if ((method !== 'GET' && method !== 'HEAD') || this.rateLimiter.enabled) return undefined;
+      let route: RegistryRequest;
+      let path: string;
+      let target: PullTarget | undefined;
+      try {
+        const prefixed = ROUTE.exec(url);
+        const dockerMirror = prefixed ? null : DOCKER_MIRROR_ROUTE.exec(url);
+        if (prefixed) [route, path] = [parseRegistryRoute(prefixed[1]), PULL_PATHS[0]];
+        else if (dockerMirror) [route, path] = [parseRegistryPath(dockerMirror[1], dockerMirror[2]), PULL_PATHS[1]];
+        else return undefined;
+        if (route.kind !== 'manifest') return undefined;
+        target = this.access.remembered(headers.authorization, route.registryId, route.name, false);
+        if (!target) return undefined;
+        target = narrowToNamespace(target, url.includes('ns=') ? (queryOf(url).get('ns') ?? undefined) : undefined);
+      } catch {
+        return undefined; // a bad path or `ns`: the full path answers it with its error
+      }
+      const response = this.manifests.rememberedManifest(target, route, method);
+      if (!response) return undefined;
+      this.access.countRemembered();
+      return { route: `/${path}`, response };
+    }
+
     /** `/virtual_registries/containers/<id>/v2/` is the version check of that registry (RegistryPingService). */
     async answeredPing(request: FastifyRequest, reply: FastifyReply): Promise<boolean> {
       const ping = DOCKER_MIRROR_PING.exec(request.raw.url ?? '');
@@ -187,7 +231,7 @@ function pullRoutes(paths: string[], pathDoc: string, withSpelling: boolean) {
  * version check).
  */
 @Controller()
-export class RegistryPullController extends pullRoutes(['v2/virtual_registries/:spelling/*', 'virtual_registries/:spelling/*'], PATH_DOC, true) {}
+export class RegistryPullController extends pullRoutes(PULL_PATHS, PATH_DOC, true) {}
 
 /**
  * The root `/v2/<name>/...` of the registry configured for the request's Host (MIRROR_HOST_REGISTRIES,
