@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { DataSource } from 'typeorm';
 import { jest } from '@jest/globals';
 import { ProxyManifestStore } from '../src/proxy/proxy-manifest-store.js';
+import { RegistryPullController } from '../src/proxy/registry-pull.controller.js';
 import { blobContentPath } from '../src/storage/blob-store.js';
 import { accessLog } from './support/access-log.js';
 import { AdminApi, eventually } from './support/admin-api.js';
@@ -177,6 +178,22 @@ suite(`memory caches of the pull path${reason}`, () => {
       expect(fullPath).toHaveBeenCalledTimes(3);
     } finally {
       fullPath.mockRestore();
+    }
+  });
+
+  it('leaves a pull to the full path when answering it from memory fails', async () => {
+    const vr = await createVirtualRegistry(app, [{ url: upstream.url }]);
+    const token = await pullToken(app, vr, 'team/app');
+    for (let i = 0; i < 2; i++) expect((await getManifest(app, vr, 'team/app', '1.0', token)).status).toBe(200);
+    const early = jest.spyOn(app.app.get(RegistryPullController), 'rememberedAnswer').mockImplementationOnce(() => {
+      throw new Error('a bug in the early answer');
+    });
+    try {
+      const res = await getManifest(app, vr, 'team/app', '1.0', token);
+      expect([res.status, res.digest, res.body.equals(image.manifest)]).toEqual([200, image.digest, true]);
+      expect(early).toHaveBeenCalledTimes(1);
+    } finally {
+      early.mockRestore();
     }
   });
 
