@@ -24,16 +24,6 @@ interface ServerSettings {
   maxRequestsPerSocket?: number;
 }
 
-/** Nest's Fastify adapter, telling when the application starts closing (its own flag is private). */
-class AppFastifyAdapter extends FastifyAdapter {
-  closing = false;
-
-  override beforeClose(): void {
-    this.closing = true;
-    super.beforeClose();
-  }
-}
-
 export const OPENAPI_PATH = 'api/docs';
 
 /**
@@ -45,7 +35,7 @@ export async function createApp(env: Environment, logger?: AppLogger): Promise<N
   const rootLogger = appLogger.pino;
   // Set once the application is built: what the Node server answers itself (rememberedPulls).
   const early: { answer?: EarlyAnswer } = {};
-  const adapter = new AppFastifyAdapter({
+  const adapter = new FastifyAdapter({
     loggerInstance: rootLogger,
     // One access line per request is written by installRequestHooks (with the metrics).
     logController: new LogController({ disableRequestLogging: true }),
@@ -75,7 +65,13 @@ export async function createApp(env: Environment, logger?: AppLogger): Promise<N
   const fastify = app.getHttpAdapter().getInstance();
   const recorder = new RequestRecorder(app.get(MetricsService), rootLogger);
   installRequestHooks(fastify, recorder);
-  early.answer = rememberedPulls(app.get(RegistryPullController), recorder, rootLogger, () => !adapter.closing && fastify.server.listening);
+  // From Fastify's close on (its preClose hooks run as it starts answering 503), Fastify answers everything.
+  let closing = false;
+  fastify.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  early.answer = rememberedPulls(app.get(RegistryPullController), recorder, rootLogger, () => !closing);
   // Cache-entry uploads take raw bytes: the handler gets the request stream itself (never buffered).
   for (const type of ['application/octet-stream', /^application\/vnd\.(oci|docker)\./]) {
     fastify.addContentTypeParser(type, (_request: unknown, payload: unknown, done: (err: null, body: unknown) => void) => done(null, payload));
@@ -134,9 +130,9 @@ function serverAnsweringFirst(options: ServerSettings, handle: RequestHandler): 
  * before Fastify and Nest see them: the same status, headers and body, the same `X-Request-Id`, metrics and
  * access line (RequestRecorder). Each framework layer costs a cached manifest GET more than the answer
  * itself (26k against 41k req/s by tag on 2 vCPUs with wrk). Everything else goes to Fastify, and so does
- * every request once the application is closing (its 503s).
+ * every request once `open()` says the server is closing (Fastify's 503s), or when answering fails.
  */
-function rememberedPulls(pull: RegistryPullController, recorder: RequestRecorder, log: FastifyBaseLogger, open: () => boolean): EarlyAnswer {
+export function rememberedPulls(pull: RegistryPullController, recorder: RequestRecorder, log: FastifyBaseLogger, open: () => boolean): EarlyAnswer {
   return (req, res) => {
     const started = performance.now();
     const method = req.method ?? '';

@@ -82,21 +82,27 @@ static void send_some(uv_work_t *req) {
       t->offset += n;
       t->remaining -= n;
       t->sent += n;
+      /* A short call means a full socket too. Calling again at once would take only what the client read
+       * meanwhile (a few hundred KiB a call, this thread and the client taking turns on the CPUs); waiting
+       * until the kernel calls the socket writable (a good part of its buffer free) sends in large calls,
+       * as nginx's event loop does. */
+      if ((size_t)n == count || t->remaining == 0) continue;
     } else if (n == 0) {
       t->err = ENODATA; /* the file ends before offset + length */
       return;
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      /* A client that keeps up (a local one) drains the socket within a millisecond: wait here rather
-       * than through the event loop and back. One that does not is never waited for here again. */
-      struct pollfd p = { .fd = t->sock, .events = POLLOUT };
-      if (t->patient && poll(&p, 1, POOL_WAIT_MS) == 1 && (p.revents & POLLOUT)) continue;
-      t->patient = 0;
-      t->again = 1;
-      return;
-    } else if (errno != EINTR) {
+    } else if (errno == EINTR) {
+      continue;
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
       t->err = errno;
       return;
     }
+    /* A client that keeps up (a local one) drains the socket within a millisecond: wait here rather
+     * than through the event loop and back. One that does not is never waited for here again. */
+    struct pollfd p = { .fd = t->sock, .events = POLLOUT };
+    if (t->patient && poll(&p, 1, POOL_WAIT_MS) == 1 && (p.revents & POLLOUT)) continue;
+    t->patient = 0;
+    t->again = 1;
+    return;
   }
 }
 

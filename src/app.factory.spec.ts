@@ -1,0 +1,105 @@
+import { jest } from '@jest/globals';
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { FastifyBaseLogger } from 'fastify';
+import { rememberedPulls } from './app.factory.js';
+import type { RequestRecorder } from './observability/request-recorder.js';
+import type { RegistryPullController, RememberedAnswer } from './proxy/registry-pull.controller.js';
+
+const MANIFEST = Buffer.from('{"schemaVersion":2}');
+const ANSWER: RememberedAnswer = {
+  route: '/v2/virtual_registries/:spelling/*',
+  response: {
+    status: 200,
+    headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': String(MANIFEST.length) },
+    body: MANIFEST,
+  },
+};
+
+describe('rememberedPulls (answers from memory before Fastify)', () => {
+  let server: Server;
+  let origin: string;
+  let open = true;
+  const rememberedAnswer = jest.fn<RegistryPullController['rememberedAnswer']>();
+  const record = jest.fn<RequestRecorder['record']>();
+  const warn = jest.fn();
+
+  beforeAll(async () => {
+    const answer = rememberedPulls(
+      { rememberedAnswer } as unknown as RegistryPullController,
+      { record } as unknown as RequestRecorder,
+      { warn } as unknown as FastifyBaseLogger,
+      () => open,
+    );
+    // What the server does with a request the early answer leaves: Fastify's part, here a 404 that says so.
+    server = createServer((req, res) => {
+      if (!answer(req, res)) res.writeHead(404, { 'x-left-to': 'fastify' }).end();
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  afterAll(() => server.close());
+
+  beforeEach(() => {
+    open = true;
+    rememberedAnswer.mockReset();
+    record.mockReset();
+    warn.mockReset();
+  });
+
+  it('writes the remembered answer with a request id and records it under its route', async () => {
+    rememberedAnswer.mockReturnValue(ANSWER);
+    const res = await fetch(`${origin}/v2/virtual_registries/containers/1/a/manifests/1`, { headers: { 'x-request-id': 'req-7' } });
+    expect([res.status, res.headers.get('x-request-id'), res.headers.get('content-type')]).toEqual([
+      200,
+      'req-7',
+      'application/vnd.oci.image.manifest.v1+json',
+    ]);
+    expect(Buffer.from(await res.arrayBuffer()).equals(MANIFEST)).toBe(true);
+    expect(rememberedAnswer).toHaveBeenCalledWith(
+      'GET',
+      '/v2/virtual_registries/containers/1/a/manifests/1',
+      expect.objectContaining({ 'x-request-id': 'req-7' }),
+    );
+    expect(record).toHaveBeenCalledWith(
+      { id: 'req-7', method: 'GET', url: '/v2/virtual_registries/containers/1/a/manifests/1' },
+      ANSWER.route,
+      200,
+      expect.any(Number),
+    );
+  });
+
+  it('gives a request without a usable id a new one', async () => {
+    rememberedAnswer.mockReturnValue(ANSWER);
+    const res = await fetch(`${origin}/x`, { headers: { 'x-request-id': 'not a valid id!' } });
+    await res.arrayBuffer();
+    expect(res.headers.get('x-request-id')).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+  });
+
+  it('leaves a request it has no answer for to Fastify', async () => {
+    rememberedAnswer.mockReturnValue(undefined);
+    const res = await fetch(`${origin}/x`);
+    expect([res.status, res.headers.get('x-left-to')]).toEqual([404, 'fastify']);
+    expect(record).not.toHaveBeenCalled();
+  });
+
+  it('leaves everything to Fastify once the server is closing, without looking', async () => {
+    open = false;
+    rememberedAnswer.mockReturnValue(ANSWER);
+    const res = await fetch(`${origin}/x`);
+    expect(res.headers.get('x-left-to')).toBe('fastify');
+    expect(rememberedAnswer).not.toHaveBeenCalled();
+  });
+
+  it('leaves the request to Fastify when answering fails, and says so in the log', async () => {
+    rememberedAnswer.mockImplementation(() => {
+      throw new Error('boom');
+    });
+    const res = await fetch(`${origin}/x`);
+    expect(res.headers.get('x-left-to')).toBe('fastify');
+    expect(warn).toHaveBeenCalledWith(expect.objectContaining({ method: 'GET', url: '/x' }), expect.stringContaining('left to the full path'));
+  });
+});
