@@ -130,7 +130,7 @@ function pullRoutes(paths: string[], pathDoc: string, withSpelling: boolean) {
       if (this.rateLimiter.enabled) this.rateLimiter.check(request.ip, request.headers.authorization);
       const url = request.raw.url ?? '';
       const { route, form } = this.routeOf(request, url);
-      const ns = url.includes('ns=') ? (queryOf(url).get('ns') ?? undefined) : undefined;
+      const ns = namespaceOf(url);
       const authorized = await this.access.authorize(
         request.headers.authorization,
         route.registryId,
@@ -164,26 +164,21 @@ function pullRoutes(paths: string[], pathDoc: string, withSpelling: boolean) {
      */
     rememberedAnswer(method: string, url: string, headers: IncomingHttpHeaders): RememberedAnswer | undefined {
       if ((method !== 'GET' && method !== 'HEAD') || this.rateLimiter.enabled) return undefined;
-      let route: RegistryRequest;
-      let path: string;
+      let addressed: ReturnType<typeof addressedRoute>;
       let target: PullTarget | undefined;
       try {
-        const prefixed = ROUTE.exec(url);
-        const dockerMirror = prefixed ? null : DOCKER_MIRROR_ROUTE.exec(url);
-        if (prefixed) [route, path] = [parseRegistryRoute(prefixed[1]), PULL_PATHS[0]];
-        else if (dockerMirror) [route, path] = [parseRegistryPath(dockerMirror[1], dockerMirror[2]), PULL_PATHS[1]];
-        else return undefined;
-        if (route.kind !== 'manifest') return undefined;
-        target = this.access.remembered(headers.authorization, route.registryId, route.name, false);
+        addressed = addressedRoute(url);
+        if (addressed?.route.kind !== 'manifest') return undefined;
+        target = this.access.remembered(headers.authorization, addressed.route.registryId, addressed.route.name, false);
         if (!target) return undefined;
-        target = narrowToNamespace(target, url.includes('ns=') ? (queryOf(url).get('ns') ?? undefined) : undefined);
+        target = narrowToNamespace(target, namespaceOf(url));
       } catch {
         return undefined; // a bad path or `ns`: the full path answers it with its error
       }
-      const response = this.manifests.rememberedManifest(target, route, method);
+      const response = this.manifests.rememberedManifest(target, addressed.route, method);
       if (!response) return undefined;
       this.access.countRemembered();
-      return { route: `/${path}`, response };
+      return { route: `/${PULL_PATHS[addressed.form === 'prefixed' ? 0 : 1]}`, response };
     }
 
     /** `/virtual_registries/containers/<id>/v2/` is the version check of that registry (RegistryPingService). */
@@ -196,10 +191,8 @@ function pullRoutes(paths: string[], pathDoc: string, withSpelling: boolean) {
 
     /** The registry request of any of the three route forms (see the class). */
     routeOf(request: FastifyRequest, url: string): { route: RegistryRequest; form: RouteForm } {
-      const prefixed = ROUTE.exec(url);
-      if (prefixed) return { route: parseRegistryRoute(prefixed[1]), form: 'prefixed' };
-      const dockerMirror = DOCKER_MIRROR_ROUTE.exec(url);
-      if (dockerMirror) return { route: parseRegistryPath(dockerMirror[1], dockerMirror[2]), form: 'docker-mirror' };
+      const addressed = addressedRoute(url);
+      if (addressed) return addressed;
       const root = ROOT_ROUTE.exec(url);
       if (root) {
         const path = parseRepositoryPath(root[1]);
@@ -261,6 +254,23 @@ async function sendStored(reply: FastifyReply, response: PullResponse, body: Sel
 
 function pushUnsupported(): OciError {
   return new OciError(OciErrorCode.UNSUPPORTED, 'this registry is a pull-through cache: push and delete are not supported');
+}
+
+/**
+ * The registry request of a URL that names its registry (the prefixed and `registry-mirrors` forms; the
+ * root form's registry depends on the Host); undefined for any other URL. A bad name or reference throws.
+ */
+function addressedRoute(url: string): { route: RegistryRequest; form: 'prefixed' | 'docker-mirror' } | undefined {
+  const prefixed = ROUTE.exec(url);
+  if (prefixed) return { route: parseRegistryRoute(prefixed[1]), form: 'prefixed' };
+  const dockerMirror = DOCKER_MIRROR_ROUTE.exec(url);
+  if (dockerMirror) return { route: parseRegistryPath(dockerMirror[1], dockerMirror[2]), form: 'docker-mirror' };
+  return undefined;
+}
+
+/** `?ns=<host>` (containerd's mirror parameter), if given. */
+function namespaceOf(url: string): string | undefined {
+  return url.includes('ns=') ? (queryOf(url).get('ns') ?? undefined) : undefined;
 }
 
 function queryOf(url: string): URLSearchParams {
