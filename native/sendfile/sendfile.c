@@ -4,16 +4,19 @@
  * back out (two copies and a JavaScript turn per MiB). Node has no sendfile for sockets; this is the
  * whole of it.
  *
- *   const transfer = sendFile(socketFd, fileFd, offset, length, (errno, sent) => { ... });
+ *   const transfer = sendFile(socketFd, fileFd, offset, length, (errno, sent, pooled) => { ... });
  *   cancel(transfer);  // the socket is going away: stop, and shut the connection down
  *
- * The calls run on libuv's thread pool (a page that is not cached is read from disk there, never on the
- * event loop) on a duplicate of the socket's descriptor, which Node set non-blocking: a full socket makes
- * sendfile return EAGAIN. The pool thread waits up to a millisecond for the socket to take more (a local
- * client always does); after one such wait times out, the transfer waits on the event loop instead (uv_poll
- * on the duplicate, so Node's own watcher of the socket is untouched), so a slow client never holds a pool
- * thread. The socket is corked while the transfer runs (cork() below). The callback runs once,
- * on the event loop, after the duplicate is closed: errno 0 when every byte was sent.
+ * The calls use a duplicate of the socket's descriptor, which Node set non-blocking: a full socket makes
+ * sendfile return EAGAIN, and the transfer waits for it on the event loop (uv_poll on the duplicate, so
+ * Node's own watcher of the socket is untouched). A part of the file that is in the page cache is sent by
+ * the event loop itself, as nginx does: sendfile then only hands cached pages to the socket and returns.
+ * A part that is not cached is sent from libuv's thread pool, where reading it from disk blocks nobody
+ * (cached() below decides, before each call). A pool thread waits up to a millisecond for the socket to
+ * take more (a local client always does); after one such wait times out, the transfer waits on the event
+ * loop instead, so a slow client never holds a pool thread. The socket is corked while the transfer runs
+ * (cork() below). The callback runs once, on the event loop, after the duplicate is closed: errno 0 when
+ * every byte was sent, the bytes sent, and how many of them the thread pool sent.
  */
 #define NAPI_VERSION 8
 #include <errno.h>
@@ -23,7 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <stdint.h>
 #include <sys/sendfile.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -48,6 +53,7 @@ typedef struct {
   int64_t offset;
   int64_t remaining;
   int64_t sent;
+  int64_t pooled; /* of which the thread pool sent */
   int err;  /* errno of the failure, or 0 */
   int again; /* the last pool turn stopped on a full socket */
   int patient; /* waits for the socket on the pool thread (until a wait times out) */
@@ -70,6 +76,30 @@ static void finish(transfer_t *t);
  */
 static void cork(int sock, int on) { setsockopt(sock, IPPROTO_TCP, TCP_CORK, &on, sizeof on); }
 
+#ifndef __NR_cachestat
+#define __NR_cachestat 451 /* Linux 6.5; the same number on every architecture */
+#endif
+struct cachestat_range { uint64_t off, len; };
+struct cachestat_counts { uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted; };
+
+/*
+ * Whether every page of bytes [offset, offset + length) of `file` is in the page cache, so that a sendfile
+ * of them never waits for the disk and the event loop may make it. cachestat(2) counts the cached pages of
+ * a range without touching them (microseconds for 16 MiB). It answers only for files this process owns or
+ * may write to, as the store's files are; anything else (an error, a refusal, a kernel older than 6.5)
+ * counts as not cached: the thread pool sends it. A page evicted between this check and the call is read
+ * on the loop: rare, and one read.
+ */
+static int cached(int file, int64_t offset, size_t length) {
+  static long page;
+  if (!page) page = sysconf(_SC_PAGESIZE);
+  if (length == 0) return 1;
+  uint64_t pages = (uint64_t)((offset + (int64_t)length - 1) / page - offset / page + 1);
+  struct cachestat_range range = { (uint64_t)offset, (uint64_t)length };
+  struct cachestat_counts counts;
+  return syscall(__NR_cachestat, file, &range, &counts, 0) == 0 && counts.nr_cache >= pages;
+}
+
 /* Thread pool: send until done, a full socket, an error or a cancel. */
 static void send_some(uv_work_t *req) {
   transfer_t *t = req->data;
@@ -82,6 +112,7 @@ static void send_some(uv_work_t *req) {
       t->offset += n;
       t->remaining -= n;
       t->sent += n;
+      t->pooled += n;
       /* A short call means a full socket too. Calling again at once would take only what the client read
        * meanwhile (a few hundred KiB a call, this thread and the client taking turns on the CPUs); waiting
        * until the kernel calls the socket writable (a good part of its buffer free) sends in large calls,
@@ -116,23 +147,50 @@ static void queue_send(transfer_t *t) {
   }
 }
 
+static void wait_writable(transfer_t *t);
+
+/*
+ * Event loop: sends what is cached while the socket takes it whole, then waits for the socket (uv_poll), or
+ * hands a part that is not cached to the thread pool; finishes at the end, on an error or a cancel.
+ */
+static void send_next(transfer_t *t) {
+  while (t->remaining > 0 && !t->cancelled) {
+    size_t count = t->remaining > MAX_CALL ? MAX_CALL : (size_t)t->remaining;
+    if (!cached(t->file, t->offset, count)) {
+      queue_send(t);
+      return;
+    }
+    off_t offset = (off_t)t->offset;
+    ssize_t n = sendfile(t->sock, t->file, &offset, count);
+    if (n > 0) {
+      t->offset += n;
+      t->remaining -= n;
+      t->sent += n;
+      if ((size_t)n == count) continue;
+      break; /* a full socket (see send_some) */
+    }
+    if (n == 0) {
+      t->err = ENODATA;
+      break;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) t->err = errno;
+    break;
+  }
+  if (t->err || t->cancelled || t->remaining == 0) finish(t);
+  else wait_writable(t);
+}
+
 static void on_writable(uv_poll_t *handle, int status, int events) {
   transfer_t *t = handle->data;
   uv_poll_stop(&t->poll);
   t->polling = 0;
   if (status < 0) t->err = -status;
   if (t->err || t->cancelled) finish(t);
-  else queue_send(t);
+  else send_next(t);
 }
 
-static void after_work(uv_work_t *req, int status) {
-  transfer_t *t = req->data;
-  t->working = 0;
-  if (status == UV_ECANCELED) t->cancelled = 1;
-  if (t->err || t->cancelled || t->remaining == 0 || !t->again) {
-    finish(t);
-    return;
-  }
+static void wait_writable(transfer_t *t) {
   int rc = uv_poll_start(&t->poll, UV_WRITABLE | UV_DISCONNECT, on_writable);
   if (rc != 0) {
     t->err = -rc;
@@ -140,6 +198,14 @@ static void after_work(uv_work_t *req, int status) {
     return;
   }
   t->polling = 1;
+}
+
+static void after_work(uv_work_t *req, int status) {
+  transfer_t *t = req->data;
+  t->working = 0;
+  if (status == UV_ECANCELED) t->cancelled = 1;
+  if (t->err || t->cancelled || t->remaining == 0 || !t->again) finish(t);
+  else wait_writable(t);
 }
 
 static void on_closed(uv_handle_t *handle) {
@@ -150,12 +216,13 @@ static void on_closed(uv_handle_t *handle) {
   t->sock = -1;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
-  napi_value callback, receiver, result, argv[2];
+  napi_value callback, receiver, result, argv[3];
   napi_get_reference_value(env, t->callback, &callback);
   napi_get_global(env, &receiver); /* napi_make_callback needs an object */
   napi_create_int32(env, t->err ? t->err : (t->cancelled ? ECANCELED : 0), &argv[0]);
   napi_create_double(env, (double)t->sent, &argv[1]);
-  napi_make_callback(env, t->context, receiver, callback, 2, argv, &result);
+  napi_create_double(env, (double)t->pooled, &argv[2]);
+  napi_make_callback(env, t->context, receiver, callback, 3, argv, &result);
   napi_delete_reference(env, t->callback);
   napi_async_destroy(env, t->context);
   napi_delete_reference(env, t->self); /* the handle may be collected now; its finalizer frees t */
@@ -224,7 +291,7 @@ static napi_value SendFile(napi_env env, napi_callback_info info) {
   napi_create_string_utf8(env, "sendFile", NAPI_AUTO_LENGTH, &name);
   napi_async_init(env, NULL, name, &t->context);
   cork(t->sock, 1);
-  queue_send(t);
+  send_next(t); /* never calls back before this returns: finish() closes the poll handle first */
   return handle;
 }
 

@@ -3,10 +3,11 @@ import { createRequire } from 'node:module';
 /**
  * native/sendfile, the byte path's native addon (`npm install` builds it; without a compiler the app
  * works without it): sendfile(2) from a file to a socket (sendfile.c) and SHA-256 on libuv's thread pool
- * (sha256.c). Every function runs its work on the thread pool and calls back on the event loop.
+ * (sha256.c). Each calls back on the event loop; what may wait for the disk runs on the thread pool.
  */
 export interface NativeAddon {
-  sendFile(socketFd: number, fileFd: number, offset: number, length: number, done: (errno: number, sent: number) => void): object;
+  /** `pooled`: how many of the `sent` bytes the thread pool sent (they were not in the page cache). */
+  sendFile(socketFd: number, fileFd: number, offset: number, length: number, done: (errno: number, sent: number, pooled: number) => void): object;
   cancel(transfer: object): void;
   sha256Create(): object;
   /** One update at a time per hasher; the chunks must not change until `done` runs. */

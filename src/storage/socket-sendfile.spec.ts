@@ -8,7 +8,9 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
+import { execFileSync } from 'node:child_process';
 import { Client } from 'undici';
+import { blobContentPath } from './blob-store.js';
 import type { SelfWritingBody } from './file-body.js';
 import { FilesystemBlobStoreDriver } from './filesystem-blob-store.driver.js';
 import { SENDFILE_AVAILABLE, sendfileStats } from './socket-sendfile.js';
@@ -112,6 +114,30 @@ describe('sendfile for stored blobs (native/sendfile)', () => {
     await Promise.all(served.results); // the client may have every byte before the server's transfer has reported
     expect(sendfileStats.transfers - before.transfers).toBe(4);
     expect(sendfileStats.bytes - before.bytes).toBe(2 * BIG + 1_000_000 + 1);
+  });
+
+  it('sends pages in the page cache from the event loop, and pages that are not from the thread pool', async () => {
+    // A blob just stored is cached: the event loop sends all of it (as nginx does). Dropped from the page cache,
+    // its pages must come from the disk: the thread pool sends them (the event loop never waits for a disk).
+    const client = new Client(origin, { pipelining: 1 });
+    const get = async () => {
+      const before = { ...sendfileStats };
+      const res = await client.request({ method: 'GET', path: '/blob' });
+      expect(Buffer.from(await res.body.arrayBuffer()).equals(bytes)).toBe(true);
+      await until(() => sendfileStats.bytes - before.bytes === BIG, 'the transfer to report');
+      return sendfileStats.pooledBytes - before.pooledBytes;
+    };
+    try {
+      expect(await get()).toBe(0);
+      // Clean pages (flushed first) of a file nobody maps are dropped by POSIX_FADV_DONTNEED: GNU dd's nocache.
+      const file = join(dir, blobContentPath(digest));
+      execFileSync('sync', [file]);
+      execFileSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
+      expect(await get()).toBeGreaterThan(0);
+      expect(await get()).toBe(0); // read once, cached again
+    } finally {
+      await client.close();
+    }
   });
 
   it('uncorks the connection when a transfer ends: a short body and the next answer arrive at once', async () => {

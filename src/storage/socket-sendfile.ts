@@ -5,7 +5,7 @@ import { getSystemErrorName } from 'node:util';
 import type { Writable } from 'node:stream';
 import { nativeAddon } from './native-addon.js';
 
-/** sendfile(2) from a file to a socket on libuv's thread pool (native/sendfile/sendfile.c). */
+/** sendfile(2) from a file to a socket: cached pages from the event loop, the rest from libuv's thread pool (native/sendfile/sendfile.c). */
 const addon = nativeAddon;
 
 /** Whether this build can send files with sendfile (the native addon was built by `npm install`). */
@@ -13,8 +13,11 @@ export const SENDFILE_AVAILABLE = addon !== undefined;
 
 const EMPTY = Buffer.alloc(0);
 
-/** Transfers started and bytes sent with sendfile by this process (for tests and diagnostics). */
-export const sendfileStats = { transfers: 0, bytes: 0 };
+/**
+ * Transfers started and bytes sent with sendfile by this process (for tests and diagnostics); `pooledBytes`
+ * of them were sent from the thread pool because they were not in the page cache (the event loop sent the rest).
+ */
+export const sendfileStats = { transfers: 0, bytes: 0, pooledBytes: 0 };
 
 /**
  * The plain TCP socket under `out` when a body may be sent to it with sendfile: `out` is an HTTP/1 response
@@ -67,9 +70,10 @@ export async function sendFileToResponse(out: ServerResponse, socket: Socket, fd
   await new Promise<void>((resolve, reject) => {
     const onClose = () => addon.cancel(transfer);
     sendfileStats.transfers += 1;
-    const transfer = addon.sendFile(socketFd, fd, offset, length, (errno, sent) => {
+    const transfer = addon.sendFile(socketFd, fd, offset, length, (errno, sent, pooled) => {
       socket.off('close', onClose);
       sendfileStats.bytes += sent;
+      sendfileStats.pooledBytes += pooled;
       if (errno === 0) return resolve();
       const name = getSystemErrorName(-errno);
       reject(Object.assign(new Error(`sendfile failed after ${sent} of ${length} bytes: ${name}`), { code: name, errno: -errno }));
