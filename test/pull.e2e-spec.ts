@@ -179,6 +179,15 @@ describe.each(['filesystem', 's3'] as const)('storage %s:', (storage) => {
       const both = await registryFetch(app, vr, 'library/alpine', 'manifests/latest');
       expect(both.status).toBe(200);
       expect(both.headers.get('docker-content-digest')).toBe(docker.digest);
+
+      // A blob only the second has: the first upstream's 404 starts no fill, and the spool file made while
+      // it answered is gone (the filesystem driver's are named in _uploads; S3's spools are unlinked at once).
+      const { layers } = (await onlySecond.json()) as { layers: { digest: string; size: number }[] };
+      const blob = await registryFetch(app, vr, 'only/second', `blobs/${layers[0].digest}`);
+      expect(blob.status).toBe(200);
+      expect((await blob.arrayBuffer()).byteLength).toBe(layers[0].size);
+      expect(await waitForLiveRow(app, layers[0].digest, 10_000)).toBeDefined();
+      if (storage === 'filesystem') expect(readdirSync(join(app.dataDir, 'blobs', '_uploads'))).toEqual([]);
     });
 
     it('answers HEAD on an uncached blob with size and digest, and Range with 206 on a miss and on a hit', async () => {

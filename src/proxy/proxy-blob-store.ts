@@ -9,7 +9,7 @@ import { StorageQuotaService } from '../lifecycle/storage-quota.service.js';
 import type { Tally } from '../observability/counter-tallies.js';
 import { MetricsService } from '../observability/metrics.service.js';
 import { OciError, OciErrorCode, contentRange, parseRange, parseRelativePath, relativePathOf, type BlobRequest } from '../oci/index.js';
-import { BLOB_STORE, BlobNotFoundError, DigestMismatchError, type BlobStore } from '../storage/blob-store.js';
+import { BLOB_STORE, BlobNotFoundError, DigestMismatchError, type BlobStore, type BlobWriter } from '../storage/blob-store.js';
 import { UpstreamClient, type UpstreamResponse } from '../upstreams/client/upstream-client.js';
 import { UpstreamError, classifyUpstreamError } from '../upstreams/client/upstream-error.js';
 import { isCacheableBlob, upstreamAnswer } from './cache-policy.js';
@@ -269,27 +269,34 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
       void lease.release();
       return { start: { kind: 'stored', entry: stored } };
     }
+    // The fill's spool file is created while the upstream answers; an answer that starts no fill removes it.
+    const creating = this.blobs.create();
+    creating.catch(() => undefined); // startFill reports a failure to create; nothing else waits for it
+    const noFill = async () => {
+      void lease.release();
+      await creating.then((writer) => writer.cancel()).catch(() => undefined);
+    };
     let res: UpstreamResponse;
     try {
       res = await this.upstreams.get(upstream.descriptor, path, { signal });
     } catch (err) {
-      void lease.release();
+      await noFill();
       return { start: { kind: 'failed', error: this.upstreamFailed(upstream, path, err) } };
     }
     res.body.on('error', () => undefined); // until a consumer attaches its own handlers
     const answer = upstreamAnswer(res.status);
     if (answer !== 'found') {
       discard(res);
-      void lease.release();
+      await noFill();
       if (answer === 'not-here') return { start: { kind: 'not-here' } };
       return { start: { kind: 'failed', error: this.upstreamFailed(upstream, path, statusError(res.status, upstream.id)) } };
     }
     const size = declaredLength(res);
     if (!isCacheableBlob(size, this.limits.maxCachedFileSize)) {
-      void lease.release();
+      await noFill();
       return { start: { kind: 'uncacheable' }, response: res };
     }
-    return { start: { kind: 'fill', fill: await this.startFill(upstream, path, digest, size, res, lease) } };
+    return { start: { kind: 'fill', fill: await this.startFill(upstream, path, digest, size, res, lease, creating) } };
   }
 
   /** Another replica holds the lease: stream its fill. 'again' when it is gone or dead (take another turn). */
@@ -441,10 +448,18 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
    * Starts the one download of a blob into the cache. The fill runs to its end whether or not clients
    * stay (client streams read the growing object).
    */
-  private async startFill(upstream: PullUpstream, path: string, digest: string, size: number, res: UpstreamResponse, lease: FillLease): Promise<BlobFill> {
+  private async startFill(
+    upstream: PullUpstream,
+    path: string,
+    digest: string,
+    size: number,
+    res: UpstreamResponse,
+    lease: FillLease,
+    creating: Promise<BlobWriter>,
+  ): Promise<BlobFill> {
     let writer;
     try {
-      writer = await this.blobs.create();
+      writer = await creating;
     } catch (err) {
       discard(res);
       await lease.release();

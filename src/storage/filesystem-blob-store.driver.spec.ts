@@ -51,6 +51,25 @@ describe('FilesystemBlobStoreDriver layout', () => {
     }
   });
 
+  it('makes the uploads directory again when it was removed since the last write', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'blob-store-fs-'));
+    try {
+      const store = new FilesystemBlobStoreDriver(join(dir, 'blobs')); // nothing exists yet
+      for (let i = 0; i < 2; i++) {
+        const bytes = randomBytes(1000 + i);
+        const writer = await store.create();
+        await writer.append(bytes);
+        const { digest } = await writer.commit();
+        expect(await readFile(join(dir, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7)))).toEqual(bytes);
+        await rm(join(dir, 'blobs', '_uploads'), { recursive: true }); // an operator cleaned up
+      }
+      await rm(join(dir, 'blobs'), { recursive: true });
+      await expect(store.create().then((w) => w.cancel())).resolves.toBeUndefined();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('fails the readiness check when the root cannot be created or written', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'blob-store-fs-'));
     try {

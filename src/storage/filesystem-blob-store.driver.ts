@@ -94,9 +94,13 @@ export class FilesystemBlobStoreDriver implements BlobStore, OnApplicationShutdo
 
   async create(): Promise<BlobWriter> {
     const uploads = join(this.root, UPLOADS);
-    await mkdir(uploads, { recursive: true });
     const tempPath = join(uploads, randomUUID());
-    const spool = await BlobSpool.create(tempPath, { sendfile: this.sendfile });
+    const spool = await BlobSpool.create(tempPath, { sendfile: this.sendfile }).catch(async (err: NodeJS.ErrnoException) => {
+      // The uploads directory is made when a write first finds it missing, not checked before every write.
+      if (err.code !== 'ENOENT') throw err;
+      await mkdir(uploads, { recursive: true });
+      return BlobSpool.create(tempPath, { sendfile: this.sendfile });
+    });
     return new SpooledBlobWriter(spool, new FilesystemCommitTarget(this, spool, tempPath), this);
   }
 
