@@ -2,10 +2,17 @@ import { jest } from '@jest/globals';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
 import { rememberedPulls } from './app.factory.js';
 import type { RequestRecorder } from './observability/request-recorder.js';
+import type { PullResponse } from './proxy/pull-response.js';
 import type { RegistryPullController, RememberedAnswer } from './proxy/registry-pull.controller.js';
+
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  expect(condition()).toBe(true);
+}
 
 const MANIFEST = Buffer.from('{"schemaVersion":2}');
 const ANSWER: RememberedAnswer = {
@@ -34,7 +41,8 @@ describe('rememberedPulls (answers from memory before Fastify)', () => {
     );
     // What the server does with a request the early answer leaves: Fastify's part, here a 404 that says so.
     server = createServer((req, res) => {
-      if (!answer(req, res)) res.writeHead(404, { 'x-left-to': 'fastify' }).end();
+      const fastify = () => res.writeHead(404, { 'x-left-to': 'fastify' }).end();
+      if (!answer(req, res, fastify)) fastify();
     });
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
@@ -92,6 +100,44 @@ describe('rememberedPulls (answers from memory before Fastify)', () => {
     const res = await fetch(`${origin}/x`);
     expect(res.headers.get('x-left-to')).toBe('fastify');
     expect(rememberedAnswer).not.toHaveBeenCalled();
+  });
+
+  it("writes a blob's answer once it is ready, its body streamed, and records it when the response ends", async () => {
+    const bytes = Buffer.alloc(3 * 1024 * 1024, 7);
+    const response: PullResponse = {
+      status: 200,
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length), 'docker-content-digest': 'sha256:x' },
+      body: Readable.from([bytes.subarray(0, 1024), bytes.subarray(1024)]),
+    };
+    rememberedAnswer.mockReturnValue({ route: ANSWER.route, pending: new Promise((resolve) => setTimeout(() => resolve(response), 20)) });
+    const res = await fetch(`${origin}/v2/virtual_registries/containers/1/a/blobs/sha256:x`, { headers: { 'x-request-id': 'req-8' } });
+    expect([res.status, res.headers.get('x-request-id'), res.headers.get('docker-content-digest')]).toEqual([200, 'req-8', 'sha256:x']);
+    expect(Buffer.from(await res.arrayBuffer()).equals(bytes)).toBe(true);
+    await until(() => record.mock.calls.length === 1);
+    expect(record).toHaveBeenCalledWith(expect.objectContaining({ id: 'req-8', method: 'GET' }), ANSWER.route, 200, expect.any(Number));
+  });
+
+  it('leaves a blob to Fastify when its answer turns out missing or failing (once, nothing recorded)', async () => {
+    rememberedAnswer.mockReturnValueOnce({ route: ANSWER.route, pending: Promise.resolve(undefined) });
+    const vanished = await fetch(`${origin}/x`);
+    expect([vanished.status, vanished.headers.get('x-left-to')]).toEqual([404, 'fastify']);
+    rememberedAnswer.mockReturnValueOnce({ route: ANSWER.route, pending: Promise.reject(new Error('the store failed')) });
+    const failed = await fetch(`${origin}/y`);
+    expect([failed.status, failed.headers.get('x-left-to')]).toEqual([404, 'fastify']);
+    expect(warn).toHaveBeenCalledWith(expect.objectContaining({ method: 'GET', url: '/y' }), expect.stringContaining('left to the full path'));
+    expect(record).not.toHaveBeenCalled();
+  });
+
+  it("cuts the connection when a blob's body fails after its headers went out, and says so in the log", async () => {
+    const body = new Readable({ read() {} });
+    body.push(Buffer.alloc(1000));
+    setTimeout(() => body.destroy(new Error('the disk went away')), 20);
+    rememberedAnswer.mockReturnValue({ route: ANSWER.route, pending: Promise.resolve({ status: 200, headers: { 'content-length': '5000' }, body }) });
+    const res = await fetch(`${origin}/z`, { headers: { 'x-request-id': 'req-9' } });
+    expect(res.status).toBe(200);
+    await expect(res.arrayBuffer()).rejects.toThrow();
+    await until(() => warn.mock.calls.length === 1 && record.mock.calls.length === 1);
+    expect(warn).toHaveBeenCalledWith(expect.objectContaining({ reqId: 'req-9' }), 'serving a blob failed');
   });
 
   it('leaves the request to Fastify when answering fails, and says so in the log', async () => {

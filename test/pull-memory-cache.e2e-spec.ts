@@ -9,6 +9,7 @@ import { unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
 import { jest } from '@jest/globals';
+import { ProxyBlobStore } from '../src/proxy/proxy-blob-store.js';
 import { ProxyManifestStore } from '../src/proxy/proxy-manifest-store.js';
 import { RegistryPullController } from '../src/proxy/registry-pull.controller.js';
 import { blobContentPath } from '../src/storage/blob-store.js';
@@ -171,10 +172,72 @@ suite(`memory caches of the pull path${reason}`, () => {
       expect(await metricValue(app, 'registry_memory_cache_requests_total', { result: 'miss' })).toBe(before.misses);
       expect(await metricValue(app, 'registry_cache_requests_total', { result: 'hit', kind: 'manifest' })).toBe(before.cacheHits + 3);
 
-      // Another credential (not remembered yet), a bad reference and a blob take the full path.
+      // Another credential (not remembered yet) and a bad reference take the full path.
       const other = await freshPullCredential(app, vr, 'team/app');
       expect((await getManifest(app, vr, 'team/app', '1.0', other.jwt)).status).toBe(200);
       expect((await getManifest(app, vr, 'team/app', 'sha256:nothex', token)).status).toBe(400);
+      expect(fullPath).toHaveBeenCalledTimes(3);
+    } finally {
+      fullPath.mockRestore();
+    }
+  });
+
+  it('answers a remembered blob pull before the framework, as the full path does: body, Range, HEAD, request id, metrics, counts', async () => {
+    const vr = await createVirtualRegistry(app, [{ url: upstream.url }]);
+    const token = await pullToken(app, vr, 'team/app');
+    const layer = image.layers[0];
+    const url = `${app.url}/v2/virtual_registries/containers/${vr.registryId}/team/app/blobs/${layer.digest}`;
+    const headers = { authorization: `Bearer ${token}` };
+    const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const fullPath = jest.spyOn(app.app.get(ProxyBlobStore), 'blob');
+    try {
+      expect((await (await fetch(url, { headers })).arrayBuffer()).byteLength).toBe(layer.size); // from the upstream
+      expect(await waitForLiveRow(app, `/team/app/blobs/${layer.digest}`, 30_000, vr.upstreamIds)).toBeDefined();
+      const stored = await fetch(url, { headers }); // from storage, through the framework; remembered from now on
+      const storedBody = Buffer.from(await stored.arrayBuffer());
+      expect([stored.status, sha256(storedBody)]).toEqual([200, layer.digest]);
+      expect(fullPath).toHaveBeenCalledTimes(2);
+
+      const route = { method: 'GET', status: '200', route: '/v2/virtual_registries/:spelling/*' };
+      const before = {
+        requests: await metricValue(app, 'http_requests_total', route),
+        ranges: await metricValue(app, 'http_requests_total', { ...route, status: '206' }),
+        blobHits: await memoryHits(app, 'blob'),
+        authorizationHits: await memoryHits(app, 'authorization'),
+        misses: await metricValue(app, 'registry_memory_cache_requests_total', { result: 'miss' }),
+        cacheHits: await metricValue(app, 'registry_cache_requests_total', { result: 'hit', kind: 'blob' }),
+      };
+      const early = await fetch(url, { headers: { ...headers, 'x-request-id': 'early-blob-1' } });
+      const earlyBody = Buffer.from(await early.arrayBuffer());
+      const range = await fetch(url, { headers: { ...headers, range: 'bytes=5-104' } });
+      const rangeBody = Buffer.from(await range.arrayBuffer());
+      const head = await fetch(url, { method: 'HEAD', headers });
+      expect(fullPath).toHaveBeenCalledTimes(2); // none of the three went through the framework
+
+      expect([early.status, sha256(earlyBody)]).toEqual([200, layer.digest]);
+      expect(withoutPerRequest(early.headers)).toEqual(withoutPerRequest(stored.headers));
+      expect(early.headers.get('x-request-id')).toBe('early-blob-1');
+      expect([range.status, range.headers.get('content-range'), rangeBody.equals(storedBody.subarray(5, 105))]).toEqual([
+        206,
+        `bytes 5-104/${layer.size}`,
+        true,
+      ]);
+      expect([head.status, head.headers.get('content-length'), (await head.arrayBuffer()).byteLength]).toEqual([200, String(layer.size), 0]);
+      expect(withoutPerRequest(head.headers)).toEqual(withoutPerRequest(stored.headers));
+
+      // Each answer counted once, under the route that would have served it; nothing counted as a miss.
+      // (recorded once each response has ended, as Fastify's onResponse does)
+      await eventually(async () => (await metricValue(app, 'http_requests_total', { ...route, status: '206' })) === before.ranges + 1);
+      expect(await metricValue(app, 'http_requests_total', route)).toBe(before.requests + 1);
+      expect(await memoryHits(app, 'blob')).toBe(before.blobHits + 3);
+      expect(await memoryHits(app, 'authorization')).toBe(before.authorizationHits + 3);
+      expect(await metricValue(app, 'registry_memory_cache_requests_total', { result: 'miss' })).toBe(before.misses);
+      expect(await metricValue(app, 'registry_cache_requests_total', { result: 'hit', kind: 'blob' })).toBe(before.cacheHits + 3);
+
+      // Another credential (not remembered yet) takes the full path.
+      const other = await freshPullCredential(app, vr, 'team/app');
+      const otherRes = await fetch(url, { headers: { authorization: `Bearer ${other.jwt}` } });
+      expect([otherRes.status, sha256(Buffer.from(await otherRes.arrayBuffer()))]).toEqual([200, layer.digest]);
       expect(fullPath).toHaveBeenCalledTimes(3);
     } finally {
       fullPath.mockRestore();

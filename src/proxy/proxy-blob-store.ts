@@ -138,6 +138,25 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     return this.fetch(target, path, digest);
   }
 
+  /**
+   * A blob this replica served moments ago (RecentBlobEntries) with the answer `blob()` gives it, for the
+   * HTTP edge's early answer: no database read, the stored object's bytes. Undefined at once when it is not
+   * remembered; the promise settles undefined when its object vanished meanwhile (the entry is handed to
+   * the destroy job, as by `blob()`), and the full path takes the request as a miss.
+   */
+  rememberedBlob(target: PullTarget, request: BlobRequest, method: PullMethod, rangeHeader?: string): Promise<PullResponse | undefined> | undefined {
+    if (!request.digest.isSupported) return undefined;
+    const scope = pullScopeOf(target);
+    const path = relativePathOf(request);
+    const entry = this.recentBlobs.get(scope, path, false);
+    if (!entry) return undefined;
+    return this.serveStored(entry, method, rangeHeader).then((served) => {
+      if (served) this.recentBlobs.countHit();
+      else this.recentBlobs.forget(scope, path);
+      return served;
+    });
+  }
+
   /** A cache hit; undefined when the row's object has vanished (the row is handed to the destroy job). */
   private async serveStored(entry: CacheEntry, method: PullMethod, rangeHeader?: string): Promise<PullResponse | undefined> {
     const range = parseRange(rangeHeader, entry.size);

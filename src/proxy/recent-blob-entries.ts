@@ -31,8 +31,13 @@ export class RecentBlobEntries {
     return this.items?.generation ?? 0;
   }
 
-  get(scope: string, relativePath: string): CacheEntry | undefined {
-    return this.items?.get(key(scope, relativePath));
+  /** `counted` false: see InvalidatedLru.get (countHit() counts it once used). */
+  get(scope: string, relativePath: string, counted = true): CacheEntry | undefined {
+    return this.items?.get(key(scope, relativePath), counted);
+  }
+
+  countHit(): void {
+    this.items?.countHit();
   }
 
   remember(scope: string, relativePath: string, entry: CacheEntry, generation: number): void {

@@ -1,14 +1,14 @@
 import { Controller, Delete, Get, Head, Inject, Patch, Post, Put, Req, Res, UseFilters } from '@nestjs/common';
 import { ApiBearerAuth, ApiOperation, ApiParam, ApiQuery, ApiResponse, ApiTags } from '@nestjs/swagger';
-import type { IncomingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { RegistryPingService } from '../auth/registry-ping.service.js';
 import { requestBaseUrl } from '../auth/registry-token.service.js';
 import { rootRegistryFor } from '../auth/root-registry.js';
 import { appConfig, type AppConfig } from '../config/config.js';
 import { OciError, OciErrorCode, parseRegistryId, parseRegistryPath, parseRegistryRoute, parseRepositoryPath, type RegistryRequest } from '../oci/index.js';
-import { isSelfWriting, type SelfWritingBody } from '../storage/file-body.js';
+import { isSelfWriting } from '../storage/file-body.js';
 import { narrowToNamespace } from './mirror-namespace.js';
 import { OciExceptionFilter } from './oci-exception.filter.js';
 import { PullAccessService } from './pull-access.service.js';
@@ -42,11 +42,12 @@ type RouteForm = 'prefixed' | 'docker-mirror' | 'root';
 /** RegistryPullController's routes: the prefixed form, then the `registry-mirrors` form. */
 const PULL_PATHS = ['v2/virtual_registries/:spelling/*', 'virtual_registries/:spelling/*'];
 
-/** A pull answered from memory (PullRoutes.rememberedAnswer), and the route that would have served it (metrics). */
-export interface RememberedAnswer {
-  route: string;
-  response: BufferedPullResponse;
-}
+/**
+ * A pull answered from memory (PullRoutes.rememberedAnswer), and the route that would have served it
+ * (metrics): a manifest's whole answer, or a blob's answer once its stored object is open (`pending`;
+ * undefined when the object vanished: the full path then answers).
+ */
+export type RememberedAnswer = { route: string } & ({ response: BufferedPullResponse } | { pending: Promise<PullResponse | undefined> });
 
 /**
  * The registry pull API (OCI distribution spec, pull side) of every virtual registry, on the routes
@@ -154,13 +155,13 @@ function pullRoutes(paths: string[], pathDoc: string, withSpelling: boolean) {
     }
 
     /**
-     * The answer to a manifest pull this replica can give from memory alone, asked by the HTTP edge before
-     * the framework sees the request (app.factory.ts): this credential's pull of the repository was granted
-     * moments ago and the manifest served moments ago, both remembered until any change (PullAccessService,
-     * RecentManifests), the same answer get() and head() give then. Undefined: the request takes the full
-     * path, which answers everything else, errors included. Only the prefixed and `registry-mirrors` routes
-     * (the root route's registry depends on the Host as the proxy settings read it), and never while
-     * PULL_RATE_LIMIT_PER_MINUTE counts requests.
+     * The answer to a manifest or blob pull this replica can give from memory alone, asked by the HTTP edge
+     * before the framework sees the request (app.factory.ts): this credential's pull of the repository was
+     * granted moments ago and the manifest or blob entry served moments ago, both remembered until any
+     * change (PullAccessService, RecentManifests, RecentBlobEntries), the same answer get() and head() give
+     * then. Undefined: the request takes the full path, which answers everything else, errors included.
+     * Only the prefixed and `registry-mirrors` routes (the root route's registry depends on the Host as the
+     * proxy settings read it), and never while PULL_RATE_LIMIT_PER_MINUTE counts requests.
      */
     rememberedAnswer(method: string, url: string, headers: IncomingHttpHeaders): RememberedAnswer | undefined {
       if ((method !== 'GET' && method !== 'HEAD') || this.rateLimiter.enabled) return undefined;
@@ -168,17 +169,27 @@ function pullRoutes(paths: string[], pathDoc: string, withSpelling: boolean) {
       let target: PullTarget | undefined;
       try {
         addressed = addressedRoute(url);
-        if (addressed?.route.kind !== 'manifest') return undefined;
+        if (addressed?.route.kind !== 'manifest' && addressed?.route.kind !== 'blob') return undefined;
         target = this.access.remembered(headers.authorization, addressed.route.registryId, addressed.route.name, false);
         if (!target) return undefined;
         target = narrowToNamespace(target, namespaceOf(url));
       } catch {
         return undefined; // a bad path or `ns`: the full path answers it with its error
       }
+      const route = `/${PULL_PATHS[addressed.form === 'prefixed' ? 0 : 1]}`;
+      if (addressed.route.kind === 'blob') {
+        const pending = this.blobs.rememberedBlob(target, addressed.route, method, single(headers.range));
+        if (!pending) return undefined;
+        const counted = pending.then((response) => {
+          if (response) this.access.countRemembered();
+          return response;
+        });
+        return { route, pending: counted };
+      }
       const response = this.manifests.rememberedManifest(target, addressed.route, method);
       if (!response) return undefined;
       this.access.countRemembered();
-      return { route: `/${PULL_PATHS[addressed.form === 'prefixed' ? 0 : 1]}`, response };
+      return { route, response };
     }
 
     /** `/virtual_registries/containers/<id>/v2/` is the version check of that registry (RegistryPingService). */
@@ -210,7 +221,7 @@ function pullRoutes(paths: string[], pathDoc: string, withSpelling: boolean) {
 
     async send(reply: FastifyReply, response: PullResponse): Promise<void> {
       const { body } = response;
-      if (isSelfWriting(body)) return sendStored(reply, response, body);
+      if (isSelfWriting(body)) return sendStored(reply, response);
       void reply.status(response.status).headers(response.headers);
       await reply.send(body);
     }
@@ -240,16 +251,38 @@ export class RegistryRootPullController extends pullRoutes(['v2/*'], ROOT_PATH_D
  * stages). Fastify's hooks still see the response end (metrics, access log); a failure after the headers
  * cuts the connection, so the client sees a short body, never a complete-looking wrong one.
  */
-async function sendStored(reply: FastifyReply, response: PullResponse, body: SelfWritingBody & Readable): Promise<void> {
+async function sendStored(reply: FastifyReply, response: PullResponse): Promise<void> {
   reply.hijack();
   const raw = reply.raw;
-  raw.writeHead(response.status, { ...(reply.getHeaders() as Record<string, string>), ...response.headers });
   try {
-    await body.writeTo(raw);
+    await writePullResponse(raw, response, reply.getHeaders() as OutgoingHttpHeaders);
   } catch (err) {
     if (!raw.destroyed) reply.log.warn({ err, reqId: reply.request.id }, 'serving a blob failed');
     raw.destroy();
   }
+}
+
+/**
+ * Writes a pull's answer to the Node response itself, after `headers` (the request id): a stored object's
+ * body writes itself (sendfile, or reused buffers), a stream is piped. Rejects when the client goes away
+ * (the response is destroyed then) or the body fails (it is not: the caller says so and destroys it).
+ */
+export async function writePullResponse(raw: ServerResponse, response: PullResponse, headers: OutgoingHttpHeaders): Promise<void> {
+  raw.writeHead(response.status, { ...headers, ...response.headers });
+  const { body } = response;
+  if (isSelfWriting(body)) return body.writeTo(raw);
+  if (body === undefined || Buffer.isBuffer(body)) return new Promise<void>((resolve) => raw.end(body, resolve));
+  const stream = body instanceof Readable ? body : new Readable().wrap(body);
+  await new Promise<void>((resolve, reject) => {
+    stream.once('error', reject);
+    raw.once('finish', resolve);
+    raw.once('close', () => {
+      if (raw.writableFinished) return;
+      stream.destroy();
+      reject(new Error('the client closed the connection'));
+    });
+    stream.pipe(raw);
+  });
 }
 
 function pushUnsupported(): OciError {
