@@ -271,7 +271,10 @@ export async function writePullResponse(raw: ServerResponse, response: PullRespo
   raw.writeHead(response.status, { ...headers, ...response.headers });
   const { body } = response;
   if (isSelfWriting(body)) return body.writeTo(raw);
-  if (body === undefined || Buffer.isBuffer(body)) return new Promise<void>((resolve) => raw.end(body, resolve));
+  if (body === undefined || Buffer.isBuffer(body)) {
+    raw.end(body);
+    return;
+  }
   const stream = body instanceof Readable ? body : new Readable().wrap(body);
   await new Promise<void>((resolve, reject) => {
     stream.once('error', reject);
