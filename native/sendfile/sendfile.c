@@ -100,33 +100,49 @@ static int cached(int file, int64_t offset, size_t length) {
   return syscall(__NR_cachestat, file, &range, &counts, 0) == 0 && counts.nr_cache >= pages;
 }
 
-/* Thread pool: send until done, a full socket, an error or a cancel. */
-static void send_some(uv_work_t *req) {
-  transfer_t *t = req->data;
-  t->again = 0;
-  while (t->remaining > 0 && !t->cancelled) {
+/* How one sendfile call went: it took every byte asked, the socket is full, or it failed (t->err). */
+enum call_outcome { CALL_WHOLE, CALL_FULL, CALL_FAILED };
+
+/*
+ * One sendfile call of the transfer's next bytes (at most MAX_CALL), from whichever thread runs it. A short
+ * call means a full socket too: calling again at once would take only what the client read meanwhile (a few
+ * hundred KiB a call, the sender and the client taking turns on the CPUs); waiting until the kernel calls the
+ * socket writable (a good part of its buffer free) sends in large calls, as nginx's event loop does.
+ */
+static size_t next_count(const transfer_t *t) { return t->remaining > MAX_CALL ? MAX_CALL : (size_t)t->remaining; }
+
+static enum call_outcome send_call(transfer_t *t) {
+  size_t count = next_count(t);
+  for (;;) {
     off_t offset = (off_t)t->offset;
-    size_t count = t->remaining > MAX_CALL ? MAX_CALL : (size_t)t->remaining;
     ssize_t n = sendfile(t->sock, t->file, &offset, count);
     if (n > 0) {
       t->offset += n;
       t->remaining -= n;
       t->sent += n;
-      t->pooled += n;
-      /* A short call means a full socket too. Calling again at once would take only what the client read
-       * meanwhile (a few hundred KiB a call, this thread and the client taking turns on the CPUs); waiting
-       * until the kernel calls the socket writable (a good part of its buffer free) sends in large calls,
-       * as nginx's event loop does. */
-      if ((size_t)n == count || t->remaining == 0) continue;
-    } else if (n == 0) {
-      t->err = ENODATA; /* the file ends before offset + length */
-      return;
-    } else if (errno == EINTR) {
-      continue;
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      t->err = errno;
-      return;
+      return (size_t)n == count ? CALL_WHOLE : CALL_FULL;
     }
+    if (n == 0) {
+      t->err = ENODATA; /* the file ends before offset + length */
+      return CALL_FAILED;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return CALL_FULL;
+    t->err = errno;
+    return CALL_FAILED;
+  }
+}
+
+/* Thread pool: send until done, a full socket, an error or a cancel. */
+static void send_some(uv_work_t *req) {
+  transfer_t *t = req->data;
+  t->again = 0;
+  while (t->remaining > 0 && !t->cancelled) {
+    int64_t before = t->sent;
+    enum call_outcome outcome = send_call(t);
+    t->pooled += t->sent - before;
+    if (outcome == CALL_FAILED) return;
+    if (outcome == CALL_WHOLE) continue;
     /* A client that keeps up (a local one) drains the socket within a millisecond: wait here rather
      * than through the event loop and back. One that does not is never waited for here again. */
     struct pollfd p = { .fd = t->sock, .events = POLLOUT };
@@ -155,27 +171,11 @@ static void wait_writable(transfer_t *t);
  */
 static void send_next(transfer_t *t) {
   while (t->remaining > 0 && !t->cancelled) {
-    size_t count = t->remaining > MAX_CALL ? MAX_CALL : (size_t)t->remaining;
-    if (!cached(t->file, t->offset, count)) {
+    if (!cached(t->file, t->offset, next_count(t))) {
       queue_send(t);
       return;
     }
-    off_t offset = (off_t)t->offset;
-    ssize_t n = sendfile(t->sock, t->file, &offset, count);
-    if (n > 0) {
-      t->offset += n;
-      t->remaining -= n;
-      t->sent += n;
-      if ((size_t)n == count) continue;
-      break; /* a full socket (see send_some) */
-    }
-    if (n == 0) {
-      t->err = ENODATA;
-      break;
-    }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) t->err = errno;
-    break;
+    if (send_call(t) != CALL_WHOLE) break;
   }
   if (t->err || t->cancelled || t->remaining == 0) finish(t);
   else wait_writable(t);
