@@ -183,6 +183,16 @@ export class AppDeployment {
           .join(', '),
       );
     }
+    const trial = benchAppEnv();
+    if (trial) {
+      // An experiment's settings (BENCH_APP_ENV), over everything else, and named in the run's description.
+      Object.assign(env, trial);
+      parts.push(
+        `BENCH_APP_ENV ${Object.keys(trial)
+          .map((k) => `${k}=${trial[k]}`)
+          .join(', ')}`,
+      );
+    }
   }
 
   /**
@@ -390,4 +400,23 @@ async function deleteRedisKeys(redisUrl: string, prefix: string): Promise<void> 
 function httpWorkersOf(env: Record<string, string>): number {
   if (env.HTTP_WORKERS !== 'auto') return Number(env.HTTP_WORKERS ?? 1);
   return env.DATABASE_URL && env.REDIS_URL ? availableParallelism() : 1;
+}
+
+/**
+ * BENCH_APP_ENV, a JSON object of environment variables every app process of the run gets on top of its
+ * own (an A/B of one setting, e.g. `{"BLOB_SENDFILE":"false"}`); undefined when unset.
+ */
+function benchAppEnv(): Record<string, string> | undefined {
+  const raw = process.env.BENCH_APP_ENV;
+  if (!raw) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new Error('BENCH_APP_ENV must be a JSON object of strings, e.g. {"BLOB_SENDFILE":"false"}');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || Object.values(parsed).some((v) => typeof v !== 'string')) {
+    throw new Error('BENCH_APP_ENV must be a JSON object of strings, e.g. {"BLOB_SENDFILE":"false"}');
+  }
+  return parsed as Record<string, string>;
 }

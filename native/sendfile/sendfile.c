@@ -4,8 +4,11 @@
  * back out (two copies and a JavaScript turn per MiB). Node has no sendfile for sockets; this is the
  * whole of it.
  *
- *   const transfer = sendFile(socketFd, fileFd, offset, length, (errno, sent, pooled) => { ... });
+ *   const transfer = sendFile(socketFd, fileFd, offset, length, (errno, sent, pooled) => { ... }, copy);
  *   cancel(transfer);  // the socket is going away: stop, and shut the connection down
+ *
+ * With `copy` true, each call reads 256 KiB and writes them instead of a sendfile (a client on this host:
+ * see copy_call); everything else is the same.
  *
  * The calls use a duplicate of the socket's descriptor, which Node set non-blocking: a full socket makes
  * sendfile return EAGAIN, and the transfer waits for it on the event loop (uv_poll on the duplicate, so
@@ -22,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <node_api.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +43,8 @@
 #define MAX_CALL (16 * 1024 * 1024)
 /* How long a pool thread waits for a full socket to take more, before handing the wait to the loop. */
 #define POOL_WAIT_MS 1
+/* A copying transfer (see copy_call) reads and writes this much at a time. */
+#define COPY_CHUNK (256 * 1024)
 
 typedef struct {
   napi_env env;
@@ -54,6 +60,7 @@ typedef struct {
   int64_t remaining;
   int64_t sent;
   int64_t pooled; /* of which the thread pool sent */
+  char *buffer; /* a copying transfer's COPY_CHUNK bytes, or NULL: sendfile */
   int err;  /* errno of the failure, or 0 */
   int again; /* the last pool turn stopped on a full socket */
   int patient; /* waits for the socket on the pool thread (until a wait times out) */
@@ -111,7 +118,39 @@ enum call_outcome { CALL_WHOLE, CALL_FULL, CALL_FAILED };
  */
 static size_t next_count(const transfer_t *t) { return t->remaining > MAX_CALL ? MAX_CALL : (size_t)t->remaining; }
 
+/*
+ * A copying transfer's call: read the next bytes (at most COPY_CHUNK) and write them to the socket. For a
+ * client on this host (loopback): sendfile hands the socket page-cache pages that the client then copies
+ * out of memory, where this copy leaves the bytes in the CPU caches the client reads them from. Measured
+ * with skopeo on loopback, 200 MiB warm pulls: nginx with sendfile 1.05 x a direct pull, nginx copying
+ * 256 KiB buffers 0.95 x. Bytes the socket did not take are read again by the next call.
+ */
+static enum call_outcome copy_call(transfer_t *t) {
+  size_t count = next_count(t);
+  if (count > COPY_CHUNK) count = COPY_CHUNK;
+  ssize_t got;
+  do got = pread(t->file, t->buffer, count, (off_t)t->offset);
+  while (got < 0 && errno == EINTR);
+  if (got <= 0) {
+    t->err = got == 0 ? ENODATA : errno;
+    return CALL_FAILED;
+  }
+  ssize_t n;
+  do n = write(t->sock, t->buffer, (size_t)got);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return CALL_FULL;
+    t->err = errno;
+    return CALL_FAILED;
+  }
+  t->offset += n;
+  t->remaining -= n;
+  t->sent += n;
+  return (size_t)n == count ? CALL_WHOLE : CALL_FULL;
+}
+
 static enum call_outcome send_call(transfer_t *t) {
+  if (t->buffer) return copy_call(t);
   size_t count = next_count(t);
   for (;;) {
     off_t offset = (off_t)t->offset;
@@ -235,7 +274,10 @@ static void finish(transfer_t *t) {
   uv_close((uv_handle_t *)&t->poll, on_closed);
 }
 
-static void free_transfer(napi_env env, void *data, void *hint) { free(data); }
+static void free_transfer(napi_env env, void *data, void *hint) {
+  free(((transfer_t *)data)->buffer);
+  free(data);
+}
 
 static int int_arg(napi_env env, napi_value value, int64_t *out) {
   napi_valuetype type;
@@ -244,15 +286,17 @@ static int int_arg(napi_env env, napi_value value, int64_t *out) {
 }
 
 static napi_value SendFile(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 6;
+  napi_value argv[6];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int64_t sock, file, offset, length;
   napi_valuetype callback_type = napi_undefined;
-  if (argc == 5) napi_typeof(env, argv[4], &callback_type);
-  if (argc != 5 || !int_arg(env, argv[0], &sock) || !int_arg(env, argv[1], &file) || !int_arg(env, argv[2], &offset) ||
-      !int_arg(env, argv[3], &length) || callback_type != napi_function || sock < 0 || file < 0 || offset < 0 || length < 0) {
-    napi_throw_type_error(env, NULL, "sendFile(socketFd, fileFd, offset, length, callback)");
+  bool copy = false;
+  if (argc == 5 || argc == 6) napi_typeof(env, argv[4], &callback_type);
+  if ((argc != 5 && argc != 6) || !int_arg(env, argv[0], &sock) || !int_arg(env, argv[1], &file) || !int_arg(env, argv[2], &offset) ||
+      !int_arg(env, argv[3], &length) || callback_type != napi_function || sock < 0 || file < 0 || offset < 0 || length < 0 ||
+      (argc == 6 && napi_get_value_bool(env, argv[5], &copy) != napi_ok)) {
+    napi_throw_type_error(env, NULL, "sendFile(socketFd, fileFd, offset, length, callback, copy?)");
     return NULL;
   }
   int dup_sock = fcntl((int)sock, F_DUPFD_CLOEXEC, 0); /* never inherited by a child process */
@@ -268,6 +312,12 @@ static napi_value SendFile(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "sendFile: out of memory");
     return NULL;
   }
+  if (copy && !(t->buffer = malloc(COPY_CHUNK))) {
+    close(dup_sock);
+    free(t);
+    napi_throw_error(env, NULL, "sendFile: out of memory");
+    return NULL;
+  }
   t->env = env;
   t->sock = dup_sock;
   t->file = (int)file;
@@ -280,6 +330,7 @@ static napi_value SendFile(napi_env env, napi_callback_info info) {
   int rc = uv_poll_init(t->loop, &t->poll, t->sock);
   if (rc != 0) {
     close(dup_sock);
+    free(t->buffer);
     free(t);
     napi_throw_error(env, NULL, uv_strerror(rc));
     return NULL;

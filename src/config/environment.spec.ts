@@ -18,6 +18,14 @@ describe('parseEnvironment', () => {
     expect(env.limits.memoryCacheSize).toBe(64 * 1024 ** 2);
   });
 
+  it('sends blob hits with the native addon in auto mode unless told otherwise (BLOB_SENDFILE)', () => {
+    expect(parseEnvironment({}).storage.blobSendfile).toBe('auto');
+    expect(parseEnvironment({ BLOB_SENDFILE: 'AUTO' }).storage.blobSendfile).toBe('auto');
+    for (const on of ['on', 'true', '1', 'yes']) expect(parseEnvironment({ BLOB_SENDFILE: on }).storage.blobSendfile).toBe('on');
+    for (const off of ['off', 'false', '0', 'no']) expect(parseEnvironment({ BLOB_SENDFILE: off }).storage.blobSendfile).toBe('off');
+    expect(() => parseEnvironment({ BLOB_SENDFILE: 'copy' })).toThrow(/BLOB_SENDFILE must be auto, on or off, got "copy"/);
+  });
+
   it('offloads blob hits only when asked, each mode on the storage it needs (BLOB_OFFLOAD, BLOB_REDIRECT)', () => {
     const defaults = parseEnvironment({});
     expect([defaults.storage.blobOffload, defaults.storage.blobRedirect, defaults.storage.blobRedirectTtlSeconds]).toEqual(['off', 'off', 300]);

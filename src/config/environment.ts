@@ -19,6 +19,16 @@ export class ConfigValidationError extends Error {
 
 export type StorageDriverName = 'filesystem' | 's3';
 export type QueueDriverName = 'bullmq' | 'inline';
+
+/**
+ * How the native addon sends stored bytes to a plain-TCP HTTP client (BLOB_SENDFILE):
+ * - `auto`: sendfile(2) to a client on another host; to one on this host's loopback, the addon reads and
+ *   writes 256 KiB at a time itself (see loopbackCopies);
+ * - `on`: sendfile(2) to every client;
+ * - `off`: no addon: the app reads the file and writes the socket (1 MiB reads).
+ */
+export type SendfileMode = 'auto' | 'on' | 'off';
+
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 /**
@@ -84,10 +94,10 @@ export interface Environment {
      */
     blobOffload: 'off' | 'x-accel';
     /**
-     * Whether the filesystem store sends stored blobs to clients with sendfile(2) (BLOB_SENDFILE, default
-     * on; used when the native addon was built and the connection is plain TCP).
+     * How the filesystem store sends stored blobs to plain-TCP clients when the native addon was built
+     * (BLOB_SENDFILE, default `auto`).
      */
-    blobSendfile: boolean;
+    blobSendfile: SendfileMode;
     /** `presigned` (BLOB_REDIRECT, S3 storage): a blob hit answers 307 to a presigned GET URL of its object. */
     blobRedirect: 'off' | 'presigned';
     /** How long a presigned blob URL is valid (BLOB_REDIRECT_TTL_SECONDS). */
@@ -174,6 +184,15 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
   if (/^(true|1|yes|on)$/i.test(v)) return true;
   if (/^(false|0|no|off)$/i.test(v)) return false;
   throw new ConfigValidationError(name, `must be true or false, got "${v}"`);
+}
+
+/** BLOB_SENDFILE: `auto` (default), `on` (or true, 1, yes), `off` (or false, 0, no). */
+function sendfileMode(env: Env): SendfileMode {
+  const v = raw(env, 'BLOB_SENDFILE');
+  if (v === undefined || /^auto$/i.test(v)) return 'auto';
+  if (/^(true|1|yes|on)$/i.test(v)) return 'on';
+  if (/^(false|0|no|off)$/i.test(v)) return 'off';
+  throw new ConfigValidationError('BLOB_SENDFILE', `must be auto, on or off, got "${v}"`);
 }
 
 function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
@@ -427,7 +446,7 @@ export function parseEnvironment(env: Env): Environment {
       driver: storageDriver,
       s3,
       blobOffload,
-      blobSendfile: bool(env, 'BLOB_SENDFILE', true),
+      blobSendfile: sendfileMode(env),
       blobRedirect,
       blobRedirectTtlSeconds,
       orphanGracePeriodMs: int(env, 'ORPHAN_GRACE_PERIOD_MS', 3_600_000, 0),

@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import { Readable, type Writable } from 'node:stream';
 import { createBlobHasher, type BlobHasher } from './blob-hasher.js';
 import { clientGone, endOf, FILE_READ_SIZE, READ_BUFFERS, WriteSlot, writePieces, type SelfWritingBody } from './file-body.js';
-import { sendFileToResponse, sendfileSocket } from './socket-sendfile.js';
+import { sendFileToResponse, sendfileSocket, type SendfileMode } from './socket-sendfile.js';
 
 /** Where a tail reader stops, and what its last chunk waits for. */
 export interface TailReadOptions {
@@ -45,13 +45,13 @@ export class BlobSpool {
 
   private constructor(
     private readonly handle: FileHandle,
-    /** Tail readers send stored bytes to an HTTP client's socket with sendfile(2) when they can. */
-    readonly sendsFiles: boolean,
+    /** How tail readers send stored bytes to an HTTP client's socket (`off`: they write them themselves). */
+    readonly sendfile: SendfileMode,
   ) {}
 
   /** Creates the file (it must not exist yet). */
-  static async create(path: string, options: { sendfile?: boolean } = {}): Promise<BlobSpool> {
-    return new BlobSpool(await open(path, 'wx+'), options.sendfile ?? false);
+  static async create(path: string, options: { sendfile?: SendfileMode } = {}): Promise<BlobSpool> {
+    return new BlobSpool(await open(path, 'wx+'), options.sendfile ?? 'off');
   }
 
   /** The spool file's descriptor, for sendfile; valid while the spool is held (`hold`). */
@@ -316,7 +316,7 @@ class SpoolTailReader extends Readable implements SelfWritingBody {
 
   async writeTo(out: Writable): Promise<void> {
     if (this.readableFlowing !== null || this.destroyed) throw new Error('this body is already being read as a stream');
-    const socket = this.spool.sendsFiles ? await sendfileSocket(out) : undefined;
+    const socket = await sendfileSocket(out, this.spool.sendfile);
     if (socket) return this.sendFilesTo(out as ServerResponse, socket);
     const slots = [new WriteSlot(READ_BUFFERS.take()), new WriteSlot(READ_BUFFERS.take())];
     const gone = clientGone(out);
@@ -356,7 +356,7 @@ class SpoolTailReader extends Readable implements SelfWritingBody {
         const completes = await Promise.race([this.advance(length), gone]);
         if (socket.destroyed) throw new Error('the client closed the connection');
         if (pieces) await Promise.race([writePieces(out, pieces), gone]);
-        else await sendFileToResponse(out, socket, this.spool.descriptor, at, length);
+        else await sendFileToResponse(out, socket, this.spool.descriptor, at, length, this.spool.sendfile);
         if (completes) break;
       }
       await endOf(out, gone);

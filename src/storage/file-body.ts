@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Readable, type Writable } from 'node:stream';
 import type { OpenBlobFile } from './open-blob-files.js';
-import { sendFileToResponse, sendfileSocket } from './socket-sendfile.js';
+import { sendFileToResponse, sendfileSocket, type SendfileMode } from './socket-sendfile.js';
 
 /**
  * A body that can write itself to a socket faster than a stream pipe can (the HTTP edge asks with
@@ -58,8 +58,8 @@ export class FileBody extends Readable implements SelfWritingBody {
     private readonly file: OpenBlobFile,
     private readonly start: number,
     private readonly end: number,
-    /** Send to an HTTP response's socket with sendfile(2) when the socket allows it (BLOB_SENDFILE). */
-    private readonly sendfile = false,
+    /** Send to an HTTP response's socket with the native addon when the socket allows it (BLOB_SENDFILE). */
+    private readonly sendfile: SendfileMode = 'off',
   ) {
     super({ highWaterMark: FILE_READ_SIZE });
     this.position = start;
@@ -101,7 +101,7 @@ export class FileBody extends Readable implements SelfWritingBody {
     if (this.readableFlowing !== null || this.position !== this.start || this.destroyed) {
       throw new Error('this body is already being read as a stream');
     }
-    const socket = this.sendfile ? await sendfileSocket(out) : undefined;
+    const socket = await sendfileSocket(out, this.sendfile);
     if (socket) return this.sendFileTo(out as ServerResponse, socket);
     const slots = [new WriteSlot(READ_BUFFERS.take()), new WriteSlot(READ_BUFFERS.take())];
     const gone = clientGone(out);
@@ -150,7 +150,7 @@ export class FileBody extends Readable implements SelfWritingBody {
   private async sendFileTo(out: ServerResponse, socket: Socket): Promise<void> {
     const gone = clientGone(out);
     try {
-      await sendFileToResponse(out, socket, this.file.fd, this.position, this.end - this.position + 1);
+      await sendFileToResponse(out, socket, this.file.fd, this.position, this.end - this.position + 1, this.sendfile);
       this.position = this.end + 1;
       await endOf(out, gone);
     } finally {

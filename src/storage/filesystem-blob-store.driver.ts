@@ -22,6 +22,7 @@ import {
 import { BlobSpool } from './blob-spool.js';
 import { FileBody } from './file-body.js';
 import { OpenBlobFiles } from './open-blob-files.js';
+import type { SendfileMode } from './socket-sendfile.js';
 import { BlobCommitTarget, SpooledBlobWriter } from './spooled-blob-writer.js';
 
 const UPLOADS = '_uploads';
@@ -36,20 +37,20 @@ const OPEN_FILES = { maxIdle: 256, idleMs: 30_000 };
  *
  * Commit = verify the digest hashed while writing, fsync, rename into place, fsync the directory.
  * Objects being served stay open between reads (OpenBlobFiles), and go to an HTTP client's socket with
- * sendfile(2) unless `sendfile` is false (BLOB_SENDFILE=off).
+ * sendfile(2), or copied by the native addon to a loopback client, unless `sendfile` is `off` (BLOB_SENDFILE).
  */
 export class FilesystemBlobStoreDriver implements BlobStore, OnApplicationShutdown {
   private readonly logger = new Logger(FilesystemBlobStoreDriver.name);
   private readonly openFiles = new OpenBlobFiles(OPEN_FILES);
 
-  /** Stored blobs and fill spools go to HTTP clients with sendfile(2) (BLOB_SENDFILE). */
-  private readonly sendfile: boolean;
+  /** How stored blobs and fill spools go to HTTP clients (BLOB_SENDFILE). */
+  private readonly sendfile: SendfileMode;
 
   constructor(
     readonly root: string,
-    options: { sendfile?: boolean } = {},
+    options: { sendfile?: SendfileMode } = {},
   ) {
-    this.sendfile = options.sendfile ?? true;
+    this.sendfile = options.sendfile ?? 'auto';
   }
 
   onApplicationShutdown(): void {

@@ -7,7 +7,14 @@ import { createRequire } from 'node:module';
  */
 export interface NativeAddon {
   /** `pooled`: how many of the `sent` bytes the thread pool sent (they were not in the page cache). */
-  sendFile(socketFd: number, fileFd: number, offset: number, length: number, done: (errno: number, sent: number, pooled: number) => void): object;
+  sendFile(
+    socketFd: number,
+    fileFd: number,
+    offset: number,
+    length: number,
+    done: (errno: number, sent: number, pooled: number) => void,
+    copy?: boolean,
+  ): object;
   cancel(transfer: object): void;
   sha256Create(): object;
   /** One update at a time per hasher; the chunks must not change until `done` runs. */

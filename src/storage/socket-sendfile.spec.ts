@@ -13,7 +13,7 @@ import { Client } from 'undici';
 import { blobContentPath } from './blob-store.js';
 import type { SelfWritingBody } from './file-body.js';
 import { FilesystemBlobStoreDriver } from './filesystem-blob-store.driver.js';
-import { SENDFILE_AVAILABLE, sendfileStats } from './socket-sendfile.js';
+import { loopbackCopies, SENDFILE_AVAILABLE, sendfileStats } from './socket-sendfile.js';
 
 const BIG = 24 * 1024 * 1024;
 
@@ -69,7 +69,20 @@ async function until(condition: () => boolean, what: string): Promise<void> {
   throw new Error(`timed out waiting for ${what}`);
 }
 
-describe('sendfile for stored blobs (native/sendfile)', () => {
+describe('which clients get copies instead of sendfile (BLOB_SENDFILE)', () => {
+  it('copies to clients on the loopback in auto mode only', () => {
+    for (const address of ['127.0.0.1', '127.3.2.1', '::1', '::ffff:127.0.0.1']) {
+      expect(loopbackCopies('auto', address)).toBe(true);
+      expect(loopbackCopies('on', address)).toBe(false);
+    }
+    for (const address of ['10.0.0.7', '192.168.1.20', '::ffff:10.0.0.7', 'fe80::1', '2001:db8::127', undefined]) {
+      expect(loopbackCopies('auto', address)).toBe(false);
+    }
+  });
+});
+
+// `auto` copies to these loopback clients (256 KiB reads and writes in the addon); `on` uses sendfile(2).
+describe.each(['auto', 'on'] as const)('the native addon sends stored blobs (BLOB_SENDFILE=%s)', (mode) => {
   let dir: string;
   let store: FilesystemBlobStoreDriver;
   let bytes: Buffer;
@@ -80,7 +93,7 @@ describe('sendfile for stored blobs (native/sendfile)', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sendfile-'));
-    store = new FilesystemBlobStoreDriver(dir);
+    store = new FilesystemBlobStoreDriver(dir, { sendfile: mode });
     bytes = randomBytes(BIG);
     digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     const writer = await store.create();
@@ -113,6 +126,7 @@ describe('sendfile for stored blobs (native/sendfile)', () => {
     }
     await Promise.all(served.results); // the client may have every byte before the server's transfer has reported
     expect(sendfileStats.transfers - before.transfers).toBe(4);
+    expect(sendfileStats.copiedTransfers - before.copiedTransfers).toBe(mode === 'auto' ? 4 : 0);
     expect(sendfileStats.bytes - before.bytes).toBe(2 * BIG + 1_000_000 + 1);
   });
 
@@ -160,6 +174,7 @@ describe('sendfile for stored blobs (native/sendfile)', () => {
   });
 
   it('keeps sending to a client that stops reading for a while (a full socket), then catches up', async () => {
+    const before = { ...sendfileStats };
     const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
     await once(socket, 'connect');
     socket.write('GET /blob HTTP/1.1\r\nhost: test\r\n\r\n');
@@ -168,6 +183,7 @@ describe('sendfile for stored blobs (native/sendfile)', () => {
     const received = await readResponse(socket, BIG);
     socket.destroy();
     expect(received.equals(bytes)).toBe(true);
+    await until(() => sendfileStats.bytes - before.bytes === BIG, 'the transfer to report');
   });
 
   it('stops when the client goes away mid-body, and lets go of the connection and the file', async () => {
@@ -209,7 +225,7 @@ describe('sendfile for stored blobs (native/sendfile)', () => {
   });
 
   it('serves with reads and writes when sendfile is turned off (BLOB_SENDFILE=off)', async () => {
-    const plain = new FilesystemBlobStoreDriver(dir, { sendfile: false });
+    const plain = new FilesystemBlobStoreDriver(dir, { sendfile: 'off' });
     const results: Served = { results: [] };
     const other = serve(plain, digest, BIG, results);
     const client = new Client(await listening(other));
@@ -231,6 +247,7 @@ describe('sendfile for stored blobs (native/sendfile)', () => {
     const addon = require('../../native/sendfile/build/Release/sendfile.node') as { sendFile: (...args: unknown[]) => unknown; cancel: (t: unknown) => void };
     expect(() => addon.sendFile(-1, 0, 0, 1, () => undefined)).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
     expect(() => addon.sendFile(1, 0, 0, 1)).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
+    expect(() => addon.sendFile(1, 0, 0, 1, () => undefined, 'yes')).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
     expect(() => addon.sendFile('1', 0, 0, 1, () => undefined)).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
     expect(() => addon.cancel({})).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
     expect(() => addon.sendFile(1_000_000, 0, 0, 1, () => undefined)).toThrow(/cannot duplicate the socket's descriptor \(Bad file descriptor\)/);
