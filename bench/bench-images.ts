@@ -4,6 +4,8 @@
  * cold for every system: no proxy has stored those bytes before, under any upstream.
  */
 import { execFile } from 'node:child_process';
+import { open, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildImage, buildImageIndex, imageBlobs, pushImage, type ImageFixture } from '../test/support/image-fixtures.js';
 import type { UpstreamRegistry } from '../test/support/upstream-registry.js';
@@ -120,6 +122,27 @@ export async function pushBigImages(upstream: UpstreamRegistry, round: number, s
  */
 export async function settleWrites(): Promise<void> {
   await run('sync');
+}
+
+/**
+ * Writes `bytes` of zeros to a scratch file in `dir` and deletes it, unmeasured, so that the page cache the
+ * next measurement grows comes from memory just freed, for every system alike. This machine's kernel reports
+ * freed memory to the hypervisor (free page reporting), which takes it back after a while; growing the page
+ * cache into such memory costs several times the system time (1.6 GB written with dd: 1.9 s of system time
+ * after 45 s idle, 0.3 s right after another 1.6 GB was freed). Without this, whichever system came first in
+ * a round's rotation paid it: in three full runs the first system of every round's 8-client row (whichever
+ * it was) was 5-40 % slower than in its other rounds.
+ */
+export async function recycleMemory(dir: string, bytes: number): Promise<void> {
+  const path = join(dir, `recycle-${process.pid}`);
+  const handle = await open(path, 'w');
+  try {
+    const zeros = Buffer.alloc(MiB);
+    for (let written = 0; written < bytes; written += zeros.length) await handle.write(zeros);
+  } finally {
+    await handle.close();
+    await rm(path, { force: true });
+  }
 }
 
 /** `200 MiB`, `1.3 MiB`, `96 KiB`. */

@@ -7,7 +7,7 @@
  * request; the body's first bytes follow).
  */
 import type { BenchContext } from '../bench-context.js';
-import { formatSize, settleWrites, type BenchImage } from '../bench-images.js';
+import { formatSize, recycleMemory, settleWrites, type BenchImage } from '../bench-images.js';
 import { blobGetTool, timedBlobGets } from '../clients/blob-get.js';
 import { registryUrl } from '../systems/pull-system.js';
 import { median, rotated } from '../statistics.js';
@@ -21,6 +21,7 @@ export async function measureColdBlobGets(ctx: BenchContext, image: BenchImage, 
   const bytes = layers.reduce((sum, layer) => sum + layer.size, 0);
   for (const system of rotated(ctx.systems, round)) {
     await system.freshCache();
+    await recycleMemory(ctx.workDir, image.totalBytes); // the cache it fills grows into memory just freed
     await settleWrites(); // the previous system's cache writes are not this one's cost
     const authorization = await system.authorization(image.name);
     const urls = layers.map((layer) => registryUrl(system, image.name, `blobs/${layer.digest}`));

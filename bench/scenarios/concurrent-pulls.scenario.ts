@@ -6,7 +6,7 @@
  */
 import { accessLog } from '../../test/support/access-log.js';
 import type { BenchContext } from '../bench-context.js';
-import { formatSize, settleWrites, type BenchImage } from '../bench-images.js';
+import { formatSize, recycleMemory, settleWrites, type BenchImage } from '../bench-images.js';
 import { skopeoPull } from '../clients/skopeo-pull.js';
 import { rotated } from '../statistics.js';
 import type { PullSystem, SystemId } from '../systems/pull-system.js';
@@ -32,6 +32,8 @@ export async function measureConcurrentPulls(ctx: BenchContext, image: BenchImag
   declareConcurrentRows(ctx, image);
   for (const system of rotated(ctx.systems, round)) {
     await system.freshCache();
+    // What the 8 clients and the system's cache write grows the page cache from memory just freed.
+    await recycleMemory(ctx.workDir, (CONCURRENT_CLIENTS + 1) * image.totalBytes);
     await settleWrites(); // the previous system's cache writes are not this one's cost
     const { seconds, upstreamRatio, maxGets } = await retryingPeerOnce(
       ctx,

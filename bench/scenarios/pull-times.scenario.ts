@@ -5,7 +5,7 @@
  * cached them. For the big image, also the CPU seconds per GiB the system's processes spent on the pull.
  */
 import type { BenchContext } from '../bench-context.js';
-import { formatSize, settleWrites, type BenchImage, type RoundImages } from '../bench-images.js';
+import { formatSize, recycleMemory, settleWrites, type BenchImage, type RoundImages } from '../bench-images.js';
 import { skopeoPull } from '../clients/skopeo-pull.js';
 import { cpuSecondsDuring } from '../process-cpu.js';
 import { rotated } from '../statistics.js';
@@ -43,6 +43,8 @@ export async function measurePullTimes(ctx: BenchContext, images: RoundImages, r
   const pullAll = async (phase: 'cold' | 'warm') => {
     for (const system of order) {
       if (phase === 'cold') await system.freshCache();
+      // skopeo's copy and the system's cache of the round's images grow the page cache from memory just freed.
+      await recycleMemory(ctx.workDir, 2 * KINDS.reduce((sum, kind) => sum + images[kind].totalBytes, 0));
       await settleWrites(); // the previous system's cache writes are not this one's cost
       for (const kind of KINDS) {
         const image = images[kind];
