@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, truncate } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { createRequire } from 'node:module';
@@ -81,7 +81,7 @@ describe('which clients get copies instead of sendfile (BLOB_SENDFILE)', () => {
   });
 });
 
-// `auto` copies to these loopback clients (256 KiB reads and writes in the addon); `on` uses sendfile(2).
+// `auto` copies to these loopback clients (256 KiB writes from a mapping, in the addon); `on` uses sendfile(2).
 describe.each(['auto', 'on'] as const)('the native addon sends stored blobs (BLOB_SENDFILE=%s)', (mode) => {
   let dir: string;
   let store: FilesystemBlobStoreDriver;
@@ -222,6 +222,35 @@ describe.each(['auto', 'on'] as const)('the native addon sends stored blobs (BLO
     }
     await Promise.all(served.results);
     expect(sendfileStats.transfers - before.transfers).toBe(1);
+  });
+
+  it('fails only the transfer when the stored file is cut short under it, and serves it again once restored', async () => {
+    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    await once(socket, 'connect');
+    const results = served.results.length;
+    socket.write('GET /blob HTTP/1.1\r\nhost: test\r\n\r\n');
+    socket.pause(); // the transfer fills the socket and waits for it
+    await until(() => served.results.length > results, 'the request');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await truncate(join(dir, blobContentPath(digest)), 1024 * 1024);
+    const received: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => received.push(chunk));
+    socket.resume();
+    await once(socket, 'close');
+    await expect(served.results[results]).resolves.toMatch(/^failed: sendfile failed after \d+ of 25165824 bytes: ENODATA/);
+    expect(Buffer.concat(received).length).toBeLessThan(BIG);
+    // Restored, it is served whole again (the process and the addon are fine).
+    await store.delete(digest);
+    const writer = await store.create();
+    await writer.append(bytes);
+    await writer.commit(digest, bytes.length);
+    const client = new Client(origin);
+    try {
+      const res = await client.request({ method: 'GET', path: '/blob' });
+      expect(Buffer.from(await res.body.arrayBuffer()).equals(bytes)).toBe(true);
+    } finally {
+      await client.close();
+    }
   });
 
   it('serves with reads and writes when sendfile is turned off (BLOB_SENDFILE=off)', async () => {
