@@ -69,7 +69,18 @@ async function until(condition: () => boolean, what: string): Promise<void> {
   throw new Error(`timed out waiting for ${what}`);
 }
 
-describe('which clients get copies instead of sendfile (BLOB_SENDFILE)', () => {
+describe('the native addon (native/sendfile)', () => {
+  it('rejects calls with bad arguments instead of crashing', () => {
+    const require = createRequire(import.meta.url);
+    const addon = require('../../native/sendfile/build/Release/sendfile.node') as { sendFile: (...args: unknown[]) => unknown; cancel: (t: unknown) => void };
+    expect(() => addon.sendFile(-1, 0, 0, 1, () => undefined)).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
+    expect(() => addon.sendFile(1, 0, 0, 1)).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
+    expect(() => addon.sendFile(1, 0, 0, 1, () => undefined, 'yes')).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
+    expect(() => addon.sendFile('1', 0, 0, 1, () => undefined)).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
+    expect(() => addon.cancel({})).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
+    expect(() => addon.sendFile(1_000_000, 0, 0, 1, () => undefined)).toThrow(/cannot duplicate the socket's descriptor \(Bad file descriptor\)/);
+  });
+
   it('copies to clients on the loopback in auto mode only', () => {
     for (const address of ['127.0.0.1', '127.3.2.1', '::1', '::ffff:127.0.0.1']) {
       expect(loopbackCopies('auto', address)).toBe(true);
@@ -269,17 +280,6 @@ describe.each(['auto', 'on'] as const)('the native addon sends stored blobs (BLO
       plain.onApplicationShutdown();
     }
     expect(sendfileStats.transfers).toBe(before.transfers);
-  });
-
-  it('rejects calls with bad arguments instead of crashing', () => {
-    const require = createRequire(import.meta.url);
-    const addon = require('../../native/sendfile/build/Release/sendfile.node') as { sendFile: (...args: unknown[]) => unknown; cancel: (t: unknown) => void };
-    expect(() => addon.sendFile(-1, 0, 0, 1, () => undefined)).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
-    expect(() => addon.sendFile(1, 0, 0, 1)).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
-    expect(() => addon.sendFile(1, 0, 0, 1, () => undefined, 'yes')).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
-    expect(() => addon.sendFile('1', 0, 0, 1, () => undefined)).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
-    expect(() => addon.cancel({})).toThrow(/sendFile\(socketFd|cancel\(transfer\)/);
-    expect(() => addon.sendFile(1_000_000, 0, 0, 1, () => undefined)).toThrow(/cannot duplicate the socket's descriptor \(Bad file descriptor\)/);
   });
 });
 
