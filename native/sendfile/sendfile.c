@@ -157,7 +157,7 @@ static enum call_outcome copy_call(transfer_t *t) {
   t->offset += n;
   t->remaining -= n;
   t->sent += n;
-  return (size_t)n == count ? CALL_WHOLE : CALL_FULL;
+  return n == r ? CALL_WHOLE : CALL_FULL; /* a short read (the end of the file) is not a full socket */
 }
 
 static enum call_outcome send_call(transfer_t *t) {
