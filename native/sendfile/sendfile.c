@@ -43,7 +43,7 @@
 #define MAX_CALL (16 * 1024 * 1024)
 /* How long a pool thread waits for a full socket to take more, before handing the wait to the loop. */
 #define POOL_WAIT_MS 1
-/* A copying transfer (see copy_call) writes this much at a time. */
+/* A copying transfer (see copy_call) reads and writes this much at a time. */
 #define COPY_CHUNK (256 * 1024)
 
 typedef struct {
