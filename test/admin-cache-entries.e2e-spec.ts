@@ -8,6 +8,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DataSource } from 'typeorm';
 import { CacheEntryCreateOrUpdateService, type CacheEntryInput } from '../src/cache-entries/cache-entry-create-or-update.service.js';
+import { CacheEntryLookupService } from '../src/cache-entries/cache-entry-lookup.service.js';
+import { CacheEntry } from '../src/cache-entries/cache-entry.entity.js';
 import { encodeCacheEntryId } from '../src/cache-entries/cache-entry-id.js';
 import { AdminApi, eventually } from './support/admin-api.js';
 import { databaseTargets, startTestApp, type TestApp } from './support/test-app.js';
@@ -123,6 +125,33 @@ describe.each(databaseTargets())('admin API: cache entries (%s database)', (data
     expect(await statuses(upstreamId)).toEqual({});
     await entries.execute(null, input, { skipPermissionCheck: true });
     expect(await statuses(upstreamId)).toEqual({ '/p/blobs/x': ['default'] });
+  });
+
+  it('the pull path finds the live entry of a path among upstreams in their order, as TypeORM would read it', async () => {
+    const lookup = app.app.get(CacheEntryLookupService);
+    const first = await registryWithUpstream('lookup-a');
+    const second = await registryWithUpstream('lookup-b');
+    const path = '/library/alpine/blobs/' + digestOf('lookup layer');
+    await seed(first.upstreamId, path, { size: 2 ** 40, upstreamEtag: '"e"' });
+    await seed(second.upstreamId, path);
+    await seed(second.upstreamId, '/library/alpine/manifests/latest');
+    await db.query(`UPDATE cache_entries SET downloads_count = 3 WHERE upstream_id = $1 AND relative_path = $2`, [first.upstreamId, path]);
+    const typeorm = async (upstreamId: number) => db.getRepository(CacheEntry).findOneByOrFail({ upstreamId, relativePath: path, status: 'default' as never });
+
+    const found = await lookup.findLive([second.upstreamId, first.upstreamId], path);
+    expect(found).toStrictEqual([await typeorm(second.upstreamId), await typeorm(first.upstreamId)]);
+    expect(found[1]).toBeInstanceOf(CacheEntry);
+    expect(found[1]).toMatchObject({ size: 2 ** 40, downloadsCount: 3, upstreamEtag: '"e"', status: 'default' });
+    expect(typeof found[1].id).toBe('number');
+    expect(found[1].createdAt).toBeInstanceOf(Date);
+    expect((await lookup.findLive([first.upstreamId, second.upstreamId], path)).map((e) => e.upstreamId)).toEqual([first.upstreamId, second.upstreamId]);
+
+    // only live rows, only these upstreams, only this path
+    await lookup.markForDestruction(found[0].id);
+    expect((await lookup.findLive([second.upstreamId, first.upstreamId], path)).map((e) => e.upstreamId)).toEqual([first.upstreamId]);
+    expect(await lookup.findLive([second.upstreamId], path)).toEqual([]);
+    expect(await lookup.findLive([], path)).toEqual([]);
+    expect(await lookup.findLive([first.upstreamId], path + 'x')).toEqual([]);
   });
 
   it('lists live entries with GitLab fields, search and pagination', async () => {

