@@ -7,7 +7,7 @@
  *   const transfer = sendFile(socketFd, fileFd, offset, length, (errno, sent, pooled) => { ... }, copy);
  *   cancel(transfer);  // the socket is going away: stop, and shut the connection down
  *
- * With `copy` true, each call reads 256 KiB into a buffer and writes them instead of a sendfile (a client on
+ * With `copy` true, each call reads 1 MiB into a buffer and writes them instead of a sendfile (a client on
  * this host: see copy_call); everything else is the same.
  *
  * The calls use a duplicate of the socket's descriptor, which Node set non-blocking: a full socket makes
@@ -44,7 +44,7 @@
 /* How long a pool thread waits for a full socket to take more, before handing the wait to the loop. */
 #define POOL_WAIT_MS 1
 /* A copying transfer (see copy_call) reads and writes this much at a time. */
-#define COPY_CHUNK (256 * 1024)
+#define COPY_CHUNK (1024 * 1024)
 
 typedef struct {
   napi_env env;
@@ -127,7 +127,10 @@ static size_t next_count(const transfer_t *t) { return t->remaining > MAX_CALL ?
  * the file (which saves one copy): on an AMD EPYC host (session 19) a mapping per call made a curl loop of
  * 40 MiB GETs 1.0-1.2 GB/s, one mapping per 16 MiB 1.3-1.6 (mapping and unmapping, page faults), the buffer
  * 2.1-2.9 and sendfile 2.0-2.5 (nginx 2.1-2.4); warm pulls 0.977 x direct with the buffer, 1.007 with
- * sendfile. A file already shorter than the range (or cut short under the transfer) fails with ENODATA, as
+ * sendfile. The buffer's size (session 21, AMD EPYC, alternating A/B, 6 rounds): curl's 40 MiB GETs 2.3-2.5
+ * GB/s with 256 KiB (0.81-0.99 x nginx's sendfile in the same rounds), 3.1 with 512 KiB, 3.3-3.4 with 1 MiB
+ * (1.23-1.24 x nginx, every round above it), 3.3 with 4 MiB (one round at 0.57 x); warm skopeo pulls the same
+ * with each (0.97-0.99 x direct): fewer calls, and one write still fits the socket's buffer. A file already shorter than the range (or cut short under the transfer) fails with ENODATA, as
  * sendfile's end of file. The buffer is the thread's own (the loop's, or a pool thread's), kept for the
  * process's life: no allocation per call or transfer.
  */

@@ -23,7 +23,7 @@ export type QueueDriverName = 'bullmq' | 'inline';
 /**
  * How the native addon sends stored bytes to a plain-TCP HTTP client (BLOB_SENDFILE):
  * - `auto`: sendfile(2) to a client on another host; to one on this host's loopback, the addon reads and
- *   writes 256 KiB at a time itself (see loopbackCopies);
+ *   writes 1 MiB at a time itself (see loopbackCopies);
  * - `on`: sendfile(2) to every client;
  * - `off`: no addon: the app reads the file and writes the socket (1 MiB reads).
  */

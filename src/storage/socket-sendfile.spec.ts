@@ -92,7 +92,7 @@ describe('the native addon (native/sendfile)', () => {
   });
 });
 
-// `auto` copies to these loopback clients (256 KiB reads and writes, in the addon); `on` uses sendfile(2).
+// `auto` copies to these loopback clients (1 MiB reads and writes, in the addon); `on` uses sendfile(2).
 describe.each(['auto', 'on'] as const)('the native addon sends stored blobs (BLOB_SENDFILE=%s)', (mode) => {
   let dir: string;
   let store: FilesystemBlobStoreDriver;
