@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { DataSource } from 'typeorm';
 import { CacheEntryCreateOrUpdateService, type CacheEntryInput } from '../src/cache-entries/cache-entry-create-or-update.service.js';
 import { CacheEntryLookupService } from '../src/cache-entries/cache-entry-lookup.service.js';
-import { CacheEntry } from '../src/cache-entries/cache-entry.entity.js';
+import { CacheEntry, CacheEntryStatus } from '../src/cache-entries/cache-entry.entity.js';
 import { encodeCacheEntryId } from '../src/cache-entries/cache-entry-id.js';
 import { AdminApi, eventually } from './support/admin-api.js';
 import { databaseTargets, startTestApp, type TestApp } from './support/test-app.js';
@@ -136,7 +136,8 @@ describe.each(databaseTargets())('admin API: cache entries (%s database)', (data
     await seed(second.upstreamId, path);
     await seed(second.upstreamId, '/library/alpine/manifests/latest');
     await db.query(`UPDATE cache_entries SET downloads_count = 3 WHERE upstream_id = $1 AND relative_path = $2`, [first.upstreamId, path]);
-    const typeorm = async (upstreamId: number) => db.getRepository(CacheEntry).findOneByOrFail({ upstreamId, relativePath: path, status: 'default' as never });
+    const typeorm = async (upstreamId: number) =>
+      db.getRepository(CacheEntry).findOneByOrFail({ upstreamId, relativePath: path, status: CacheEntryStatus.DEFAULT });
 
     const found = await lookup.findLive([second.upstreamId, first.upstreamId], path);
     expect(found).toStrictEqual([await typeorm(second.upstreamId), await typeorm(first.upstreamId)]);

@@ -130,9 +130,10 @@ static size_t next_count(const transfer_t *t) { return t->remaining > MAX_CALL ?
  * sendfile. The buffer's size (session 21, AMD EPYC, alternating A/B, 6 rounds): curl's 40 MiB GETs 2.3-2.5
  * GB/s with 256 KiB (0.81-0.99 x nginx's sendfile in the same rounds), 3.1 with 512 KiB, 3.3-3.4 with 1 MiB
  * (1.23-1.24 x nginx, every round above it), 3.3 with 4 MiB (one round at 0.57 x); warm skopeo pulls the same
- * with each (0.97-0.99 x direct): fewer calls, and one write still fits the socket's buffer. A file already shorter than the range (or cut short under the transfer) fails with ENODATA, as
- * sendfile's end of file. The buffer is the thread's own (the loop's, or a pool thread's), kept for the
- * process's life: no allocation per call or transfer.
+ * with each (0.97-0.99 x direct): fewer calls, and one write still fits the socket's buffer. A file already
+ * shorter than the range (or cut short under the transfer) fails with ENODATA, as sendfile's end of file. The
+ * buffer is the thread's own (the loop's, or a pool thread's), kept for the process's life: no allocation per
+ * call or transfer.
  */
 static enum call_outcome copy_call(transfer_t *t) {
   static __thread char *buffer;
