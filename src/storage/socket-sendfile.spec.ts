@@ -152,14 +152,22 @@ describe.each(['auto', 'on'] as const)('the native addon sends stored blobs (BLO
       await until(() => sendfileStats.bytes - before.bytes === BIG, 'the transfer to report');
       return sendfileStats.pooledBytes - before.pooledBytes;
     };
+    // What the page cache holds, the event loop sends. The kernel may reclaim a page of it at any moment (other
+    // suites fill memory: a CI run once saw 4.3 of 24 MiB sent from the pool right after a full read): a part
+    // reclaimed goes from the pool, is cached again, and the next GET sends it from the loop. A few tries, then.
+    const fromTheLoop = async () => {
+      let pooled = await get();
+      for (let tries = 1; pooled > 0 && tries < 4; tries++) pooled = await get();
+      return pooled;
+    };
     try {
-      expect(await get()).toBe(0);
+      expect(await fromTheLoop()).toBe(0);
       // Clean pages (flushed first) of a file nobody maps are dropped by POSIX_FADV_DONTNEED: GNU dd's nocache.
       const file = join(dir, blobContentPath(digest));
       execFileSync('sync', [file]);
       execFileSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
       expect(await get()).toBeGreaterThan(0);
-      expect(await get()).toBe(0); // read once, cached again
+      expect(await fromTheLoop()).toBe(0); // read once, cached again
     } finally {
       await client.close();
     }
