@@ -31,6 +31,12 @@ const BUCKET = 'registry-cache';
 const BYTES_SERVED = 'registry_bytes_served_total';
 /** Short, so the expiry test can wait it out; every client here follows its redirect at once. */
 const TTL_SECONDS = 2;
+/**
+ * How long a fill may take to record its entry after its client got the last byte: on S3 that is after the
+ * object's upload, and a request s3rver never answers (seen in CI) is abandoned only after
+ * requestTimeoutMs (15 s for the 5 MiB layer), then the fill's retry job uploads it again.
+ */
+const FILL_DEADLINE_MS = 60_000;
 
 suite(`blob offload to S3 presigned URLs (BLOB_REDIRECT=presigned)${reason}`, () => {
   let app: TestApp;
@@ -105,7 +111,8 @@ suite(`blob offload to S3 presigned URLs (BLOB_REDIRECT=presigned)${reason}`, ()
     vr = await createVirtualRegistry(app, [{ url: upstream.url }]);
     // Cold: the app streams from the upstream and fills the store.
     await skopeoCopy(tempDir());
-    for (const blob of blobsOf(image)) expect(await waitForLiveRow(app, `/library/offload/blobs/${blob.digest}`, 10_000, vr.upstreamIds)).toBeDefined();
+    for (const blob of blobsOf(image))
+      expect(await waitForLiveRow(app, `/library/offload/blobs/${blob.digest}`, FILL_DEADLINE_MS, vr.upstreamIds)).toBeDefined();
   }, 180_000);
 
   afterAll(async () => {
@@ -221,7 +228,7 @@ suite(`blob offload to S3 presigned URLs (BLOB_REDIRECT=presigned)${reason}`, ()
     expect(refetched.map((r) => r.path)).toEqual([expect.stringContaining(layer.digest)]);
 
     // Refilled: the object is back, and the next hit is a redirect again.
-    expect(await waitForLiveRow(app, `/library/offload/blobs/${layer.digest}`, 10_000, vr.upstreamIds)).toBeDefined();
+    expect(await waitForLiveRow(app, `/library/offload/blobs/${layer.digest}`, FILL_DEADLINE_MS, vr.upstreamIds)).toBeDefined();
     const head = await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: objectKey(layer.digest) }));
     expect(head.ContentLength).toBe(layer.size);
     const token = await pullToken(app, vr, 'library/offload');

@@ -29,6 +29,9 @@ export interface BlobStoreMemoryReport extends StreamedBlobResult {
   growthBytes: number;
 }
 
+/** What the probe is doing, said if the event loop empties before it reports (a promise nobody will settle). */
+let stage = 'starting';
+
 async function main(): Promise<void> {
   const [driver, bytesText, workDir] = process.argv.slice(2);
   const bytes = Number(bytesText);
@@ -36,25 +39,46 @@ async function main(): Promise<void> {
     throw new Error('usage: blob-store-memory.probe.js <filesystem|s3> <bytes> <work directory>');
   }
   await mkdir(workDir, { recursive: true });
+  stage = 'opening the store';
   const { store, dispose } = await openStore(driver, workDir);
   try {
+    stage = 'the 1 MiB warm-up';
     await streamBlobThrough(store, 1024 ** 2);
     const memory = trackRss();
     let writeGrowthBytes = 0;
+    let chunks = 0;
+    stage = 'writing';
     try {
       const result = await streamBlobThrough(store, bytes, {
-        onChunk: memory.sample,
-        onCommitted: () => (writeGrowthBytes = memory.growth()),
+        onChunk: () => {
+          chunks += 1;
+          memory.sample();
+        },
+        onWritten: () => (stage = `committing (${chunks} chunks written)`),
+        onCommitted: () => {
+          writeGrowthBytes = memory.growth();
+          stage = 'reading back';
+        },
       });
+      stage = 'reporting';
       const report: BlobStoreMemoryReport = { driver, ...result, baselineRssBytes: memory.baseline, writeGrowthBytes, growthBytes: memory.growth() };
       reportProbeResult(report);
     } finally {
       memory.stop();
     }
   } finally {
+    stage = 'stopping the store';
     await dispose();
+    stage = 'done';
   }
 }
+
+// Nothing left to wait for, yet main() has not settled: say where it stopped instead of exiting 0 silently.
+process.on('beforeExit', () => {
+  if (stage === 'done' || process.exitCode) return;
+  process.stderr.write(`the event loop emptied while ${stage}: a promise nobody settles (active: ${process.getActiveResourcesInfo().join(', ') || 'none'})\n`);
+  process.exitCode = 1;
+});
 
 async function openStore(driver: BlobStoreMemoryDriver, workDir: string): Promise<{ store: BlobStore; dispose: () => Promise<void> }> {
   if (driver === 'filesystem') return { store: new FilesystemBlobStoreDriver(join(workDir, 'blobs')), dispose: async () => undefined };

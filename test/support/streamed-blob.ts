@@ -23,6 +23,8 @@ export interface StreamedBlobResult {
 export interface StreamedBlobHooks {
   /** Called with every chunk made or read back (the memory probe samples RSS here). */
   onChunk?: () => void;
+  /** Called once every byte was written, before the commit. */
+  onWritten?: () => void;
   /** Called once the commit answered, before the read-back. */
   onCommitted?: () => void;
 }
@@ -52,6 +54,7 @@ export async function streamBlobThrough(store: BlobStore, totalBytes: number, ho
     if (produced < totalBytes) await writer.cancel();
   }
   const sent = { digest: `sha256:${source.digest('hex')}`, size: produced };
+  hooks.onWritten?.();
   const committed = await writer.commit(sent.digest, sent.size);
   hooks.onCommitted?.();
 
