@@ -83,8 +83,16 @@ export async function startS3Server(directory: string): Promise<S3TestServer> {
       stopping = true;
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = once(child, 'exit');
+      // Unref'd, the child would not keep this process's event loop alive until its exit is seen: a caller
+      // with nothing else left to do (a probe's last step) would end with stop() never settled.
+      child.ref();
       child.kill('SIGTERM');
-      await exited;
+      const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      try {
+        await exited;
+      } finally {
+        clearTimeout(killer);
+      }
     },
   };
 }
