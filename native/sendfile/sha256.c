@@ -7,18 +7,26 @@
  *
  *   const hasher = sha256Create();
  *   sha256Update(hasher, [chunk, ...], (failed) => { ... });  // one update at a time per hasher
+ *   sha256Update(hasher, [chunk, ...], (failed, errno) => { ... }, fd, position);
  *   const hex = sha256Digest(hasher);                        // once every update has called back
  *
- * An update keeps a reference to each chunk until its callback has run; the caller must not change the
- * chunks' bytes until then. The callback runs on the event loop: `failed` is false when every chunk was
- * hashed.
+ * Given a file descriptor and a position, an update first writes the chunks there (pwritev, again after a
+ * short write), then hashes them: a blob's batch is stored and hashed in one trip to the thread pool, not
+ * two (each trip is a wake-up of a pool thread and of the event loop: on a virtual machine, where both cost,
+ * a cold pull's fill made ~2,700 futex calls for ~400 trips). An update keeps a reference to each chunk
+ * until its callback has run; the caller must not change the chunks' bytes until then. The callback runs
+ * on the event loop: `failed` is false when every chunk was written and hashed; `errno` is the write's error
+ * (0 when it wrote them all; nothing is hashed after a failed write).
  */
 #define NAPI_VERSION 8
 #include <node_api.h>
+#include <errno.h>
 #include <openssl/evp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 typedef struct {
   EVP_MD_CTX *ctx;
@@ -35,6 +43,9 @@ typedef struct {
   napi_ref *chunk_refs; /* keep the chunks (their memory) alive while the pool thread reads them */
   const unsigned char **data;
   size_t *length;
+  int fd; /* -1: hash only */
+  int64_t position;
+  int write_errno;
   int ok;
 } update_t;
 
@@ -81,10 +92,50 @@ static void free_update(napi_env env, update_t *u) {
   free(u);
 }
 
-/* On a pool thread: only the chunks' bytes and the hasher's context are touched. */
+/* Writes every chunk at u->position with as few pwritev calls as the kernel allows (IOV_MAX at a time). */
+static int write_chunks(update_t *u) {
+  size_t index = 0, skip = 0; /* the first chunk not written whole, and how much of it is */
+  int64_t position = u->position;
+  struct iovec iov[64];
+  while (index < u->count) {
+    int n = 0;
+    for (size_t i = index; i < u->count && n < 64; i++) {
+      size_t from = i == index ? skip : 0;
+      if (u->length[i] <= from) continue;
+      iov[n].iov_base = (void *)(u->data[i] + from);
+      iov[n].iov_len = u->length[i] - from;
+      n++;
+    }
+    if (n == 0) break;
+    ssize_t written = pwritev(u->fd, iov, n, position);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (written == 0) return EIO;
+    position += written;
+    size_t left = (size_t)written;
+    while (index < u->count && left >= u->length[index] - skip) {
+      left -= u->length[index] - skip;
+      index++;
+      skip = 0;
+    }
+    skip += left;
+  }
+  return 0;
+}
+
+/* On a pool thread: only the chunks' bytes, the file and the hasher's context are touched. */
 static void execute_update(napi_env env, void *data) {
   update_t *u = data;
   u->ok = 1;
+  if (u->fd >= 0) {
+    u->write_errno = write_chunks(u);
+    if (u->write_errno) {
+      u->ok = 0;
+      return;
+    }
+  }
   for (size_t i = 0; i < u->count && u->ok; i++) {
     if (u->length[i] > 0 && EVP_DigestUpdate(u->hasher->ctx, u->data[i], u->length[i]) != 1) u->ok = 0;
   }
@@ -93,12 +144,13 @@ static void execute_update(napi_env env, void *data) {
 static void complete_update(napi_env env, napi_status status, void *data) {
   update_t *u = data;
   u->hasher->busy = 0;
-  napi_value callback, global, failed;
+  napi_value callback, global, argv[2];
   napi_get_reference_value(env, u->callback, &callback);
   napi_get_global(env, &global);
-  napi_get_boolean(env, status != napi_ok || !u->ok, &failed);
+  napi_get_boolean(env, status != napi_ok || !u->ok, &argv[0]);
+  napi_create_int32(env, u->write_errno, &argv[1]);
   free_update(env, u);
-  napi_call_function(env, global, callback, 1, &failed, NULL);
+  napi_call_function(env, global, callback, 2, argv, NULL);
 }
 
 static hasher_t *hasher_of(napi_env env, napi_value value) {
@@ -117,20 +169,29 @@ static int ready(napi_env env, const hasher_t *h, const char *fn) {
   return 0;
 }
 
-/* sha256Update(hasher, chunks, callback): hashes the chunks, in order, after everything before them. */
+/*
+ * sha256Update(hasher, chunks, callback[, fd, position]): hashes the chunks, in order, after everything
+ * before them; with fd and position, writes them there first.
+ */
 static napi_value Update(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 5;
+  napi_value argv[5];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   napi_valuetype callback_type = napi_undefined;
   bool is_array = false;
-  if (argc == 3) {
+  if (argc >= 3) {
     napi_typeof(env, argv[2], &callback_type);
     napi_is_array(env, argv[1], &is_array);
   }
-  hasher_t *h = argc == 3 ? hasher_of(env, argv[0]) : NULL;
-  if (!h || !is_array || callback_type != napi_function) {
-    napi_throw_type_error(env, NULL, "sha256Update(hasher, chunks, callback)");
+  int32_t fd = -1;
+  int64_t position = 0;
+  bool target_ok = argc == 3;
+  if (argc == 5) {
+    target_ok = napi_get_value_int32(env, argv[3], &fd) == napi_ok && fd >= 0 && napi_get_value_int64(env, argv[4], &position) == napi_ok && position >= 0;
+  }
+  hasher_t *h = argc >= 3 ? hasher_of(env, argv[0]) : NULL;
+  if (!h || !is_array || callback_type != napi_function || !target_ok) {
+    napi_throw_type_error(env, NULL, "sha256Update(hasher, chunks, callback[, fd, position])");
     return NULL;
   }
   if (!ready(env, h, "sha256Update")) return NULL;
@@ -148,6 +209,8 @@ static napi_value Update(napi_env env, napi_callback_info info) {
     return NULL;
   }
   u->hasher = h;
+  u->fd = fd;
+  u->position = position;
   for (uint32_t i = 0; i < count; i++) {
     napi_value chunk;
     bool is_typedarray = false;

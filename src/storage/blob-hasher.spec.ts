@@ -1,5 +1,9 @@
-import { describe, expect, it } from '@jest/globals';
+import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createBlobHasher, POOL_HASHING_AVAILABLE, type HashingPlace } from './blob-hasher.js';
 
 const sha256 = (...parts: Uint8Array[]) => {
@@ -89,6 +93,68 @@ describe('blob hashing', () => {
       }
       await hasher.update([Buffer.from('ok')]);
       expect(hasher.digest()).toBe(sha256(Buffer.from('ok')));
+    });
+
+    describe('writing each batch to a file before hashing it (writeAndUpdate)', () => {
+      let dir: string;
+      beforeEach(() => {
+        dir = mkdtempSync(join(tmpdir(), 'blob-hasher-'));
+      });
+      afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+      it('stores every chunk at its position, views, empty chunks and more chunks than one pwritev takes included', async () => {
+        const backing = randomBytes(400_000);
+        const batches: Uint8Array[][] = [
+          [backing.subarray(3, 1000), Buffer.alloc(0), new Uint8Array(backing.buffer, backing.byteOffset + 5000, 70_000)],
+          // 300 chunks: pwritev takes 64 at a time, so the write goes on from where each call stopped
+          Array.from({ length: 300 }, (_, i) => backing.subarray(i * 1000, i * 1000 + 1 + (i % 7) * 100)),
+          [randomBytes(3 * 1024 * 1024)],
+        ];
+        const handle = await open(join(dir, 'spool'), 'wx+');
+        try {
+          const hasher = createBlobHasher('pool');
+          let position = 0;
+          for (const batch of batches) {
+            await hasher.writeAndUpdate!(handle.fd, position, batch);
+            position += batch.reduce((sum, c) => sum + c.byteLength, 0);
+          }
+          const expected = Buffer.concat(batches.flat());
+          expect(readFileSync(join(dir, 'spool')).equals(expected)).toBe(true);
+          expect(hasher.digest()).toBe(sha256(expected));
+        } finally {
+          await handle.close();
+        }
+      });
+
+      it('rejects with the errno of a failed write, and hashes nothing of that batch', async () => {
+        writeFileSync(join(dir, 'read-only'), 'x');
+        const handle = await open(join(dir, 'read-only'), 'r');
+        try {
+          const hasher = createBlobHasher('pool');
+          await hasher.update([Buffer.from('kept')]);
+          const err = await hasher.writeAndUpdate!(handle.fd, 0, [Buffer.from('lost')]).catch((e: unknown) => e as NodeJS.ErrnoException);
+          expect(err).toMatchObject({ code: 'EBADF', syscall: 'pwritev' });
+          expect(hasher.digest()).toBe(sha256(Buffer.from('kept')));
+        } finally {
+          await handle.close();
+        }
+      });
+
+      it('refuses a descriptor or a position that is not a non-negative integer', async () => {
+        const hasher = createBlobHasher('pool');
+        for (const [fd, position] of [
+          [-1, 0],
+          [3, -5],
+        ]) {
+          await expect(hasher.writeAndUpdate!(fd, position, [Buffer.from('x')])).rejects.toThrow('sha256Update(hasher, chunks, callback[, fd, position])');
+        }
+        await hasher.update([Buffer.from('ok')]);
+        expect(hasher.digest()).toBe(sha256(Buffer.from('ok')));
+      });
+
+      it('is only offered where hashing runs on the thread pool', () => {
+        expect(createBlobHasher('inline').writeAndUpdate).toBeUndefined();
+      });
     });
   });
 });

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { constants } from 'node:os';
 import { nativeAddon, type NativeAddon } from './native-addon.js';
 
 /**
@@ -13,6 +14,11 @@ export interface BlobHasher {
    * it before the next. The chunks' bytes must not change until it settles.
    */
   update(chunks: readonly Uint8Array[]): Promise<void>;
+  /**
+   * Writes `chunks` at `position` of the open file `fd`, then hashes them as `update` does, in one trip to
+   * the thread pool (only a hasher that runs there has it). Nothing is hashed when the write fails.
+   */
+  writeAndUpdate?(fd: number, position: number, chunks: readonly Uint8Array[]): Promise<void>;
   /** Hex SHA-256 of everything hashed; call it once, after the last update settled. */
   digest(): string;
 }
@@ -61,7 +67,38 @@ class PoolBlobHasher implements BlobHasher {
     });
   }
 
+  writeAndUpdate(fd: number, position: number, chunks: readonly Uint8Array[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.addon.sha256Update(
+        this.handle,
+        chunks,
+        (failed, errno) => {
+          if (errno) reject(writeError(errno, fd));
+          else if (failed) reject(new Error('hashing the blob failed'));
+          else resolve();
+        },
+        fd,
+        position,
+      );
+    });
+  }
+
   digest(): string {
     return this.addon.sha256Digest(this.handle);
   }
+}
+
+/** A failed write as node:fs reports one: the errno's code (EIO, ENOSPC...) and a message naming it. */
+function writeError(errno: number, fd: number): NodeJS.ErrnoException {
+  const code = osErrorName(errno);
+  const err: NodeJS.ErrnoException = new Error(`${code}: writing to the blob's spool file (fd ${fd}) failed`);
+  err.code = code;
+  err.errno = -errno;
+  err.syscall = 'pwritev';
+  return err;
+}
+
+function osErrorName(errno: number): string {
+  for (const [name, value] of Object.entries(constants.errno)) if (value === errno) return name;
+  return `errno ${errno}`;
 }

@@ -1,9 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import type { HashingPlace } from './blob-hasher.js';
 import { BlobSpool } from './blob-spool.js';
 import { isSelfWriting } from './file-body.js';
 
@@ -35,6 +36,20 @@ describe('BlobSpool', () => {
   });
 
   describe('appendAll', () => {
+    it.each<HashingPlace>(['pool', 'inline'])('hashing on the %s: stores each batch after the one before and hashes them all, in order', async (hashing) => {
+      const hashed = await BlobSpool.create(join(dir, `spool-${hashing}`), { hashing });
+      try {
+        const batches = [[randomBytes(1000)], [randomBytes(300_000), Buffer.alloc(0), randomBytes(5)], Array.from({ length: 100 }, () => randomBytes(700))];
+        for (const batch of batches) await hashed.appendAll(batch);
+        const expected = Buffer.concat(batches.flat());
+        expect(hashed.size).toBe(expected.length);
+        expect(hashed.digest()).toBe(`sha256:${createHash('sha256').update(expected).digest('hex')}`);
+        expect((await readFile(join(dir, `spool-${hashing}`))).equals(expected)).toBe(true);
+      } finally {
+        await hashed.release();
+      }
+    });
+
     it('keeps no reference to the chunks once stored: a reader sends the stored bytes even if the caller reuses its buffers', async () => {
       const chunks = [randomBytes(100_000), randomBytes(50_000)];
       const expected = Buffer.concat(chunks);

@@ -3,7 +3,7 @@ import { FileHandle, open } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Readable, type Writable } from 'node:stream';
-import { createBlobHasher, type BlobHasher } from './blob-hasher.js';
+import { createBlobHasher, type BlobHasher, type HashingPlace } from './blob-hasher.js';
 import { clientGone, endOf, FILE_READ_SIZE, READ_BUFFERS, WriteSlot, writePieces, type SelfWritingBody } from './file-body.js';
 import { sendFileToResponse, sendfileSocket, type SendfileMode } from './socket-sendfile.js';
 
@@ -27,8 +27,6 @@ export type BlobSpoolStatus = 'open' | 'sealed' | 'aborted';
  * has released the spool and every reader has let go of it.
  */
 export class BlobSpool {
-  /** On libuv's thread pool when the native addon is built: the event loop does not hash. */
-  private readonly hasher: BlobHasher = createBlobHasher();
   private readonly changes = new EventEmitter().setMaxListeners(0);
   private written = 0;
   private state: BlobSpoolStatus = 'open';
@@ -47,11 +45,13 @@ export class BlobSpool {
     private readonly handle: FileHandle,
     /** How tail readers send stored bytes to an HTTP client's socket (`off`: they write them themselves). */
     readonly sendfile: SendfileMode,
+    /** On libuv's thread pool when the native addon is built: the event loop does not hash. */
+    private readonly hasher: BlobHasher,
   ) {}
 
-  /** Creates the file (it must not exist yet). */
-  static async create(path: string, options: { sendfile?: SendfileMode } = {}): Promise<BlobSpool> {
-    return new BlobSpool(await open(path, 'wx+'), options.sendfile ?? 'off');
+  /** Creates the file (it must not exist yet). `hashing`: where to hash (by default the thread pool when this build can). */
+  static async create(path: string, options: { sendfile?: SendfileMode; hashing?: HashingPlace } = {}): Promise<BlobSpool> {
+    return new BlobSpool(await open(path, 'wx+'), options.sendfile ?? 'off', createBlobHasher(options.hashing));
   }
 
   /** The spool file's descriptor, for sendfile; valid while the spool is held (`hold`). */
@@ -80,8 +80,9 @@ export class BlobSpool {
 
   /**
    * Stores chunks at the end of the file with one positional writev (a batch costs one syscall, not one
-   * each) and hashes them, both on libuv's thread pool (hashing on the event loop without the native
-   * addon). Tail readers read stored bytes back from the file (the page cache). Once it resolves the
+   * each) and hashes them, both on libuv's thread pool: with the native addon one pool thread writes then
+   * hashes the batch (one trip to the pool, not two); without it node:fs writes while the event loop
+   * hashes. Tail readers read stored bytes back from the file (the page cache). Once it resolves the
    * spool holds no reference to the chunks, unless `keep` says the caller hands them over: then the
    * spool keeps this batch until the next one is stored, and a reader that has caught up sends it
    * without reading it back (`storedPieces`). Only the last batch: network chunks kept for followers
@@ -93,10 +94,15 @@ export class BlobSpool {
     const batch = chunks.filter((c) => c.byteLength > 0);
     const total = batch.reduce((sum, c) => sum + c.byteLength, 0);
     if (total > 0) {
-      // Both only read the chunks; both settle before this returns, so a caller may reuse them after.
-      const [stored, hashed] = await Promise.allSettled([this.store(batch, this.written), this.hasher.update(batch)]);
-      if (stored.status === 'rejected') throw stored.reason;
-      if (hashed.status === 'rejected') throw hashed.reason;
+      if (this.hasher.writeAndUpdate) {
+        // Stored, then hashed, by one pool thread: one trip to the pool per batch, not two.
+        await this.hasher.writeAndUpdate(this.handle.fd, this.written, batch);
+      } else {
+        // Both only read the chunks; both settle before this returns, so a caller may reuse them after.
+        const [stored, hashed] = await Promise.allSettled([this.store(batch, this.written), this.hasher.update(batch)]);
+        if (stored.status === 'rejected') throw stored.reason;
+        if (hashed.status === 'rejected') throw hashed.reason;
+      }
       this.recent = options.keep ? { start: this.written, chunks: batch } : undefined;
     }
     this.written += total;

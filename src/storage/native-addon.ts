@@ -17,8 +17,12 @@ export interface NativeAddon {
   ): object;
   cancel(transfer: object): void;
   sha256Create(): object;
-  /** One update at a time per hasher; the chunks must not change until `done` runs. */
-  sha256Update(hasher: object, chunks: readonly Uint8Array[], done: (failed: boolean) => void): void;
+  /**
+   * One update at a time per hasher; the chunks must not change until `done` runs. With `fd` and
+   * `position`, the chunks are written there first (pwritev), in the same trip to the thread pool;
+   * `errno` is that write's error, 0 when it wrote them all.
+   */
+  sha256Update(hasher: object, chunks: readonly Uint8Array[], done: (failed: boolean, errno: number) => void, fd?: number, position?: number): void;
   /** Hex digest; only once every update has called back, and only once. */
   sha256Digest(hasher: object): string;
 }
