@@ -12,8 +12,9 @@
  *
  * Given a file descriptor and a position, an update first writes the chunks there (pwritev, again after a
  * short write), then hashes them: a blob's batch is stored and hashed in one trip to the thread pool, not
- * two (each trip is a wake-up of a pool thread and of the event loop: on a virtual machine, where both cost,
- * a cold pull's fill made ~2,700 futex calls for ~400 trips). An update keeps a reference to each chunk
+ * two. Each trip wakes a pool thread and then the event loop, which costs on a virtual machine (an strace of
+ * the app over one cold 200 MiB pull counted 2,680 futex calls); one trip per batch measured ~12 % less CPU
+ * per GiB of cold pulls than a write and a hash side by side. An update keeps a reference to each chunk
  * until its callback has run; the caller must not change the chunks' bytes until then. The callback runs
  * on the event loop: `failed` is false when every chunk was written and hashed; `errno` is the write's error
  * (0 when it wrote them all; nothing is hashed after a failed write).
@@ -92,7 +93,7 @@ static void free_update(napi_env env, update_t *u) {
   free(u);
 }
 
-/* Writes every chunk at u->position with as few pwritev calls as the kernel allows (IOV_MAX at a time). */
+/* Writes every chunk at u->position: pwritev of up to 64 chunks a call, each call from where the last stopped. */
 static int write_chunks(update_t *u) {
   size_t index = 0, skip = 0; /* the first chunk not written whole, and how much of it is */
   int64_t position = u->position;

@@ -80,14 +80,14 @@ export class BlobSpool {
 
   /**
    * Stores chunks at the end of the file with one positional writev (a batch costs one syscall, not one
-   * each) and hashes them, both on libuv's thread pool: with the native addon one pool thread writes then
-   * hashes the batch (one trip to the pool, not two); without it node:fs writes while the event loop
-   * hashes. Tail readers read stored bytes back from the file (the page cache). Once it resolves the
-   * spool holds no reference to the chunks, unless `keep` says the caller hands them over: then the
-   * spool keeps this batch until the next one is stored, and a reader that has caught up sends it
-   * without reading it back (`storedPieces`). Only the last batch: network chunks kept for followers
-   * outlive the young generation, and ~200 MiB of them promoted per fill made V8 run a full mark-compact
-   * every ~25 MiB (external memory pressure): a cold pull cost twice the CPU.
+   * each) and hashes them: with the native addon one pool thread writes then hashes the batch (one trip to
+   * libuv's thread pool, not two); without it node:fs writes on the pool while the event loop hashes.
+   * Tail readers read stored bytes back from the file (the page cache). Once it resolves the spool holds
+   * no reference to the chunks, unless `keep` says the caller hands them over: then the spool keeps this
+   * batch until the next one is stored, and a reader that has caught up sends it without reading it back
+   * (`storedPieces`). Only the last batch: network chunks kept for followers outlive the young generation,
+   * and ~200 MiB of them promoted per fill made V8 run a full mark-compact every ~25 MiB (external memory
+   * pressure): a cold pull cost twice the CPU.
    */
   async appendAll(chunks: readonly Uint8Array[], options: { keep?: boolean } = {}): Promise<void> {
     if (this.state !== 'open') throw new Error(`cannot append to a ${this.state} spool`);
