@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { constants } from 'node:os';
+import { getSystemErrorName } from 'node:util';
 import { nativeAddon, type NativeAddon } from './native-addon.js';
 
 /**
@@ -90,15 +90,10 @@ class PoolBlobHasher implements BlobHasher {
 
 /** A failed write as node:fs reports one: the errno's code (EIO, ENOSPC...) and a message naming it. */
 function writeError(errno: number, fd: number): NodeJS.ErrnoException {
-  const code = osErrorName(errno);
+  const code = getSystemErrorName(-errno);
   const err: NodeJS.ErrnoException = new Error(`${code}: writing to the blob's spool file (fd ${fd}) failed`);
   err.code = code;
   err.errno = -errno;
   err.syscall = 'pwritev';
   return err;
-}
-
-function osErrorName(errno: number): string {
-  for (const [name, value] of Object.entries(constants.errno)) if (value === errno) return name;
-  return `errno ${errno}`;
 }
