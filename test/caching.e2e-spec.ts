@@ -5,6 +5,7 @@
  * 3.   a corrupted upstream blob is never cached, fails the pull and is counted;
  * 4.   a client that hangs up does not lose the fill; HEAD on an uncached blob gets it cached by the job;
  * 6.   bytes cached for group A are not served to group B's registry whose upstream lacks the digest.
+ * Issue 16: a client's GET of one layer has the next layer of the manifest read ahead (BLOB_READ_AHEAD).
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -56,6 +57,7 @@ suite(`caching: one verified download per miss, shared by concurrent clients${re
   let corrupt: ImageManifestFixture;
   let shared: ImageManifestFixture;
   let othersImage: ImageManifestFixture;
+  let layered: ImageManifestFixture;
   const dirs: string[] = [];
   const tempDir = () => {
     const d = mkdtempSync(join(tmpdir(), 'cvr-caching-'));
@@ -71,9 +73,11 @@ suite(`caching: one verified download per miss, shared by concurrent clients${re
     corrupt = await buildImage({ seed: 'caching-corrupt', layerSizes: [16 * 1024, 3 * MiB] });
     shared = await buildDockerImage({ seed: 'caching-group-a' });
     othersImage = await buildDockerImage({ seed: 'caching-group-b' });
+    layered = await buildImage({ seed: 'caching-read-ahead', layerSizes: [64 * 1024, 3 * MiB, 2 * MiB] });
     await pushImage(upstream.url, 'team/big', '1.0', big);
     await pushImage(upstream.url, 'team/corrupt', '1.0', corrupt);
     await pushImage(upstream.url, 'shared/app', '1.0', shared);
+    await pushImage(upstream.url, 'team/layered', '1.0', layered);
     // the other upstream has the same repository, with other content: it lacks group A's blobs
     await pushImage(other.url, 'shared/app', '1.0', othersImage);
     app = await startTestApp();
@@ -255,6 +259,42 @@ suite(`caching: one verified download per miss, shared by concurrent clients${re
     expect(accessLog.blobDownloads(await upstream.requests(warm))).toEqual([]);
     expect(accessLog.blobDownloads(await upstream.requests(mark), blob.digest)).toHaveLength(1); // the job's
   }, 60_000);
+
+  it("reads an image's next layer ahead of a client that asks for one blob at a time, once per layer, never past the last or for the config", async () => {
+    const vr = await createVirtualRegistry(app, [{ url: upstream.url }]);
+    const mark = await upstream.mark();
+    const [first, second, third] = layered.layers;
+    const row = (digest: string, timeoutMs: number) => waitForLiveRow(app, `/team/layered/blobs/${digest}`, timeoutMs, vr.upstreamIds);
+
+    // Before the manifest has passed through, a layer's GET reads nothing ahead.
+    const early = await registryFetch(app, vr, 'team/layered', `blobs/${first.digest}`);
+    expect(sha256Digest(Buffer.from(await early.arrayBuffer()))).toBe(first.digest);
+    expect(await row(first.digest, 10_000)).toBeDefined();
+    expect(await row(second.digest, 1_000)).toBeUndefined();
+
+    const manifest = await registryFetch(app, vr, 'team/layered', 'manifests/1.0');
+    expect(manifest.status).toBe(200);
+    await manifest.arrayBuffer();
+    // The first layer (a hit now) is asked for: the second is filled before any client asks for it.
+    const hit = await registryFetch(app, vr, 'team/layered', `blobs/${first.digest}`);
+    expect(sha256Digest(Buffer.from(await hit.arrayBuffer()))).toBe(first.digest);
+    expect(await row(second.digest, 30_000)).toBeDefined();
+    expect(accessLog.blobDownloads(await upstream.requests(mark), second.digest)).toHaveLength(1);
+
+    // The client's GET of the second layer is a hit; it has the third read ahead in turn.
+    const next = await registryFetch(app, vr, 'team/layered', `blobs/${second.digest}`);
+    expect(sha256Digest(Buffer.from(await next.arrayBuffer()))).toBe(second.digest);
+    expect(await row(third.digest, 30_000)).toBeDefined();
+    const last = await registryFetch(app, vr, 'team/layered', `blobs/${third.digest}`);
+    expect(sha256Digest(Buffer.from(await last.arrayBuffer()))).toBe(third.digest);
+
+    // Each layer came from the upstream once; the config, which nobody asked for, not at all.
+    await new Promise((r) => setTimeout(r, 500));
+    const downloads = await upstream.requests(mark);
+    for (const blob of layered.layers) expect([blob.digest, accessLog.blobDownloads(downloads, blob.digest).length]).toEqual([blob.digest, 1]);
+    expect(accessLog.blobDownloads(downloads, layered.config.digest)).toEqual([]);
+    expect(await cacheEntryRows(app, `/team/layered/blobs/${layered.config.digest}`, vr.upstreamIds)).toEqual([]);
+  });
 
   it("group B's registry, whose upstream lacks a blob group A has cached, gets 404 for it, never A's bytes", async () => {
     const vrA = await createVirtualRegistry(app, [{ url: upstream.url }]);

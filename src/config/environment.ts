@@ -151,6 +151,8 @@ export interface Environment {
     memoryCacheTtlMs: number;
     /** Bytes of manifests kept in memory per replica (MEMORY_CACHE_SIZE). */
     memoryCacheSize: number;
+    /** Fill an image's next layer once a client's GET of the one before has its bytes (BLOB_READ_AHEAD). */
+    blobReadAhead: boolean;
   };
 }
 
@@ -481,6 +483,7 @@ export function parseEnvironment(env: Env): Environment {
       groupStorageQuota: size(env, 'GROUP_STORAGE_QUOTA', 0),
       memoryCacheTtlMs: int(env, 'MEMORY_CACHE_TTL_MS', 5000, 0, 600_000),
       memoryCacheSize: size(env, 'MEMORY_CACHE_SIZE', 64 * 1024 ** 2),
+      blobReadAhead: bool(env, 'BLOB_READ_AHEAD', true),
     },
   };
 }

@@ -15,6 +15,7 @@ import { UpstreamError, classifyUpstreamError } from '../upstreams/client/upstre
 import { isCacheableBlob, upstreamAnswer } from './cache-policy.js';
 import { InflightBlobFills, readFill, type BlobFill, type FillStart } from './blob-fills.js';
 import { BlobOffload } from './blob-offload.js';
+import { LayerReadAhead } from './layer-read-ahead.js';
 import { RecentBlobEntries } from './recent-blob-entries.js';
 import { FILL_LOCK, newFillHolder, type FillHolder, type FillLease, type FillLock } from './fill-lock.js';
 import { FILL_OUTCOME_HEADER, FillPeers, type PeerFillOutcome } from './fill-peers.js';
@@ -36,6 +37,9 @@ import { UpstreamsService } from '../upstreams/upstreams.service.js';
 import { ByteLimit, ByteSkip } from './withheld-tail.js';
 
 export type PullMethod = 'GET' | 'HEAD';
+
+/** Layers one process fills ahead of its clients at once (LayerReadAhead); more wait for a client to ask. */
+const READ_AHEAD_FILLS = 4;
 
 type BlobResult = 'hit' | 'miss' | 'coalesced' | 'pass-through';
 
@@ -71,6 +75,9 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
   /** The counters of every blob request, bound once (MetricsService.tally). */
   private readonly counted: Record<BlobResult, Tally>;
   private readonly servedFromCache: Tally;
+  /** Layers being read ahead (at most READ_AHEAD_FILLS), and whether shutdown has begun (none then). */
+  private readingAhead = 0;
+  private closing = false;
 
   constructor(
     private readonly lookup: CacheEntryLookupService,
@@ -86,6 +93,7 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     private readonly peers: FillPeers,
     private readonly offload: BlobOffload,
     private readonly recentBlobs: RecentBlobEntries,
+    private readonly layerOrder: LayerReadAhead,
   ) {
     const counted = (result: BlobResult) => metrics.tally(metrics.cacheRequests, { result, kind: 'blob' });
     this.counted = { hit: counted('hit'), miss: counted('miss'), coalesced: counted('coalesced'), 'pass-through': counted('pass-through') };
@@ -96,8 +104,9 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     this.queue.registerHandler<FillJobData>(JobName.FILL_CACHE_ENTRY, (job) => this.runFillJob(job));
   }
 
-  /** Graceful shutdown: fills in progress finish (or fail) before pools close. */
+  /** Graceful shutdown: fills in progress finish (or fail) before pools close; none is read ahead from now on. */
   async beforeApplicationShutdown(): Promise<void> {
+    this.closing = true;
     await this.fills.drain();
   }
 
@@ -118,6 +127,7 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
       const served = await this.serveStored(entry, method, rangeHeader);
       if (served) {
         if (!remembered) this.recentBlobs.remember(scope, path, entry, generation);
+        if (method === 'GET' && !rangeHeader) this.readAheadAfter(target.upstreams, entry.upstreamId, path, undefined);
         return served;
       }
       this.recentBlobs.forget(scope, path);
@@ -125,6 +135,7 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     const running = this.runningFill(ids, path);
     if (running) {
       this.count('coalesced');
+      if (method === 'GET' && !rangeHeader) this.readAheadAfter(target.upstreams, running.upstreamId, path, running.done);
       return this.followFill(running, method, rangeHeader);
     }
     if (method === 'HEAD') {
@@ -226,6 +237,7 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
         start = await pending;
         if (start.kind === 'fill') {
           this.count('coalesced');
+          this.readAheadAfter([upstream], upstream.id, path, start.fill.done);
           return this.followFill(start.fill, 'GET');
         }
       } else {
@@ -233,6 +245,7 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
         start = led.start;
         if (start.kind === 'fill') {
           this.count('miss');
+          this.readAheadAfter([upstream], upstream.id, path, start.fill.done);
           return this.followFill(start.fill, 'GET');
         }
         if (led.response) return this.passThrough(digest, led.response);
@@ -240,8 +253,9 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
       switch (start.kind) {
         case 'stored': {
           const served = await this.serveStored(start.entry, 'GET');
-          if (served) return served;
-          continue; // its object vanished (the entry is marked for destruction): ask again
+          if (!served) continue; // its object vanished (the entry is marked for destruction): ask again
+          this.readAheadAfter([upstream], upstream.id, path, undefined);
+          return served;
         }
         case 'not-here':
           return undefined;
@@ -512,6 +526,40 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     })();
     done.catch(() => undefined); // observed by followers and the job; never an unhandled rejection
     return { key: InflightBlobFills.key(upstream.id, path), upstreamId: upstream.id, digest, size, contentType: BLOB_CONTENT_TYPE, writer, done };
+  }
+
+  // ---------------------------------------------------------------- reading ahead
+
+  /**
+   * A client's GET of `path` from `upstreamId`: once its bytes are all there (`complete`, a fill's end;
+   * undefined: stored), the next layer of the manifest that upstream served lately is filled, unless it
+   * is stored or filling already (LayerReadAhead says why). Nothing waits for it; a failure is only logged.
+   */
+  private readAheadAfter(upstreams: readonly PullUpstream[], upstreamId: number, path: string, complete: Promise<unknown> | undefined): void {
+    if (this.closing || !this.layerOrder.enabled) return;
+    const next = this.layerOrder.takeSuccessor(upstreamId, path);
+    const upstream = next === undefined ? undefined : upstreams.find((u) => u.id === upstreamId);
+    if (!next || !upstream) return;
+    const start = () => {
+      this.fillAhead(upstream, next).catch((err: Error) => this.logger.warn(`reading ${next} ahead from upstream ${upstream.id} failed: ${err.message}`));
+    };
+    if (complete) complete.then(start, () => undefined);
+    else start();
+  }
+
+  private async fillAhead(upstream: PullUpstream, path: string): Promise<void> {
+    const parsed = parseRelativePath(path);
+    const key = InflightBlobFills.key(upstream.id, path);
+    if (parsed.kind !== 'blob' || this.closing || this.readingAhead >= READ_AHEAD_FILLS || this.fills.find(key)) return;
+    this.readingAhead++;
+    try {
+      if ((await this.lookup.findLive([upstream.id], path)).length > 0 || this.fills.find(key)) return;
+      const { start, response } = await this.lead(upstream, path, parsed.digest.toString(), key);
+      if (response) discard(response); // too large to cache: a client streams it through when it asks
+      if (start.kind === 'fill') await start.fill.done.catch(() => undefined); // the fill logs and retries its own failure
+    } finally {
+      this.readingAhead--;
+    }
   }
 
   async enqueueFill(upstreamId: number, path: string): Promise<void> {

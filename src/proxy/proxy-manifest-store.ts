@@ -35,6 +35,7 @@ import {
 import { discard, header, manifestResponse, notFoundOrUnavailable, statusError } from './pull-responses.js';
 import { pullScopeOf, type PullTarget, type PullUpstream } from '../upstreams/pull-target.js';
 import type { BufferedPullResponse, PullResponse } from './pull-response.js';
+import { LayerReadAhead } from './layer-read-ahead.js';
 import { RecentManifests, type RecentManifest, type RememberAs } from './recent-manifests.js';
 
 /** The response headers of each remembered manifest, built once (they never change for that manifest). */
@@ -70,6 +71,7 @@ export class ProxyManifestStore {
     @Inject(limitsConfig.KEY) private readonly limits: LimitsConfig,
     private readonly quota: StorageQuotaService,
     private readonly recentManifests: RecentManifests,
+    private readonly layerOrder: LayerReadAhead,
   ) {
     this.recentCounters = {
       hit: metrics.tally(metrics.cacheRequests, { result: 'hit', kind: 'manifest' }),
@@ -255,6 +257,7 @@ export class ProxyManifestStore {
     const paths = request.reference.kind === 'tag' ? [path, relativePath(request.name, 'manifest', digest)] : [path];
     const [entryId] = await Promise.all(paths.map((p) => this.cacheEntries.record(null, { ...record, relativePath: p }, { skipPermissionCheck: true })));
     this.quota.enforceSoon(upstream.groupId); // never refuses the pull: evicts least-recently-downloaded entries
+    this.layerOrder.noteManifest(upstream.id, request.name, bytes);
     return { bytes, digest, contentType, entryId };
   }
 

@@ -23,6 +23,7 @@ import { PullAccessService } from './pull-access.service.js';
 import { PullRateLimiter } from './pull-rate-limiter.js';
 import { ProxyManifestStore } from './proxy-manifest-store.js';
 import { UpstreamListings } from './upstream-listings.js';
+import { LayerReadAhead } from './layer-read-ahead.js';
 import { RecentBlobEntries } from './recent-blob-entries.js';
 import { RecentManifests } from './recent-manifests.js';
 import { RegistryPullController, RegistryRootPullController } from './registry-pull.controller.js';
@@ -53,6 +54,7 @@ import { RegistryPullController, RegistryRootPullController } from './registry-p
     PullRateLimiter,
     RecentManifests,
     RecentBlobEntries,
+    LayerReadAhead,
     {
       provide: FILL_LOCK,
       inject: [queueConfig.KEY, RedisConnections],

@@ -1,0 +1,68 @@
+import { describe, expect, it } from '@jest/globals';
+import type { LimitsConfig } from '../config/config.js';
+import { LayerReadAhead } from './layer-read-ahead.js';
+
+const digest = (c: string) => 'sha256:' + c.repeat(64);
+const layerPath = (c: string) => `/library/app/blobs/${digest(c)}`;
+
+function manifest(layers: Array<{ c: string; urls?: string[] }>, mediaType = 'application/vnd.oci.image.manifest.v1+json'): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digest('f'), size: 2 },
+      layers: layers.map(({ c, urls }) => ({
+        mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+        digest: digest(c),
+        size: 10,
+        ...(urls ? { urls } : {}),
+      })),
+    }),
+  );
+}
+
+const readAhead = (blobReadAhead = true) => new LayerReadAhead({ blobReadAhead } as LimitsConfig);
+
+describe('LayerReadAhead', () => {
+  it("names each layer's successor in the manifest's order, once, and nothing after the last layer", () => {
+    const order = readAhead();
+    order.noteManifest(1, 'library/app', manifest([{ c: 'a' }, { c: 'b' }, { c: 'c' }]));
+    expect(order.takeSuccessor(1, layerPath('a'))).toBe(layerPath('b'));
+    expect(order.takeSuccessor(1, layerPath('a'))).toBeUndefined();
+    expect(order.takeSuccessor(1, layerPath('b'))).toBe(layerPath('c'));
+    expect(order.takeSuccessor(1, layerPath('c'))).toBeUndefined();
+    expect(order.takeSuccessor(1, `/library/app/blobs/${digest('f')}`)).toBeUndefined();
+  });
+
+  it("keeps a manifest's order for the upstream that served it only", () => {
+    const order = readAhead();
+    order.noteManifest(1, 'library/app', manifest([{ c: 'a' }, { c: 'b' }]));
+    expect(order.takeSuccessor(2, layerPath('a'))).toBeUndefined();
+    expect(order.takeSuccessor(1, '/library/other/blobs/' + digest('a'))).toBeUndefined();
+    expect(order.takeSuccessor(1, layerPath('a'))).toBe(layerPath('b'));
+  });
+
+  it('skips foreign layers (fetched by clients from their URLs) and notes nothing of an index or of bytes that are no manifest', () => {
+    const order = readAhead();
+    order.noteManifest(1, 'library/app', manifest([{ c: 'a' }, { c: 'b', urls: ['https://example.com/b'] }, { c: 'c' }]));
+    expect(order.takeSuccessor(1, layerPath('a'))).toBe(layerPath('c'));
+
+    const index = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: digest('d'), size: 5 }],
+      }),
+    );
+    order.noteManifest(1, 'library/app', index);
+    order.noteManifest(1, 'library/app', Buffer.from('not json'));
+    expect(order.takeSuccessor(1, `/library/app/blobs/${digest('d')}`)).toBeUndefined();
+  });
+
+  it('remembers nothing with BLOB_READ_AHEAD=false', () => {
+    const order = readAhead(false);
+    expect(order.enabled).toBe(false);
+    order.noteManifest(1, 'library/app', manifest([{ c: 'a' }, { c: 'b' }]));
+    expect(order.takeSuccessor(1, layerPath('a'))).toBeUndefined();
+  });
+});

@@ -1,0 +1,61 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { LRUCache } from 'lru-cache';
+import { limitsConfig, type LimitsConfig } from '../config/config.js';
+import { parseManifestDescriptors, relativePath, type RepositoryName } from '../oci/index.js';
+
+/** Manifests whose layer order one replica keeps (one successor per layer; the oldest go first). */
+const REMEMBERED_LAYERS = 10_000;
+/** How long a manifest's layer order is kept: a pull asks for its layers within moments of its manifest. */
+const REMEMBERED_FOR_MS = 10 * 60_000;
+
+/**
+ * The layer order of the image manifests this replica fetched lately, for reading ahead (ProxyBlobStore):
+ * a client that copies an image one blob at a time (skopeo or crane into a directory, containers/image
+ * with one download at a time) spends a while on each layer after its last byte (verifying it, syncing
+ * its own file) before it asks for the next. Once a client's GET of one layer has all its bytes, the
+ * next layer of the same manifest is filled from the same upstream, so the client finds it stored, or
+ * filling, when it asks. One layer ahead, and only behind a client that asked for the one before.
+ *
+ * Keyed by upstream: a layer's successor is that upstream's manifest's word, and read ahead only from it
+ * (a verified GET of that upstream's own bytes, as a client's miss would make: SPEC section 3, item 7).
+ * Each successor is taken once: concurrent pulls of one image read ahead once, a warm pull not at all.
+ */
+@Injectable()
+export class LayerReadAhead {
+  private readonly successors?: LRUCache<string, string>;
+
+  constructor(@Inject(limitsConfig.KEY) limits: LimitsConfig) {
+    if (limits.blobReadAhead) this.successors = new LRUCache<string, string>({ max: REMEMBERED_LAYERS, ttl: REMEMBERED_FOR_MS });
+  }
+
+  get enabled(): boolean {
+    return this.successors !== undefined;
+  }
+
+  /** An image manifest `upstreamId` served for repository `name`: its layers in order (an index has none). */
+  noteManifest(upstreamId: number, name: RepositoryName | string, bytes: Uint8Array): void {
+    if (!this.successors) return;
+    let layers;
+    try {
+      ({ layers } = parseManifestDescriptors(bytes));
+    } catch {
+      return; // stored as the upstream sent it; only its layers are not read ahead
+    }
+    // foreign layers (`urls`) are fetched by clients from those URLs, never from a registry
+    const paths = layers.filter((layer) => !layer.urls?.length).map((layer) => relativePath(name, 'blob', layer.digest));
+    for (let i = 0; i + 1 < paths.length; i++) this.successors.set(key(upstreamId, paths[i]), paths[i + 1]);
+  }
+
+  /** The layer after `path` of a manifest `upstreamId` served lately; undefined after the first call. */
+  takeSuccessor(upstreamId: number, path: string): string | undefined {
+    if (!this.successors) return undefined;
+    const k = key(upstreamId, path);
+    const next = this.successors.get(k);
+    if (next !== undefined) this.successors.delete(k);
+    return next;
+  }
+}
+
+function key(upstreamId: number, path: string): string {
+  return `${upstreamId} ${path}`;
+}
