@@ -168,16 +168,15 @@ export class LoginThrottle implements OnModuleDestroy {
   /** Seconds the caller must wait before trying again (0: go ahead). */
   async retryAfterSeconds(attempt: LoginAttempt): Promise<number> {
     const now = Date.now();
-    let waitMs = 0;
-    for (const { key, limit } of this.counters(attempt)) {
-      waitMs = Math.max(waitMs, await this.use((c) => c.retryAfterMs(key, limit, now)));
-    }
+    // The counters are read at once (one round trip to Redis, not one per counter): every login waits for them.
+    const waits = await Promise.all(this.counters(attempt).map(({ key, limit }) => this.use((c) => c.retryAfterMs(key, limit, now))));
+    const waitMs = Math.max(0, ...waits);
     return waitMs > 0 ? Math.max(1, Math.ceil(waitMs / 1000)) : 0;
   }
 
   async recordFailure(attempt: LoginAttempt): Promise<void> {
     const now = Date.now();
-    for (const { key, limit } of this.counters(attempt)) await this.use((c) => c.record(key, limit, now));
+    await Promise.all(this.counters(attempt).map(({ key, limit }) => this.use((c) => c.record(key, limit, now))));
   }
 
   async onModuleDestroy(): Promise<void> {
