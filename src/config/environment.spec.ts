@@ -16,6 +16,7 @@ describe('parseEnvironment', () => {
     expect(env.limits.upstreamsPerRegistry).toBe(5);
     expect(env.limits.memoryCacheTtlMs).toBe(5000);
     expect(env.limits.memoryCacheSize).toBe(64 * 1024 ** 2);
+    expect(env.limits.blobReadAhead).toBe(true);
   });
 
   it('sends blob hits with the native addon in auto mode unless told otherwise (BLOB_SENDFILE)', () => {
@@ -60,6 +61,12 @@ describe('parseEnvironment', () => {
     const env = parseEnvironment({ MEMORY_CACHE_TTL_MS: '0', MEMORY_CACHE_SIZE: '8MiB' });
     expect(env.limits.memoryCacheTtlMs).toBe(0);
     expect(env.limits.memoryCacheSize).toBe(8 * 1024 ** 2);
+  });
+
+  it('reads one layer ahead unless BLOB_READ_AHEAD=false', () => {
+    expect(parseEnvironment({ BLOB_READ_AHEAD: 'false' }).limits.blobReadAhead).toBe(false);
+    expect(parseEnvironment({ BLOB_READ_AHEAD: 'true' }).limits.blobReadAhead).toBe(true);
+    expect(() => parseEnvironment({ BLOB_READ_AHEAD: 'sometimes' })).toThrow(/BLOB_READ_AHEAD/);
   });
 
   it('reads TRUST_PROXY as off, on, a hop count, or a list of addresses and ranges', () => {
