@@ -265,6 +265,7 @@ suite(`caching: one verified download per miss, shared by concurrent clients${re
     const mark = await upstream.mark();
     const [first, second, third] = layered.layers;
     const row = (digest: string, timeoutMs: number) => waitForLiveRow(app, `/team/layered/blobs/${digest}`, timeoutMs, vr.upstreamIds);
+    const filledAhead = await metricValue(app, 'registry_blob_read_aheads_total', { outcome: 'filled' });
 
     // Before the manifest has passed through, a layer's GET reads nothing ahead.
     const early = await registryFetch(app, vr, 'team/layered', `blobs/${first.digest}`);
@@ -294,6 +295,10 @@ suite(`caching: one verified download per miss, shared by concurrent clients${re
     for (const blob of layered.layers) expect([blob.digest, accessLog.blobDownloads(downloads, blob.digest).length]).toEqual([blob.digest, 1]);
     expect(accessLog.blobDownloads(downloads, layered.config.digest)).toEqual([]);
     expect(await cacheEntryRows(app, `/team/layered/blobs/${layered.config.digest}`, vr.upstreamIds)).toEqual([]);
+    // The second and third layers were read ahead (and counted so); the first was asked for.
+    const filled = async () => (await metricValue(app, 'registry_blob_read_aheads_total', { outcome: 'filled' })) - filledAhead;
+    await eventually(async () => (await filled()) >= 2).catch(() => undefined); // counted as each fill ends
+    expect(await filled()).toBe(2);
   });
 
   it("group B's registry, whose upstream lacks a blob group A has cached, gets 404 for it, never A's bytes", async () => {

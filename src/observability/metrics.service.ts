@@ -113,6 +113,12 @@ export class MetricsService {
     help: 'Cache fills currently downloading from an upstream',
     registers: [this.registry],
   });
+  readonly blobReadAheads = new Counter({
+    name: 'registry_blob_read_aheads_total',
+    help: 'Layers read ahead of a client (BLOB_READ_AHEAD) by outcome: filled (this replica downloaded it before it was asked for), skipped (stored, filling or held by another replica already, or 4 read-aheads running)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
   readonly digestMismatches = new Counter({
     name: 'registry_digest_mismatches_total',
     help: 'Upstream bodies whose digest did not match (never cached)',

@@ -550,15 +550,22 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
   private async fillAhead(upstream: PullUpstream, path: string): Promise<void> {
     const parsed = parseRelativePath(path);
     const key = InflightBlobFills.key(upstream.id, path);
-    if (parsed.kind !== 'blob' || this.closing || this.readingAhead >= READ_AHEAD_FILLS || this.fills.find(key)) return;
+    if (parsed.kind !== 'blob' || this.closing || this.readingAhead >= READ_AHEAD_FILLS || this.fills.find(key)) {
+      this.metrics.blobReadAheads.inc({ outcome: 'skipped' });
+      return;
+    }
     this.readingAhead++;
+    let outcome: 'filled' | 'skipped' = 'skipped';
     try {
       if ((await this.lookup.findLive([upstream.id], path)).length > 0 || this.fills.find(key)) return;
       const { start, response } = await this.lead(upstream, path, parsed.digest.toString(), key);
       if (response) discard(response); // too large to cache: a client streams it through when it asks
-      if (start.kind === 'fill') await start.fill.done.catch(() => undefined); // the fill logs and retries its own failure
+      if (start.kind !== 'fill') return;
+      outcome = 'filled';
+      await start.fill.done.catch(() => undefined); // the fill logs and retries its own failure
     } finally {
       this.readingAhead--;
+      this.metrics.blobReadAheads.inc({ outcome });
     }
   }
 
