@@ -5,23 +5,23 @@ import { LayerReadAhead } from './layer-read-ahead.js';
 const digest = (c: string) => 'sha256:' + c.repeat(64);
 const layerPath = (c: string) => `/library/app/blobs/${digest(c)}`;
 
-function manifest(layers: Array<{ c: string; urls?: string[] }>, mediaType = 'application/vnd.oci.image.manifest.v1+json'): Buffer {
+function manifest(layers: Array<{ c: string; urls?: string[]; size?: number }>, mediaType = 'application/vnd.oci.image.manifest.v1+json'): Buffer {
   return Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
       mediaType,
       config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digest('f'), size: 2 },
-      layers: layers.map(({ c, urls }) => ({
+      layers: layers.map(({ c, urls, size }) => ({
         mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
         digest: digest(c),
-        size: 10,
+        size: size ?? 10,
         ...(urls ? { urls } : {}),
       })),
     }),
   );
 }
 
-const readAhead = (blobReadAhead = true) => new LayerReadAhead({ blobReadAhead } as LimitsConfig);
+const readAhead = (blobReadAhead = true) => new LayerReadAhead({ blobReadAhead, maxCachedFileSize: 1000 } as LimitsConfig);
 
 describe('LayerReadAhead', () => {
   it("names each layer's successor in the manifest's order, once, and nothing after the last layer", () => {
@@ -57,6 +57,13 @@ describe('LayerReadAhead', () => {
     order.noteManifest(1, 'library/app', index);
     order.noteManifest(1, 'library/app', Buffer.from('not json'));
     expect(order.takeSuccessor(1, `/library/app/blobs/${digest('d')}`)).toBeUndefined();
+  });
+
+  it('reads no layer ahead that is too large to cache (MAX_CACHED_FILE_SIZE), and goes on after it', () => {
+    const order = readAhead();
+    order.noteManifest(1, 'library/app', manifest([{ c: 'a' }, { c: 'b', size: 1001 }, { c: 'c', size: 1000 }]));
+    expect(order.takeSuccessor(1, layerPath('a'))).toBeUndefined();
+    expect(order.takeSuccessor(1, layerPath('b'))).toBe(layerPath('c'));
   });
 
   it('remembers nothing with BLOB_READ_AHEAD=false', () => {

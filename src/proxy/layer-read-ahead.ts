@@ -2,8 +2,9 @@ import { Inject, Injectable } from '@nestjs/common';
 import { LRUCache } from 'lru-cache';
 import { limitsConfig, type LimitsConfig } from '../config/config.js';
 import { parseManifestDescriptors, relativePath, type RepositoryName } from '../oci/index.js';
+import { isCacheableBlob } from './cache-policy.js';
 
-/** Manifests whose layer order one replica keeps (one successor per layer; the oldest go first). */
+/** Layer successors one replica keeps (one per layer of the manifests it fetched; the oldest go first). */
 const REMEMBERED_LAYERS = 10_000;
 /** How long a manifest's layer order is kept: a pull asks for its layers within moments of its manifest. */
 const REMEMBERED_FOR_MS = 10 * 60_000;
@@ -24,7 +25,7 @@ const REMEMBERED_FOR_MS = 10 * 60_000;
 export class LayerReadAhead {
   private readonly successors?: LRUCache<string, string>;
 
-  constructor(@Inject(limitsConfig.KEY) limits: LimitsConfig) {
+  constructor(@Inject(limitsConfig.KEY) private readonly limits: LimitsConfig) {
     if (limits.blobReadAhead) this.successors = new LRUCache<string, string>({ max: REMEMBERED_LAYERS, ttl: REMEMBERED_FOR_MS });
   }
 
@@ -42,8 +43,12 @@ export class LayerReadAhead {
       return; // stored as the upstream sent it; only its layers are not read ahead
     }
     // foreign layers (`urls`) are fetched by clients from those URLs, never from a registry
-    const paths = layers.filter((layer) => !layer.urls?.length).map((layer) => relativePath(name, 'blob', layer.digest));
-    for (let i = 0; i + 1 < paths.length; i++) this.successors.set(key(upstreamId, paths[i]), paths[i + 1]);
+    const wanted = layers.filter((layer) => !layer.urls?.length);
+    for (let i = 0; i + 1 < wanted.length; i++) {
+      // a layer too large to cache would only pass through: nothing to read ahead
+      if (!isCacheableBlob(wanted[i + 1].size, this.limits.maxCachedFileSize)) continue;
+      this.successors.set(key(upstreamId, relativePath(name, 'blob', wanted[i].digest)), relativePath(name, 'blob', wanted[i + 1].digest));
+    }
   }
 
   /** The layer after `path` of a manifest `upstreamId` served lately; undefined after the first call. */
