@@ -538,8 +538,9 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
   private readAheadAfter(upstreams: readonly PullUpstream[], upstreamId: number, path: string, complete: Promise<unknown> | undefined): void {
     if (this.closing || !this.layerOrder.enabled) return;
     const next = this.layerOrder.takeSuccessor(upstreamId, path);
-    const upstream = next === undefined ? undefined : upstreams.find((u) => u.id === upstreamId);
-    if (!next || !upstream) return;
+    if (!next) return;
+    const upstream = upstreams.find((u) => u.id === upstreamId);
+    if (!upstream) return;
     const start = () => {
       this.fillAhead(upstream, next).catch((err: Error) => this.logger.warn(`reading ${next} ahead from upstream ${upstream.id} failed: ${err.message}`));
     };
