@@ -4,18 +4,26 @@ import { limitsConfig, type LimitsConfig } from '../config/config.js';
 import { parseManifestDescriptors, relativePath, type RepositoryName } from '../oci/index.js';
 import { isCacheableBlob } from './cache-policy.js';
 
-/** Layer successors one replica keeps (one per layer of the manifests it fetched; the oldest go first). */
+/** Blob successors one replica keeps (one per layer of the manifests it fetched; the oldest go first). */
 const REMEMBERED_LAYERS = 10_000;
 /** How long a manifest's layer order is kept: a pull asks for its layers within moments of its manifest. */
 const REMEMBERED_FOR_MS = 10 * 60_000;
 
+/** A blob to read ahead: its path under the repository and the size its manifest gives. */
+export interface ReadAheadBlob {
+  readonly path: string;
+  readonly size: number;
+}
+
 /**
- * The layer order of the image manifests this replica fetched lately, for reading ahead (ProxyBlobStore):
+ * The blob order of the image manifests this replica fetched lately, for reading ahead (ProxyBlobStore):
  * a client that copies an image one blob at a time (skopeo or crane into a directory, containers/image
  * with one download at a time) spends a while on each layer after its last byte (verifying it, syncing
  * its own file) before it asks for the next. Once a client's GET of one layer has all its bytes, the
  * next layer of the same manifest is filled from the same upstream, so the client finds it stored, or
- * filling, when it asks. One layer ahead, and only behind a client that asked for the one before.
+ * filling, when it asks. One blob ahead, and only behind a client that asked for the one before. After
+ * the last layer comes the config: containers/image (skopeo, podman, CRI-O) asks for it last; a client
+ * that asked for it first (containerd) has it stored by then, and nothing is downloaded again.
  *
  * Keyed by upstream: a layer's successor is that upstream's manifest's word, and read ahead only from it
  * (a verified GET of that upstream's own bytes, as a client's miss would make: SPEC section 3, item 7).
@@ -23,36 +31,38 @@ const REMEMBERED_FOR_MS = 10 * 60_000;
  */
 @Injectable()
 export class LayerReadAhead {
-  private readonly successors?: LRUCache<string, string>;
+  private readonly successors?: LRUCache<string, ReadAheadBlob>;
 
   constructor(@Inject(limitsConfig.KEY) private readonly limits: LimitsConfig) {
-    if (limits.blobReadAhead) this.successors = new LRUCache<string, string>({ max: REMEMBERED_LAYERS, ttl: REMEMBERED_FOR_MS });
+    if (limits.blobReadAhead) this.successors = new LRUCache<string, ReadAheadBlob>({ max: REMEMBERED_LAYERS, ttl: REMEMBERED_FOR_MS });
   }
 
   get enabled(): boolean {
     return this.successors !== undefined;
   }
 
-  /** An image manifest `upstreamId` served for repository `name`: its layers in order (an index has none). */
+  /** An image manifest `upstreamId` served for repository `name`: its layers in order, then its config (an index has none). */
   noteManifest(upstreamId: number, name: RepositoryName | string, bytes: Uint8Array): void {
     if (!this.successors) return;
-    let layers;
+    let descriptors;
     try {
-      ({ layers } = parseManifestDescriptors(bytes));
+      descriptors = parseManifestDescriptors(bytes);
     } catch {
       return; // stored as the upstream sent it; only its layers are not read ahead
     }
     // foreign layers (`urls`) are fetched by clients from those URLs, never from a registry
-    const wanted = layers.filter((layer) => !layer.urls?.length);
-    for (let i = 0; i + 1 < wanted.length; i++) {
-      // a layer too large to cache would only pass through: nothing to read ahead
-      if (!isCacheableBlob(wanted[i + 1].size, this.limits.maxCachedFileSize)) continue;
-      this.successors.set(key(upstreamId, relativePath(name, 'blob', wanted[i].digest)), relativePath(name, 'blob', wanted[i + 1].digest));
+    const layers = descriptors.layers.filter((layer) => !layer.urls?.length);
+    const order = descriptors.config && layers.length > 0 ? [...layers, descriptors.config] : layers;
+    for (let i = 0; i + 1 < order.length; i++) {
+      const next = order[i + 1];
+      // a blob too large to cache would only pass through: nothing to read ahead
+      if (!isCacheableBlob(next.size, this.limits.maxCachedFileSize)) continue;
+      this.successors.set(key(upstreamId, relativePath(name, 'blob', order[i].digest)), { path: relativePath(name, 'blob', next.digest), size: next.size });
     }
   }
 
-  /** The layer after `path` of a manifest `upstreamId` served lately; undefined after the first call. */
-  takeSuccessor(upstreamId: number, path: string): string | undefined {
+  /** The blob after `path` in a manifest `upstreamId` served lately; undefined after the first call. */
+  takeSuccessor(upstreamId: number, path: string): ReadAheadBlob | undefined {
     if (!this.successors) return undefined;
     const k = key(upstreamId, path);
     const next = this.successors.get(k);

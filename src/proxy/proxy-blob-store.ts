@@ -40,6 +40,12 @@ export type PullMethod = 'GET' | 'HEAD';
 
 /** Layers one process fills ahead of its clients at once (LayerReadAhead); more wait for a client to ask. */
 const READ_AHEAD_FILLS = 4;
+/**
+ * A successor this small is read ahead as soon as a client asks for the blob before it: its download is
+ * round trips more than bytes (a client asks for it moments after the one before). A larger one waits
+ * until that blob is all there (see readAheadAfter).
+ */
+const READ_AHEAD_AT_ONCE_BYTES = 4 * 1024 * 1024;
 
 type BlobResult = 'hit' | 'miss' | 'coalesced' | 'pass-through';
 
@@ -531,9 +537,11 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
   // ---------------------------------------------------------------- reading ahead
 
   /**
-   * A client's GET of `path` from `upstreamId`: once its bytes are all there (`complete`, a fill's end;
-   * undefined: stored), the next layer of the manifest that upstream served lately is filled, unless it
-   * is stored or filling already (LayerReadAhead says why). Nothing waits for it; a failure is only logged.
+   * A client's GET of `path` from `upstreamId`: the next blob of the manifest that upstream served lately
+   * is filled, unless it is stored or filling already (LayerReadAhead says why). A small one at once; a
+   * larger one once `path`'s bytes are all there (`complete`, its fill's end; undefined: stored): its
+   * download takes CPU and bandwidth the client still uses for `path` until then, and the client's own
+   * sync of `path` leaves both idle afterwards. Nothing waits for it; a failure is only logged.
    */
   private readAheadAfter(upstreams: readonly PullUpstream[], upstreamId: number, path: string, complete: Promise<unknown> | undefined): void {
     if (this.closing || !this.layerOrder.enabled) return;
@@ -542,9 +550,11 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     const upstream = upstreams.find((u) => u.id === upstreamId);
     if (!upstream) return;
     const start = () => {
-      this.fillAhead(upstream, next).catch((err: Error) => this.logger.warn(`reading ${next} ahead from upstream ${upstream.id} failed: ${err.message}`));
+      this.fillAhead(upstream, next.path).catch((err: Error) =>
+        this.logger.warn(`reading ${next.path} ahead from upstream ${upstream.id} failed: ${err.message}`),
+      );
     };
-    if (complete) complete.then(start, () => undefined);
+    if (complete && next.size > READ_AHEAD_AT_ONCE_BYTES) complete.then(start, () => undefined);
     else start();
   }
 
