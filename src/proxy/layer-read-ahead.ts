@@ -19,11 +19,11 @@ export interface ReadAheadBlob {
  * The blob order of the image manifests this replica fetched lately, for reading ahead (ProxyBlobStore):
  * a client that copies an image one blob at a time (skopeo or crane into a directory, containers/image
  * with one download at a time) spends a while on each layer after its last byte (verifying it, syncing
- * its own file) before it asks for the next. Once a client's GET of one layer has all its bytes, the
- * next layer of the same manifest is filled from the same upstream, so the client finds it stored, or
- * filling, when it asks. One blob ahead, and only behind a client that asked for the one before. After
- * the last layer comes the config: containers/image (skopeo, podman, CRI-O) asks for it last; a client
- * that asked for it first (containerd) has it stored by then, and nothing is downloaded again.
+ * its own file) before it asks for the next. When a client asks for one layer, the next blob of the same
+ * manifest is filled from the same upstream (ProxyBlobStore decides when: by its size), so the client
+ * finds it stored, or filling, when it asks. One blob ahead, and only behind a client that asked for the
+ * one before. After the last layer comes the config: containers/image (skopeo, podman, CRI-O) asks for it
+ * last; a client that asked for it first (containerd) has it stored by then: nothing is downloaded again.
  *
  * Keyed by upstream: a layer's successor is that upstream's manifest's word, and read ahead only from it
  * (a verified GET of that upstream's own bytes, as a client's miss would make: SPEC section 3, item 7).
