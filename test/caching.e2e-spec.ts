@@ -333,8 +333,8 @@ suite(`caching: one verified download per miss, shared by concurrent clients${re
         await new Promise((r) => setTimeout(r, 1_500));
         expect(await downloads(large.digest)).toBe(0);
         // The client asks for it: the 64 KiB layer after it is read ahead at once, though no fill has ended.
-        const big = await registryFetch(pgApp, vr, 'team/sized', `blobs/${large.digest}`);
-        expect(sha256Digest(Buffer.from(await big.arrayBuffer()))).toBe(large.digest);
+        const asked = await registryFetch(pgApp, vr, 'team/sized', `blobs/${large.digest}`);
+        expect(sha256Digest(Buffer.from(await asked.arrayBuffer()))).toBe(large.digest);
         await eventually(async () => (await downloads(last.digest)) === 1, 15_000);
 
         await db.query('ROLLBACK');

@@ -38,7 +38,7 @@ import { ByteLimit, ByteSkip } from './withheld-tail.js';
 
 export type PullMethod = 'GET' | 'HEAD';
 
-/** Layers one process fills ahead of its clients at once (LayerReadAhead); more wait for a client to ask. */
+/** Blobs one process fills ahead of its clients at once (LayerReadAhead); more wait for a client to ask. */
 const READ_AHEAD_FILLS = 4;
 /**
  * A successor this small is read ahead as soon as a client asks for the blob before it: its download is
