@@ -115,7 +115,7 @@ export class MetricsService {
   });
   readonly blobReadAheads = new Counter({
     name: 'registry_blob_read_aheads_total',
-    help: 'Layers read ahead of a client (BLOB_READ_AHEAD) by outcome: filled (this replica downloaded it before it was asked for), skipped (stored, filling or held by another replica already, or 4 read-aheads running)',
+    help: 'Blobs (layers, then an image config) read ahead of a client (BLOB_READ_AHEAD) by outcome: filled (this replica downloaded it before it was asked for), skipped (stored, filling or held by another replica already, or 4 read-aheads running)',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
