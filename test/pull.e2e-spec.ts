@@ -4,11 +4,12 @@
  */
 import { execFile } from 'node:child_process';
 import { request } from 'node:http';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { blobContentPath } from '../src/storage/blob-store.js';
 import { backdateTagCheck, waitForLiveRow } from './support/cache-observation.js';
 import { accessLog } from './support/access-log.js';
 import {
@@ -256,6 +257,58 @@ describe.each(['filesystem', 's3'] as const)('storage %s:', (storage) => {
       } finally {
         await Promise.all([upstream.restart(), second.restart()]);
       }
+    }, 60_000);
+
+    it('a cached manifest whose stored object is gone is fetched from the upstream again and cached anew; with the upstream down, 503 OCI JSON', async () => {
+      const image = await buildDockerImage({ seed: 'lost-manifest' });
+      const other = await buildDockerImage({ seed: 'lost-manifest-while-down' });
+      await pushImage(upstream.url, 'team/lost', 'v1', image);
+      await pushImage(upstream.url, 'team/lost', 'v2', other);
+      const manifestGets = async (mark: number) => (await upstream.requests(mark)).filter((e) => e.kind === 'manifest' && e.method === 'GET').length;
+      /** Deletes a manifest's stored object behind the app's back (a disk fault, an operator, a lost race with the destroy job). */
+      const loseObject = async (digest: string) => {
+        if (storage === 'filesystem') return unlinkSync(join(app.dataDir, 'blobs', blobContentPath(digest)));
+        const client = new S3Client({
+          endpoint: s3Server!.endpoint,
+          region: 'us-east-1',
+          forcePathStyle: true,
+          credentials: { accessKeyId: s3Server!.accessKeyId, secretAccessKey: s3Server!.secretAccessKey },
+        });
+        await client.send(new DeleteObjectCommand({ Bucket: 'registry-cache', Key: `blobs/${blobContentPath(digest)}` }));
+        client.destroy();
+      };
+      const pull = async (reference: string) => {
+        const res = await registryFetch(app, vr, 'team/lost', `manifests/${reference}`);
+        return { status: res.status, digest: res.headers.get('docker-content-digest'), body: Buffer.from(await res.arrayBuffer()) };
+      };
+
+      let mark = await upstream.mark();
+      expect(await pull('v1')).toEqual({ status: 200, digest: image.digest, body: image.manifest }); // a miss: stored under the tag and the digest
+      expect(await waitForLiveRow(app, `/team/lost/manifests/${image.digest}`, 10_000)).toBeDefined();
+      expect(await manifestGets(mark)).toBe(1);
+
+      await loseObject(image.digest);
+      mark = await upstream.mark();
+      expect(await pull('v1')).toEqual({ status: 200, digest: image.digest, body: image.manifest }); // the row leads nowhere: asked again
+      expect(await manifestGets(mark)).toBe(1);
+      mark = await upstream.mark();
+      expect(await pull(image.digest)).toEqual({ status: 200, digest: image.digest, body: image.manifest }); // stored again: a hit
+      expect(await pull('v1')).toEqual({ status: 200, digest: image.digest, body: image.manifest });
+      expect(await upstream.requests(mark)).toEqual([]);
+
+      // Pulled once (a miss: nothing kept in memory), its object lost, then asked for while no upstream answers.
+      expect(await pull(other.digest)).toEqual({ status: 200, digest: other.digest, body: other.manifest });
+      expect(await waitForLiveRow(app, `/team/lost/manifests/${other.digest}`, 10_000)).toBeDefined();
+      await loseObject(other.digest);
+      await Promise.all([upstream.stop(), second.stop()]);
+      try {
+        const down = await registryFetch(app, vr, 'team/lost', `manifests/${other.digest}`);
+        expect(down.status).toBe(503);
+        expect(((await down.json()) as { errors: { code: string }[] }).errors[0].code).toBe('UNAVAILABLE');
+      } finally {
+        await Promise.all([upstream.restart(), second.restart()]);
+      }
+      expect(await pull(other.digest)).toEqual({ status: 200, digest: other.digest, body: other.manifest }); // the upstream is back: cached anew
     }, 60_000);
 
     it('refuses bad input with 400 OCI errors and push verbs with 405, never a 500', async () => {

@@ -91,29 +91,15 @@ export class ProxyManifestStore {
     const recent = this.recentManifests.get(scope, path);
     if (recent) return this.serveRecentManifest(recent, method);
     const generation = this.recentManifests.generation;
-    const [entry] = await this.lookup.findLive(
+    let [entry]: (CacheEntry | undefined)[] = await this.lookup.findLive(
       target.upstreams.map((u) => u.id),
       path,
     );
     if (entry) {
-      const upstream = target.upstreams.find((u) => u.id === entry.upstreamId)!;
-      const remember = { scope, relativePath: path, generation };
-      const decision = decideCached(entry, upstream, request.reference.kind, Date.now());
-      if (decision.kind === 'serve') return this.serveCachedManifest(entry, method, 'hit', { ...remember, freshUntil: decision.freshUntil });
-      const verdict = await this.revalidateTag(upstream, path, entry, accept);
-      // A change while the upstream's rate-limit budget is under its reserve: the GET waits (UpstreamHealth counts it).
-      const conserveBudget = verdict === 'changed' && this.upstreams.health.spareManifestGet(upstream.id, path);
-      switch (afterRevalidation(verdict, { conserveBudget })) {
-        case 'serve-revalidated': {
-          const checkedAt = new Date();
-          await this.lookup.markChecked(entry.id, checkedAt);
-          return this.serveCachedManifest(entry, method, 'revalidated', { ...remember, freshUntil: freshUntil(checkedAt, upstream) });
-        }
-        case 'serve-stale':
-          return this.serveCachedManifest(entry, method, 'stale');
-        case 'fetch':
-          break;
-      }
+      const served = await this.serveFromCache(entry, target, request, method, { scope, relativePath: path, generation }, accept);
+      if (served !== 'fetch' && served !== 'lost') return served;
+      // Its object is gone (the entry is handed to the destroy job): the upstream is asked, as on a miss.
+      if (served === 'lost') entry = undefined;
     }
     try {
       const fetched = await this.fetchManifestCoalesced(target, scope, request, path, accept);
@@ -121,8 +107,41 @@ export class ProxyManifestStore {
       if (fetched.entryId !== undefined) this.lookup.recordDownload(fetched.entryId);
       return manifestResponse(fetched.digest, fetched.contentType, fetched.bytes.length, method === 'GET' ? fetched.bytes : undefined);
     } catch (err) {
-      if (entry && isUnavailable(err)) return this.serveCachedManifest(entry, method, 'stale');
+      const stale = entry && isUnavailable(err) ? await this.serveCachedManifest(entry, method, 'stale') : undefined;
+      if (stale) return stale;
       throw err;
+    }
+  }
+
+  /**
+   * SPEC section 3's decision for a cached entry (cache-policy.ts): its answer; 'fetch' when the upstream is
+   * to be asked instead (the entry still answers if the upstream cannot); 'lost' when the entry's object
+   * turned out to be gone (see serveCachedManifest).
+   */
+  private async serveFromCache(
+    entry: CacheEntry,
+    target: PullTarget,
+    request: ManifestRequest,
+    method: PullMethod,
+    remember: Omit<RememberAs, 'freshUntil'>,
+    accept?: string,
+  ): Promise<PullResponse | 'fetch' | 'lost'> {
+    const upstream = target.upstreams.find((u) => u.id === entry.upstreamId)!;
+    const decision = decideCached(entry, upstream, request.reference.kind, Date.now());
+    if (decision.kind === 'serve') return (await this.serveCachedManifest(entry, method, 'hit', { ...remember, freshUntil: decision.freshUntil })) ?? 'lost';
+    const verdict = await this.revalidateTag(upstream, remember.relativePath, entry, accept);
+    // A change while the upstream's rate-limit budget is under its reserve: the GET waits (UpstreamHealth counts it).
+    const conserveBudget = verdict === 'changed' && this.upstreams.health.spareManifestGet(upstream.id, remember.relativePath);
+    switch (afterRevalidation(verdict, { conserveBudget })) {
+      case 'serve-revalidated': {
+        const checkedAt = new Date();
+        await this.lookup.markChecked(entry.id, checkedAt);
+        return (await this.serveCachedManifest(entry, method, 'revalidated', { ...remember, freshUntil: freshUntil(checkedAt, upstream) })) ?? 'lost';
+      }
+      case 'serve-stale':
+        return (await this.serveCachedManifest(entry, method, 'stale')) ?? 'lost';
+      case 'fetch':
+        return 'fetch';
     }
   }
 
@@ -141,27 +160,27 @@ export class ProxyManifestStore {
 
   /**
    * A cached manifest from storage. With `remember` (a hit or a successful revalidation, on GET), a small
-   * manifest is read whole, verified and kept in memory for the next pulls (RecentManifests).
+   * manifest is read whole, verified and kept in memory for the next pulls (RecentManifests). Undefined when
+   * the entry's object is gone or cut short: the entry is handed to the destroy job (the caller asks the upstream).
    */
   private async serveCachedManifest(
     entry: CacheEntry,
     method: PullMethod,
     result: 'hit' | 'stale' | 'revalidated',
     remember?: RememberAs,
-  ): Promise<PullResponse> {
+  ): Promise<PullResponse | undefined> {
     let body: Readable | Buffer | undefined;
     if (method === 'GET') {
       try {
         body = await this.blobs.createReadStream(entry.storageKey);
         if (remember && this.recentManifests.wants(entry.size)) {
           const bytes = await readManifestBody(body as Readable, entry.size, entry.size);
-          if (bytes.length !== entry.size) return this.objectLost(entry);
+          if (bytes.length !== entry.size) return await this.objectLost(entry);
           this.recentManifests.remember(remember, { entryId: entry.id, digest: entry.digest, contentType: entry.contentType, bytes });
           body = bytes;
         }
       } catch (err) {
-        if (err instanceof BlobNotFoundError) return this.objectLost(entry);
-        if (OciError.is(err, OciErrorCode.MANIFEST_INVALID)) return this.objectLost(entry);
+        if (err instanceof BlobNotFoundError || OciError.is(err, OciErrorCode.MANIFEST_INVALID)) return await this.objectLost(entry);
         throw err;
       }
     }
@@ -263,10 +282,11 @@ export class ProxyManifestStore {
 
   // ---------------------------------------------------------------- bookkeeping
 
-  private async objectLost(entry: CacheEntry): Promise<never> {
+  /** An entry whose object is gone or cut short: marked for destruction (the caller then asks the upstream). */
+  private async objectLost(entry: CacheEntry): Promise<undefined> {
     await this.lookup.markForDestruction(entry.id);
-    this.logger.error(`cache entry ${entry.id} (${entry.relativePath}) has no stored object; marked for destruction`);
-    throw new OciError(OciErrorCode.UNAVAILABLE, 'cached content is missing, retry the pull', { status: 503 });
+    this.logger.error(`cache entry ${entry.id} (${entry.relativePath}) has no stored object; marked for destruction, asking the upstream`);
+    return undefined;
   }
 
   private countHit(result: 'hit' | 'stale' | 'revalidated', kind: 'manifest' | 'blob'): void {
