@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CreateBucketCommand, DeleteObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { blobContentPath } from '../src/storage/blob-store.js';
-import { backdateTagCheck, waitForLiveRow } from './support/cache-observation.js';
+import { backdateTagCheck, liveCacheEntryRows, waitForLiveRow } from './support/cache-observation.js';
 import { accessLog } from './support/access-log.js';
 import {
   blobBytes,
@@ -287,10 +287,13 @@ describe.each(['filesystem', 's3'] as const)('storage %s:', (storage) => {
       expect(await waitForLiveRow(app, `/team/lost/manifests/${image.digest}`, 10_000)).toBeDefined();
       expect(await manifestGets(mark)).toBe(1);
 
+      const [lost] = await liveCacheEntryRows(app, '/team/lost/manifests/v1', vr.upstreamIds);
       await loseObject(image.digest);
       mark = await upstream.mark();
       expect(await pull('v1')).toEqual({ status: 200, digest: image.digest, body: image.manifest }); // the row leads nowhere: asked again
       expect(await manifestGets(mark)).toBe(1);
+      // The lost entry was handed to the destroy job; the manifest is cached under a new one.
+      expect((await liveCacheEntryRows(app, '/team/lost/manifests/v1', vr.upstreamIds)).map((row) => row.id === lost.id)).toEqual([false]);
       mark = await upstream.mark();
       expect(await pull(image.digest)).toEqual({ status: 200, digest: image.digest, body: image.manifest }); // stored again: a hit
       expect(await pull('v1')).toEqual({ status: 200, digest: image.digest, body: image.manifest });

@@ -54,6 +54,7 @@ interface FetchedManifest {
  * window, is served from the cache (small ones from memory, RecentManifests); a stale tag is revalidated
  * by HEAD; a miss walks the registry's upstreams in position order, verifies the manifest, stores it
  * under the tag and under its digest. Concurrent misses of one manifest in this process share one fetch.
+ * An entry whose stored object is gone is handed to the destroy job and taken as a miss.
  */
 @Injectable()
 export class ProxyManifestStore {
