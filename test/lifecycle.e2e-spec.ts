@@ -211,6 +211,37 @@ describe.each(databaseTargets())('cache lifecycle (%s database)', (database: Dat
     expect(await blobs.stat(entry.digest)).toBeUndefined();
   });
 
+  it('an entry recorded for the digest after the run decided to delete its object (a pull right after a purge) keeps the object', async () => {
+    const {
+      upstreamIds: [purged, pulling],
+    } = await groupWithUpstreams('refilled', 2);
+    const bytes = randomBytes(2048);
+    const entry = await seedEntry(app.app, purged, '/refilled/blobs/one', bytes);
+    await db.query(`UPDATE cache_entries SET status = 'pending_destruction' WHERE id = $1`, [entry.id]);
+    // The run claims the row and decides it owns the object; before it deletes the object, a fill through
+    // another upstream finds the same bytes stored and records its entry (as seedEntry does).
+    let refilled: Row | undefined;
+    const settleRows = (destruction as unknown as { settleRows: (...args: unknown[]) => Promise<unknown[]> }).settleRows;
+    jest.spyOn(destruction as unknown as { settleRows: (...args: unknown[]) => Promise<unknown[]> }, 'settleRows').mockImplementation(async function (
+      this: unknown,
+      ...args: unknown[]
+    ) {
+      const owned = await settleRows.apply(this, args);
+      refilled ??= await seedEntry(app.app, pulling, '/refilled/blobs/one', bytes);
+      return owned;
+    });
+
+    const report = await destruction.destroyPending();
+    expect(refilled?.digest).toBe(entry.digest);
+    expect(report).toMatchObject({ entries: 1, objects: 0, failed: 0 });
+    expect(await blobs.stat(entry.digest)).toMatchObject({ size: bytes.length });
+    expect(await rowsOf(db, 'id = $1', [entry.id])).toEqual([]);
+    expect(await rowsOf(db, 'digest = $1', [entry.digest])).toEqual([expect.objectContaining({ id: refilled!.id, upstreamId: pulling, status: 'default' })]);
+    // Nothing is left for a later run to delete.
+    expect(await destruction.destroyPending()).toMatchObject({ entries: 0, objects: 0 });
+    expect(await blobs.stat(entry.digest)).toBeDefined();
+  });
+
   (database === 'postgres' ? it : it.skip)(
     'a pending row another transaction holds for a moment (a download-time flush) is destroyed by the same run, not left for the next',
     async () => {

@@ -71,9 +71,11 @@ interface OwnedObject {
  *    is deleted now; for a digest with no other row this run becomes the object's only owner and keeps
  *    one claimed row as its handle, deleting the rest;
  * 3. delete the owned objects (outside any transaction), then the handle rows; a failure leaves the
- *    handle row in `error` with the message, retried after `retryAfterMs`.
- * A fill that links a digest to a new live row while its object is being deleted is caught afterwards:
- * live rows whose object is gone are marked for destruction (the next pull fetches the content again).
+ *    handle row in `error` with the message, retried after `retryAfterMs`. Right before each delete, a
+ *    short transaction under the digest's lock looks again: a row created since step 2 (a fill that
+ *    found or stored the object and recorded its entry, say a pull right after a purge) keeps the object.
+ * A fill that records its row between that look and the delete is caught afterwards: live rows whose
+ * object is gone are marked for destruction (the next pull fetches the content again).
  */
 @Injectable()
 export class CacheDestructionService {
@@ -170,6 +172,7 @@ export class CacheDestructionService {
     const deleted: OwnedObject[] = [];
     const failed: { object: OwnedObject; message: string }[] = [];
     await forEachConcurrently(owned, DELETE_CONCURRENCY, async (object) => {
+      if (await this.keptForNewEntry(object, report)) return;
       try {
         await this.blobs.delete(object.digest);
         deleted.push(object);
@@ -250,8 +253,35 @@ export class CacheDestructionService {
   }
 
   /**
-   * A fill may have linked one of these digests to a new live row (its object existed) just before the
-   * object was deleted: such rows would point at nothing. They are handed to the next run, so the next
+   * Step 3's last look before an owned object is deleted: a row that references the digest since step 2
+   * decided (a fill recorded its entry; the object it found or stored is this one) keeps the object, and the
+   * handle row is deleted, as step 2 would have done. Serialised per digest like step 2, so a run that
+   * claimed such a row and has not decided yet finds no handle left and owns the object itself.
+   */
+  private async keptForNewEntry(object: OwnedObject, report: DestructionReport): Promise<boolean> {
+    const kept = await this.dataSource.transaction(async (manager) => {
+      await manager.query(`SELECT pg_advisory_xact_lock($1, hashtext($2))`, [DIGEST_LOCK_NAMESPACE, object.digest]);
+      const [{ referenced }] = (await manager.query(`SELECT EXISTS (SELECT 1 FROM cache_entries WHERE digest = $1 AND id <> $2) AS referenced`, [
+        object.digest,
+        String(object.entryId),
+      ])) as { referenced: boolean }[];
+      if (!referenced) return false;
+      const [, removed] = (await manager.query(`DELETE FROM cache_entries WHERE id = $1 AND status = $2`, [
+        String(object.entryId),
+        CacheEntryStatus.PROCESSING,
+      ])) as [unknown, number];
+      report.entries += removed;
+      return true;
+    });
+    if (kept) {
+      this.logger.log({ msg: 'destroy: object kept, an entry created since the run claimed it references it', job: 'destroy', digest: object.digest });
+    }
+    return kept;
+  }
+
+  /**
+   * A fill may have linked one of these digests to a new live row (its object existed) between the last
+   * look (keptForNewEntry) and the object's deletion: such rows would point at nothing. They are handed to the next run, so the next
    * pull fetches the content again instead of failing.
    */
   private async markLiveEntriesWithoutObject(digests: string[]): Promise<void> {
