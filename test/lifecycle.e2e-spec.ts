@@ -221,12 +221,10 @@ describe.each(databaseTargets())('cache lifecycle (%s database)', (database: Dat
     // The run claims the row and decides it owns the object; before it deletes the object, a fill through
     // another upstream finds the same bytes stored and records its entry (as seedEntry does).
     let refilled: Row | undefined;
-    const settleRows = (destruction as unknown as { settleRows: (...args: unknown[]) => Promise<unknown[]> }).settleRows;
-    jest.spyOn(destruction as unknown as { settleRows: (...args: unknown[]) => Promise<unknown[]> }, 'settleRows').mockImplementation(async function (
-      this: unknown,
-      ...args: unknown[]
-    ) {
-      const owned = await settleRows.apply(this, args);
+    const run = destruction as unknown as { settleRows: (...args: unknown[]) => Promise<unknown[]> }; // its step 2
+    const settleRows = run.settleRows.bind(destruction);
+    jest.spyOn(run, 'settleRows').mockImplementation(async (...args: unknown[]) => {
+      const owned = await settleRows(...args);
       refilled ??= await seedEntry(app.app, pulling, '/refilled/blobs/one', bytes);
       return owned;
     });

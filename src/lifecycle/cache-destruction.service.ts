@@ -254,8 +254,8 @@ export class CacheDestructionService {
 
   /**
    * Step 3's last look before an owned object is deleted: a row that references the digest since step 2
-   * decided (a fill recorded its entry; the object it found or stored is this one) keeps the object, and the
-   * handle row is deleted, as step 2 would have done. Serialised per digest like step 2, so a run that
+   * decided (a fill recorded its entry; the object it found or stored is this one) keeps the object, and
+   * the handle row is deleted, as step 2 would have done. Serialised per digest like step 2, so a run that
    * claimed such a row and has not decided yet finds no handle left and owns the object itself.
    */
   private async keptForNewEntry(object: OwnedObject, report: DestructionReport): Promise<boolean> {
@@ -281,8 +281,8 @@ export class CacheDestructionService {
 
   /**
    * A fill may have linked one of these digests to a new live row (its object existed) between the last
-   * look (keptForNewEntry) and the object's deletion: such rows would point at nothing. They are handed to the next run, so the next
-   * pull fetches the content again instead of failing.
+   * look (keptForNewEntry) and the object's deletion: such rows would point at nothing. They are handed to
+   * the next run, so the next pull fetches the content again instead of failing.
    */
   private async markLiveEntriesWithoutObject(digests: string[]): Promise<void> {
     const rows = (await this.dataSource.query(`SELECT id, digest FROM cache_entries WHERE digest = ANY($1::text[]) AND status = $2`, [
