@@ -98,9 +98,9 @@ export class ProxyManifestStore {
     );
     if (entry) {
       const served = await this.serveFromCache(entry, target, request, method, { scope, relativePath: path, generation }, accept);
-      if (served !== 'fetch' && served !== 'lost') return served;
       // Its object is gone (the entry is handed to the destroy job): the upstream is asked, as on a miss.
       if (served === 'lost') entry = undefined;
+      else if (served !== 'fetch') return served;
     }
     try {
       const fetched = await this.fetchManifestCoalesced(target, scope, request, path, accept);
