@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
-import { rememberedPulls } from './app.factory.js';
+import { closeConnectionsAsTheyIdle, rememberedPulls } from './app.factory.js';
 import type { RequestRecorder } from './observability/request-recorder.js';
 import type { PullResponse } from './proxy/pull-response.js';
 import type { RegistryPullController, RememberedAnswer } from './proxy/registry-pull.controller.js';
@@ -147,5 +147,27 @@ describe('rememberedPulls (answers from memory before Fastify)', () => {
     const res = await fetch(`${origin}/x`);
     expect(res.headers.get('x-left-to')).toBe('fastify');
     expect(warn).toHaveBeenCalledWith(expect.objectContaining({ method: 'GET', url: '/x' }), expect.stringContaining('left to the full path'));
+  });
+});
+
+describe('closeConnectionsAsTheyIdle (a closing server lets in-flight requests end, then lets go)', () => {
+  it('closes a keep-alive connection once its request in flight has ended, long before the keep-alive timeout', async () => {
+    let answer!: () => void;
+    const server = createServer((_req, res) => {
+      answer = () => res.end('done');
+    });
+    server.keepAliveTimeout = 72_000;
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const inFlight = fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`).then((res) => res.text());
+    await until(() => answer !== undefined);
+
+    const closed = new Promise<number>((resolve) => server.close(() => resolve(Date.now())));
+    closeConnectionsAsTheyIdle(server);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const answered = Date.now();
+    answer();
+    expect(await inFlight).toBe('done');
+    expect((await closed) - answered).toBeLessThan(5_000);
   });
 });

@@ -10,6 +10,7 @@ import { AppLogger, createRootLogger } from './observability/app-logger.js';
 import { MetricsService } from './observability/metrics.service.js';
 import { RequestRecorder, requestIdOf } from './observability/request-recorder.js';
 import { RegistryPullController, writePullResponse, type RememberedAnswer } from './proxy/registry-pull.controller.js';
+import { trackShutdown } from './shutdown-progress.js';
 
 /**
  * Answers a request on the Node server before Fastify sees it (true), or leaves it to Fastify (false). A
@@ -72,6 +73,7 @@ export async function createApp(env: Environment, logger?: AppLogger): Promise<N
   let closing = false;
   fastify.addHook('preClose', (done) => {
     closing = true;
+    closeConnectionsAsTheyIdle(fastify.server);
     done();
   });
   early.answer = rememberedPulls(app.get(RegistryPullController), recorder, rootLogger, () => !closing);
@@ -87,7 +89,23 @@ export async function createApp(env: Environment, logger?: AppLogger): Promise<N
     }),
   );
   setupOpenApi(app);
+  trackShutdown(app);
   return app;
+}
+
+/** How often a closing server looks for connections whose last request has ended. */
+const CLOSING_IDLE_CHECK_MS = 100;
+
+/**
+ * From now until `server` has closed, connections are closed as soon as their request in flight ends. Node's
+ * close() (and Fastify's `forceCloseConnections: 'idle'`) closes the connections idle at that moment only:
+ * a keep-alive connection whose response was still being sent stayed open until its keepAliveTimeout (72 s
+ * in Fastify), past SHUTDOWN_TIMEOUT_MS, so a graceful shutdown during a pull ended in exit 1.
+ */
+export function closeConnectionsAsTheyIdle(server: Server): void {
+  const check = setInterval(() => server.closeIdleConnections(), CLOSING_IDLE_CHECK_MS);
+  check.unref();
+  server.once('close', () => clearInterval(check));
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { INestApplicationContext, LoggerService } from '@nestjs/common';
 import { setFlagsFromString } from 'node:v8';
 import { ConfigValidationError } from './config/environment.js';
+import { trackShutdown } from './shutdown-progress.js';
 
 /**
  * The old generation may grow to twice what a full GC leaves live (`--heap-growing-percent=100`), set
@@ -63,20 +64,29 @@ function describeBootError(err: unknown): string {
   return String(err);
 }
 
+/** How often a shutdown that takes longer says what it still waits for. */
+const SHUTDOWN_PROGRESS_EVERY_MS = 5000;
+
 /**
  * Graceful shutdown on SIGTERM/SIGINT: stop accepting, let in-flight responses and fills finish,
  * drain jobs, close pools (Nest's shutdown hooks), then exit 0. Bounded by SHUTDOWN_TIMEOUT_MS so a
- * stuck stream cannot keep the process alive forever (exit 1 then).
+ * stuck stream cannot keep the process alive forever (exit 1 then). A shutdown that takes longer than
+ * a few seconds logs what it still waits for (ShutdownProgress), and so does the timeout.
  */
 export function installGracefulShutdown(app: INestApplicationContext, timeoutMs: number, logger: LoggerService): void {
+  const progress = trackShutdown(app);
+  const waitingFor = () => progress.pending().join('; ') || 'nothing named (between two steps)';
   let closing = false;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.on(signal, () => {
       if (closing) return;
       closing = true;
       logger.log(`${signal}: shutting down (draining in-flight work, at most ${timeoutMs} ms)`, 'Shutdown');
+      setInterval(() => {
+        logger.warn(`shutting down: still waiting for ${waitingFor()}`, 'Shutdown');
+      }, SHUTDOWN_PROGRESS_EVERY_MS).unref();
       setTimeout(() => {
-        logger.error(`shutdown did not finish within ${timeoutMs} ms, exiting`, undefined, 'Shutdown');
+        logger.error(`shutdown did not finish within ${timeoutMs} ms, exiting; it was waiting for ${waitingFor()}`, undefined, 'Shutdown');
         process.exit(1);
       }, timeoutMs).unref();
       app.close().then(

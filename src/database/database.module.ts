@@ -68,6 +68,16 @@ export class DatabaseModule implements OnApplicationShutdown {
     @Inject(EMBEDDED_POSTGRES) private readonly embedded: EmbeddedPostgres | null,
   ) {}
 
+  /**
+   * The pool's connections while it closes (a shutdown that takes long names them, see src/shutdown-progress.ts):
+   * one still in use is a query or a transaction not finished.
+   */
+  describeShutdown(): string | undefined {
+    const pool = (this.dataSource.driver as { master?: { totalCount: number; idleCount: number; waitingCount: number } }).master;
+    if (!pool) return undefined;
+    return `${pool.totalCount - pool.idleCount} of ${pool.totalCount} database connection(s) in use, ${pool.waitingCount} request(s) waiting for one`;
+  }
+
   async onApplicationShutdown(): Promise<void> {
     if (this.dataSource.isInitialized) await this.dataSource.destroy();
     await this.embedded?.stop();

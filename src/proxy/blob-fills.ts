@@ -101,6 +101,16 @@ export class InflightBlobFills {
     };
   }
 
+  /** What drain() waits for: starts being decided and fills running (a few named, with their progress). */
+  describe(): string | undefined {
+    const deciding = [...this.starts.keys()].filter((key) => !this.fills.has(key));
+    const running = [...this.fills.values()];
+    if (deciding.length === 0 && running.length === 0 && this.settling.size === 0) return undefined;
+    const named = running.slice(0, 3).map((fill) => `${fill.key} at ${fill.writer.bytesWritten} of ${fill.size} bytes`);
+    const more = running.length > named.length ? `, ${running.length - named.length} more` : '';
+    return `${deciding.length} fill start(s) being decided${deciding.length ? ` (${deciding.slice(0, 3).join(', ')})` : ''}, ${running.length} fill(s) running${named.length ? `: ${named.join(', ')}${more}` : ''}, ${this.settling.size} settling`;
+  }
+
   /** Waits until no start is being decided and no fill runs (graceful shutdown), ignoring their outcome. */
   async drain(): Promise<void> {
     while (this.starts.size > 0 || this.settling.size > 0) {

@@ -116,6 +116,11 @@ export class ProxyBlobStore implements OnModuleInit, BeforeApplicationShutdown {
     await this.fills.drain();
   }
 
+  /** While the fills drain: which (a shutdown that takes long names them, see src/shutdown-progress.ts). */
+  describeShutdown(): string | undefined {
+    return this.fills.describe();
+  }
+
   async blob(target: PullTarget, request: BlobRequest, method: PullMethod, rangeHeader?: string): Promise<PullResponse> {
     if (!request.digest.isSupported) {
       throw new OciError(OciErrorCode.DIGEST_INVALID, `unsupported digest algorithm ${request.digest.algorithm}`);

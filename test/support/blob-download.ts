@@ -55,6 +55,8 @@ export interface StreamOptions {
   method?: 'GET' | 'HEAD';
   /** Hang up once this many body bytes have arrived. */
   abortAfterBytes?: number;
+  /** Stops reading once this many body bytes have arrived, until `until` settles (a slow client). */
+  pauseAfterBytes?: { bytes: number; until: Promise<unknown> };
   /** Called once, when the first body byte arrives. */
   onFirstByte?: () => void | Promise<void>;
   /** Called after every body chunk, with the bytes received so far (to act on a download's progress). */
@@ -69,6 +71,7 @@ export function streamDownload(baseUrl: string, path: string, options: StreamOpt
     const hash = createHash('sha256');
     const result: StreamedDownload = { status: 0, headers: {}, received: 0, digest: '', complete: false, startedAt: Date.now(), endedAt: 0 };
     let settled = false;
+    let paused = false;
     const finish = (complete: boolean, error?: Error) => {
       if (settled) return;
       settled = true;
@@ -92,6 +95,12 @@ export function streamDownload(baseUrl: string, path: string, options: StreamOpt
         hash.update(chunk);
         result.received += chunk.length;
         options.onProgress?.(result.received);
+        const pause = options.pauseAfterBytes;
+        if (pause && !paused && result.received >= pause.bytes) {
+          paused = true;
+          res.pause();
+          void pause.until.finally(() => res.resume());
+        }
         if (options.abortAfterBytes !== undefined && result.received >= options.abortAfterBytes) {
           req.destroy();
           finish(false, new Error('hung up by the test client'));

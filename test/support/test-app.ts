@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { createApp } from '../../src/app.factory.js';
 import { parseEnvironment } from '../../src/config/environment.js';
+import { shutdownProgressOf } from '../../src/shutdown-progress.js';
 
 export interface TestApp {
   app: NestFastifyApplication;
@@ -59,12 +60,41 @@ export async function startTestApp(
     dataDir,
     shared: { databaseUrl, queuePrefix: env.QUEUE_PREFIX ?? queuePrefix },
     async close() {
-      await app.close();
+      await closeReporting(app);
       if (replicaOf) return;
       await dropDatabase?.();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** A close taking longer says on stderr, this often, what it still waits for. */
+const CLOSE_REPORT_EVERY_MS = 10_000;
+/** The test harness's SHUTDOWN_TIMEOUT_MS: below Jest's 60 s hook timeout, with room for the rest of a teardown. */
+const CLOSE_GIVE_UP_MS = 35_000;
+
+/**
+ * app.close(), as a process's graceful shutdown bounds it: a close that takes longer says what it waits for
+ * (ShutdownProgress: the shutdown hooks still running, the HTTP server's close), and one that does not end
+ * within CLOSE_GIVE_UP_MS is left behind with a last such line, as the process would exit.
+ */
+async function closeReporting(app: NestFastifyApplication): Promise<void> {
+  const started = Date.now();
+  const waitingFor = () => shutdownProgressOf(app)?.pending().join('; ') || 'nothing named (between two steps)';
+  const report = setInterval(() => {
+    process.stderr.write(`test app: closing for ${Math.round((Date.now() - started) / 1000)} s, still waiting for ${waitingFor()}\n`);
+  }, CLOSE_REPORT_EVERY_MS);
+  let giveUp: NodeJS.Timeout | undefined;
+  try {
+    const closed = await Promise.race([
+      app.close().then(() => true),
+      new Promise<false>((resolve) => (giveUp = setTimeout(() => resolve(false), CLOSE_GIVE_UP_MS))),
+    ]);
+    if (!closed) process.stderr.write(`test app: did not close within ${CLOSE_GIVE_UP_MS} ms, left behind; it was waiting for ${waitingFor()}\n`);
+  } finally {
+    clearInterval(report);
+    clearTimeout(giveUp);
+  }
 }
 
 export const TEST_ADMIN_TOKEN = 'cvrpat-test-admin-token-0123456789abcdef';
