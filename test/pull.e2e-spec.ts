@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CreateBucketCommand, DeleteObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { blobContentPath } from '../src/storage/blob-store.js';
 import { backdateTagCheck, liveCacheEntryRows, waitForLiveRow } from './support/cache-observation.js';
 import { accessLog } from './support/access-log.js';
@@ -22,7 +22,7 @@ import {
   streamDigest,
   type ImageManifestFixture,
 } from './support/image-fixtures.js';
-import { startS3Server, type S3TestServer } from './support/s3-server.js';
+import { s3StorageEnv, startS3Server, type S3TestServer } from './support/s3-server.js';
 import { realServices } from './support/services.js';
 import { startTestApp, type TestApp } from './support/test-app.js';
 import { startUpstreamRegistry, type UpstreamRegistry } from './support/upstream-registry.js';
@@ -82,23 +82,7 @@ describe.each(['filesystem', 's3'] as const)('storage %s:', (storage) => {
       const dir = mkdtempSync(join(tmpdir(), 'cvr-s3-'));
       cleanup.push(dir);
       s3Server = await startS3Server(dir);
-      const client = new S3Client({
-        endpoint: s3Server.endpoint,
-        region: 'us-east-1',
-        forcePathStyle: true,
-        credentials: { accessKeyId: s3Server.accessKeyId, secretAccessKey: s3Server.secretAccessKey },
-      });
-      await client.send(new CreateBucketCommand({ Bucket: 'registry-cache' }));
-      client.destroy();
-      return {
-        STORAGE_DRIVER: 's3',
-        S3_ENDPOINT: s3Server.endpoint,
-        S3_BUCKET: 'registry-cache',
-        S3_REGION: 'us-east-1',
-        S3_ACCESS_KEY_ID: s3Server.accessKeyId,
-        S3_SECRET_ACCESS_KEY: s3Server.secretAccessKey,
-        S3_FORCE_PATH_STYLE: 'true',
-      };
+      return s3StorageEnv(s3Server);
     };
     const tempDir = () => {
       const d = mkdtempSync(join(tmpdir(), 'cvr-pull-'));

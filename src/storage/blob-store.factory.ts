@@ -19,5 +19,5 @@ export function openBlobStore(storage: StorageConfig, dataDir: string): OpenedBl
   const { bucket, publicEndpoint, ...s3 } = storage.s3;
   if (!bucket) throw new Error('STORAGE_DRIVER=s3 needs S3_BUCKET');
   const driver = new S3BlobStoreDriver({ ...s3, bucket, publicEndpoint, spoolDirectory: join(dataDir, 's3-spool') });
-  return { store: driver, close: () => driver.onModuleDestroy() };
+  return { store: driver, close: () => driver.onApplicationShutdown() };
 }

@@ -57,7 +57,7 @@ runBlobStoreContract('s3 (s3rver)', async () => {
       return Buffer.from(await res.arrayBuffer());
     },
     async dispose() {
-      store.onModuleDestroy();
+      store.onApplicationShutdown();
     },
   };
 });
@@ -81,7 +81,7 @@ describe('S3BlobStoreDriver layout', () => {
       for await (const chunk of object.Body as Readable) stored.update(chunk as Buffer);
       expect(stored.digest('hex')).toBe(hex);
     } finally {
-      store.onModuleDestroy();
+      store.onApplicationShutdown();
     }
   });
 
@@ -107,7 +107,7 @@ describe('S3BlobStoreDriver layout', () => {
       // Signed for the public host (s3rver does not check the host; S3 and MinIO do).
       expect(url.searchParams.get('X-Amz-SignedHeaders')).toBe('host');
     } finally {
-      store.onModuleDestroy();
+      store.onApplicationShutdown();
     }
   });
 
@@ -126,7 +126,7 @@ describe('S3BlobStoreDriver layout', () => {
       const listing = await store.client.send(new ListObjectsV2Command({ Bucket: store.bucket }));
       expect(listing.Contents ?? []).toEqual([]);
     } finally {
-      store.onModuleDestroy();
+      store.onApplicationShutdown();
     }
   });
 
@@ -154,7 +154,7 @@ describe('S3BlobStoreDriver layout', () => {
       await followerEnded;
       expect(followed.digest('hex')).toBe(hex);
     } finally {
-      store.onModuleDestroy();
+      store.onApplicationShutdown();
     }
   });
 
@@ -171,7 +171,7 @@ describe('S3BlobStoreDriver layout', () => {
     try {
       await expect(store.check()).rejects.toThrow();
     } finally {
-      store.onModuleDestroy();
+      store.onApplicationShutdown();
     }
   });
 });

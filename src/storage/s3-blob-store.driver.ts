@@ -14,7 +14,7 @@ import {
   type _Object,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { Logger, OnModuleDestroy } from '@nestjs/common';
+import { Logger, OnApplicationShutdown } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, mkdir, unlink } from 'node:fs/promises';
@@ -78,7 +78,7 @@ export interface S3BlobStoreOptions {
  * above the 5 GiB CopyObject limit) and deletes it. Multipart uploads left by a crashed process are
  * not listed by listTemporary: give the bucket an AbortIncompleteMultipartUpload lifecycle rule.
  */
-export class S3BlobStoreDriver implements BlobStore, OnModuleDestroy {
+export class S3BlobStoreDriver implements BlobStore, OnApplicationShutdown {
   private readonly logger = new Logger(S3BlobStoreDriver.name);
   readonly client: S3Client;
   readonly bucket: string;
@@ -106,7 +106,12 @@ export class S3BlobStoreDriver implements BlobStore, OnModuleDestroy {
     this.presignClient = options.publicEndpoint ? new S3Client(clientOptions(options.publicEndpoint)) : this.client;
   }
 
-  onModuleDestroy(): void {
+  /**
+   * Last of a shutdown (Nest's onApplicationShutdown): the fills have drained and the HTTP server has closed,
+   * so no response still streams an object and no fill still uploads one. (Destroyed in onModuleDestroy, the
+   * first hook, the client cut the cached blobs still being sent and the fills still uploading.)
+   */
+  onApplicationShutdown(): void {
     this.client.destroy();
     if (this.presignClient !== this.client) this.presignClient.destroy();
   }

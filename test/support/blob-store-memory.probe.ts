@@ -95,14 +95,14 @@ async function openStore(driver: BlobStoreMemoryDriver, workDir: string): Promis
   try {
     await store.createBucketIfMissing();
   } catch (err) {
-    store.onModuleDestroy();
+    store.onApplicationShutdown();
     await server.stop();
     throw err;
   }
   return {
     store,
     dispose: async () => {
-      store.onModuleDestroy();
+      store.onApplicationShutdown();
       await server.stop();
     },
   };

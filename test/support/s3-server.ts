@@ -115,3 +115,31 @@ async function readPort(child: ChildProcess, stderr: () => string): Promise<numb
     exited.catch(() => undefined);
   }
 }
+
+/**
+ * A fresh bucket on `server` and the app's environment for it (STORAGE_DRIVER=s3 and the S3_* settings),
+ * as an operator would set them for an S3-compatible store.
+ */
+export async function s3StorageEnv(server: S3TestServer, bucket = 'registry-cache'): Promise<Record<string, string>> {
+  const { CreateBucketCommand, S3Client } = await import('@aws-sdk/client-s3');
+  const client = new S3Client({
+    endpoint: server.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+  });
+  try {
+    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  } finally {
+    client.destroy();
+  }
+  return {
+    STORAGE_DRIVER: 's3',
+    S3_ENDPOINT: server.endpoint,
+    S3_BUCKET: bucket,
+    S3_REGION: 'us-east-1',
+    S3_ACCESS_KEY_ID: server.accessKeyId,
+    S3_SECRET_ACCESS_KEY: server.secretAccessKey,
+    S3_FORCE_PATH_STYLE: 'true',
+  };
+}
