@@ -13,11 +13,14 @@ describe('S3SpoolUpload', () => {
   let server: Server;
   const sockets = new Set<Socket>();
   let client: S3Client;
+  let closing = false;
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 's3-spool-upload-'));
     // An object store that accepts the connection, then neither reads the request nor answers.
+    closing = false;
     server = createServer((socket) => {
+      if (closing) return void socket.destroy();
       sockets.add(socket);
       socket.pause();
     });
@@ -33,9 +36,13 @@ describe('S3SpoolUpload', () => {
   });
 
   afterEach(async () => {
+    // The server's close waits for every connection: the ones it has are destroyed, a late one on arrival.
+    closing = true;
     client.destroy();
+    const closed = new Promise((resolve) => server.close(resolve));
     for (const socket of sockets) socket.destroy();
-    await new Promise((resolve) => server.close(resolve));
+    sockets.clear();
+    await closed;
     await rm(dir, { recursive: true, force: true });
   });
 
