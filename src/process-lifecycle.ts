@@ -75,7 +75,6 @@ const SHUTDOWN_PROGRESS_EVERY_MS = 5000;
  */
 export function installGracefulShutdown(app: INestApplicationContext, timeoutMs: number, logger: LoggerService): void {
   const progress = trackShutdown(app);
-  const waitingFor = () => progress.pending().join('; ') || 'nothing named (between two steps)';
   let closing = false;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.on(signal, () => {
@@ -83,10 +82,10 @@ export function installGracefulShutdown(app: INestApplicationContext, timeoutMs:
       closing = true;
       logger.log(`${signal}: shutting down (draining in-flight work, at most ${timeoutMs} ms)`, 'Shutdown');
       setInterval(() => {
-        logger.warn(`shutting down: still waiting for ${waitingFor()}`, 'Shutdown');
+        logger.warn(`shutting down: still waiting for ${progress.describe()}`, 'Shutdown');
       }, SHUTDOWN_PROGRESS_EVERY_MS).unref();
       setTimeout(() => {
-        logger.error(`shutdown did not finish within ${timeoutMs} ms, exiting; it was waiting for ${waitingFor()}`, undefined, 'Shutdown');
+        logger.error(`shutdown did not finish within ${timeoutMs} ms, exiting; it was waiting for ${progress.describe()}`, undefined, 'Shutdown');
         process.exit(1);
       }, timeoutMs).unref();
       app.close().then(

@@ -62,9 +62,11 @@ describe('ShutdownProgress', () => {
       () => '3 connections in use',
     );
     expect(progress.pending(Date.now() + 1500)).toEqual([expect.stringMatching(/^pools for 1\.[45] s \(3 connections in use\)$/)]);
+    expect(progress.describe(Date.now() + 1500)).toMatch(/^pools for 1\.[45] s \(3 connections in use\)$/);
     step.resolve();
     await tracked;
     expect(progress.pending()).toEqual([]);
+    expect(progress.describe()).toBe('nothing named (between two steps)');
   });
 
   it('forgets a step that throws or rejects, and passes the outcome on', async () => {

@@ -50,6 +50,11 @@ export class ShutdownProgress {
     return result;
   }
 
+  /** pending() as one line, for a log: what a close that has not ended waits for. */
+  describe(now = Date.now()): string {
+    return this.pending(now).join('; ') || 'nothing named (between two steps)';
+  }
+
   /** The steps still running, oldest first: `name for 12.3 s (detail)`. */
   pending(now = Date.now()): string[] {
     return [...this.running].map((step) => {

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import { CacheEntryStatus } from '../cache-entries/cache-entry.entity.js';
 import { errorMessage } from '../jobs/queue-driver.js';
 import { MetricsService } from '../observability/metrics.service.js';
@@ -241,13 +241,7 @@ export class CacheDestructionService {
           owned.set(entry.digest, { digest: entry.digest, size: entry.size, entryId: entry.id });
         }
       }
-      if (drop.length) {
-        const [, removed] = (await manager.query(`DELETE FROM cache_entries WHERE id = ANY($1::bigint[]) AND status = $2`, [
-          drop,
-          CacheEntryStatus.PROCESSING,
-        ])) as [unknown, number];
-        report.entries += removed;
-      }
+      if (drop.length) report.entries += await deleteClaimedRows(manager, drop);
       return [...owned.values()];
     });
   }
@@ -266,11 +260,7 @@ export class CacheDestructionService {
         String(object.entryId),
       ])) as { referenced: boolean }[];
       if (!referenced) return false;
-      const [, removed] = (await manager.query(`DELETE FROM cache_entries WHERE id = $1 AND status = $2`, [
-        String(object.entryId),
-        CacheEntryStatus.PROCESSING,
-      ])) as [unknown, number];
-      report.entries += removed;
+      report.entries += await deleteClaimedRows(manager, [String(object.entryId)]);
       return true;
     });
     if (kept) {
@@ -311,4 +301,13 @@ export async function forEachConcurrently<T>(items: readonly T[], concurrency: n
     while (next < items.length) await task(items[next++]);
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+}
+
+/** Deletes these rows if this run still holds them (status processing); how many it deleted. */
+async function deleteClaimedRows(manager: EntityManager, ids: string[]): Promise<number> {
+  const [, removed] = (await manager.query(`DELETE FROM cache_entries WHERE id = ANY($1::bigint[]) AND status = $2`, [ids, CacheEntryStatus.PROCESSING])) as [
+    unknown,
+    number,
+  ];
+  return removed;
 }

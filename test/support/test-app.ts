@@ -80,7 +80,7 @@ const CLOSE_GIVE_UP_MS = 35_000;
  */
 async function closeReporting(app: NestFastifyApplication): Promise<void> {
   const started = Date.now();
-  const waitingFor = () => shutdownProgressOf(app)?.pending().join('; ') || 'nothing named (between two steps)';
+  const waitingFor = () => shutdownProgressOf(app)?.describe() ?? 'an untracked close';
   const report = setInterval(() => {
     process.stderr.write(`test app: closing for ${Math.round((Date.now() - started) / 1000)} s, still waiting for ${waitingFor()}\n`);
   }, CLOSE_REPORT_EVERY_MS);
