@@ -129,6 +129,10 @@ suite(`benchmark smoke mode${reason}`, () => {
     }
     // The app always spends measurable CPU on a cold pull (token, lookups, the fill and its hash).
     expect(report.rows.find((r) => r.id === 'cpu-cold-big')!.series.app[0]).toBeGreaterThan(0);
+    // and so do the app and the upstream on 8 concurrent cold pulls (8 x the image served)
+    const concurrentCpu = report.rows.find((r) => r.id === 'cpu-concurrent')!;
+    expect([concurrentCpu.series.app[0], concurrentCpu.series.direct[0]]).toEqual([expect.any(Number), expect.any(Number)]);
+    expect(concurrentCpu.series.app[0]).toBeGreaterThan(0);
     // The one verdict smoke mode can settle outright: 8 concurrent cold pulls fetch each blob once.
     const perBlob = report.rows.find((r) => r.id === 'concurrent-max-gets')!;
     expect(perBlob.series.app[0]).toBe(1);

@@ -8,6 +8,7 @@ import { accessLog } from '../../test/support/access-log.js';
 import type { BenchContext } from '../bench-context.js';
 import { formatSize, recycleMemory, settleWrites, type BenchImage } from '../bench-images.js';
 import { skopeoPull } from '../clients/skopeo-pull.js';
+import { cpuSecondsDuring } from '../process-cpu.js';
 import { rotated } from '../statistics.js';
 import type { PullSystem, SystemId } from '../systems/pull-system.js';
 
@@ -18,6 +19,12 @@ export function declareConcurrentRows(ctx: BenchContext, image: BenchImage): voi
   ctx.rows.declare('concurrent-wall', `${what}, wall time`, 's');
   ctx.rows.declare('concurrent-upstream-bytes', `${what}, upstream blob bytes / image blob bytes`, 'x');
   ctx.rows.declare('concurrent-max-gets', `${what}, upstream GETs of the most-fetched blob`, 'GETs');
+  ctx.rows.declare(
+    'cpu-concurrent',
+    `${what}, CPU seconds per GiB served`,
+    'CPU-s/GiB',
+    `user + system time of the system's processes (direct = the upstream registry; for the others the upstream's own time is not counted) from the clients' start until the system has committed every entry, per GiB the ${CONCURRENT_CLIENTS} clients received`,
+  );
 }
 
 /**
@@ -35,18 +42,21 @@ export async function measureConcurrentPulls(ctx: BenchContext, image: BenchImag
     // What the 8 clients and the system's cache write grows the page cache from memory just freed.
     await recycleMemory(ctx.workDir, (CONCURRENT_CLIENTS + 1) * image.totalBytes);
     await settleWrites(); // the previous system's cache writes are not this one's cost
-    const { seconds, upstreamRatio, maxGets } = await retryingPeerOnce(
-      ctx,
-      system,
-      'concurrent-wall',
-      `round ${round + 1} ${CONCURRENT_CLIENTS} concurrent cold pulls`,
-      () => pullConcurrently(ctx, image, () => system),
+    const {
+      result: { seconds, upstreamRatio, maxGets },
+      seconds: cpu,
+    } = await retryingPeerOnce(ctx, system, 'concurrent-wall', `round ${round + 1} ${CONCURRENT_CLIENTS} concurrent cold pulls`, () =>
+      cpuSecondsDuring(
+        () => system.processGroups(),
+        () => pullConcurrently(ctx, image, () => system),
+      ),
     );
     ctx.rows.record('concurrent-wall', system.id, round, seconds);
     ctx.rows.record('concurrent-upstream-bytes', system.id, round, upstreamRatio);
     ctx.rows.record('concurrent-max-gets', system.id, round, maxGets);
+    ctx.rows.record('cpu-concurrent', system.id, round, cpu / ((CONCURRENT_CLIENTS * image.totalBytes) / 2 ** 30));
     ctx.progress(
-      `round ${round + 1} ${CONCURRENT_CLIENTS} concurrent cold pulls ${system.id}: ${seconds.toFixed(2)} s, upstream ${upstreamRatio.toFixed(2)} x image, max ${maxGets} GETs per blob`,
+      `round ${round + 1} ${CONCURRENT_CLIENTS} concurrent cold pulls ${system.id}: ${seconds.toFixed(2)} s, ${cpu.toFixed(2)} CPU-s, upstream ${upstreamRatio.toFixed(2)} x image, max ${maxGets} GETs per blob`,
     );
   }
 }
