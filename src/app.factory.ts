@@ -10,6 +10,7 @@ import { AppLogger, createRootLogger } from './observability/app-logger.js';
 import { MetricsService } from './observability/metrics.service.js';
 import { RequestRecorder, requestIdOf } from './observability/request-recorder.js';
 import { RegistryPullController, writePullResponse, type RememberedAnswer } from './proxy/registry-pull.controller.js';
+import { ServerConnections } from './http-connections.js';
 import { trackShutdown } from './shutdown-progress.js';
 
 /**
@@ -100,10 +101,17 @@ const CLOSING_IDLE_CHECK_MS = 100;
  * From now until `server` has closed, connections are closed as soon as their request in flight ends. Node's
  * close() (and Fastify's `forceCloseConnections: 'idle'`) closes the connections idle at that moment only:
  * a keep-alive connection whose response was still being sent stayed open until its keepAliveTimeout (72 s
- * in Fastify), past SHUTDOWN_TIMEOUT_MS, so a graceful shutdown during a pull ended in exit 1.
+ * in Fastify), past SHUTDOWN_TIMEOUT_MS, so a graceful shutdown during a pull ended in exit 1. A connection
+ * opened and not used yet is closed too (ServerConnections.closeIdle; Node's closeIdleConnections() keeps
+ * it until its headers timeout, 60 s).
  */
 export function closeConnectionsAsTheyIdle(server: Server): void {
-  const check = setInterval(() => server.closeIdleConnections(), CLOSING_IDLE_CHECK_MS);
+  const connections = ServerConnections.of(server);
+  const closeIdle = () => {
+    server.closeIdleConnections();
+    connections.closeIdle();
+  };
+  const check = setInterval(closeIdle, CLOSING_IDLE_CHECK_MS);
   check.unref();
   server.once('close', () => clearInterval(check));
 }
@@ -138,6 +146,7 @@ function fieldErrors(errors: ValidationError[], prefix = ''): Record<string, str
  */
 function serverAnsweringFirst(options: ServerSettings, handle: RequestHandler): Server {
   const server = createServer(options.http ?? {}, handle);
+  ServerConnections.of(server); // from the first connection on (closeConnectionsAsTheyIdle, trackShutdown)
   if (options.keepAliveTimeout !== undefined) server.keepAliveTimeout = options.keepAliveTimeout;
   if (options.requestTimeout !== undefined) server.requestTimeout = options.requestTimeout;
   server.setTimeout(options.connectionTimeout ?? 0);

@@ -1,9 +1,8 @@
-import { createServer, get, type Server } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { get } from 'node:http';
 import { BeforeApplicationShutdown, Controller, Get, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
-import { RequestsInFlight, ShutdownProgress, trackShutdown, type DescribesShutdown } from './shutdown-progress.js';
+import { ShutdownProgress, trackShutdown, type DescribesShutdown } from './shutdown-progress.js';
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;
@@ -142,68 +141,5 @@ describe('trackShutdown (what an application close waits for)', () => {
     await closing;
     expect(progress.pending()).toEqual([]);
     expect(app.get(ShutdownTestModule).closedPools).toBe(true);
-  });
-});
-
-describe('RequestsInFlight', () => {
-  let server: Server;
-  let inFlight: RequestsInFlight;
-  const sockets: Socket[] = [];
-  const release = deferred();
-
-  beforeAll(async () => {
-    server = createServer((req, res) => {
-      if (req.url?.startsWith('/big')) {
-        // 32 MiB to a client that reads nothing: the socket keeps what the kernel would not take
-        res.writeHead(200, { 'content-length': String(32 * 1024 * 1024) });
-        res.write(Buffer.alloc(32 * 1024 * 1024));
-      }
-      void release.promise.then(() => res.end());
-    });
-    inFlight = new RequestsInFlight(server);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  });
-
-  afterAll(async () => {
-    release.resolve();
-    for (const socket of sockets) socket.destroy();
-    await new Promise((resolve) => server.close(resolve));
-  });
-
-  /** A raw connection that sends one request and never reads the answer. */
-  const request = (path: string) => {
-    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
-    socket.pause();
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
-    sockets.push(socket);
-  };
-
-  it('says nothing when no request is in flight', () => {
-    expect(inFlight.describe()).toBeUndefined();
-  });
-
-  it('names the oldest requests without their query, how long each has run and whether its client reads, then counts the rest', async () => {
-    request('/big/blobs/sha256:abc?token=secret');
-    await until(() => inFlight.size === 1);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    for (let i = 0; i < 5; i++) request(`/v2/held/${i}`);
-    await until(() => inFlight.size === 6);
-    const line = inFlight.describe(Date.now() + 2000)!;
-    expect(line).toMatch(
-      /^6 request\(s\) in flight: GET \/big\/blobs\/sha256:abc for 2\.\d s \(headers sent, \d+ bytes written to the connection, \d+ waiting for the client to read\), /,
-    );
-    expect(line).not.toContain('secret');
-    expect(line).toMatch(/GET \/v2\/held\/\d for 2\.\d s \(no answer yet\), and 1 more$/);
-    expect(line.match(/GET /g)).toHaveLength(5);
-  });
-
-  it('with no request in flight, counts the connections still open; then nothing once they close', async () => {
-    for (const socket of sockets) socket.destroy();
-    await until(() => inFlight.size === 0);
-    const idle = connect((server.address() as AddressInfo).port, '127.0.0.1');
-    sockets.push(idle);
-    await until(() => inFlight.describe() === 'no request in flight, 1 connection(s) open');
-    idle.destroy();
-    await until(() => inFlight.describe() === undefined);
   });
 });

@@ -1,7 +1,7 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { Server } from 'node:http';
 import type { INestApplication, INestApplicationContext } from '@nestjs/common';
 import { ModulesContainer } from '@nestjs/core';
+import { ServerConnections } from './http-connections.js';
 
 /** The Nest lifecycle hooks an application's close() awaits, in the order it calls them. */
 const SHUTDOWN_HOOKS = ['onModuleDestroy', 'beforeApplicationShutdown', 'onApplicationShutdown'] as const;
@@ -95,9 +95,9 @@ export function trackShutdown(app: INestApplicationContext): ShutdownProgress {
   }
   if (isHttpApplication(app)) {
     const adapter = app.getHttpAdapter();
-    const inFlight = new RequestsInFlight(adapter.getHttpServer() as Server);
+    const connections = ServerConnections.of(adapter.getHttpServer() as Server);
     const close = adapter.close.bind(adapter) as () => Promise<unknown>;
-    adapter.close = () => progress.track('the HTTP server (requests in flight finish first)', close, () => inFlight.describe());
+    adapter.close = () => progress.track('the HTTP server (requests in flight finish first)', close, () => connections.describe());
   }
   return progress;
 }
@@ -119,57 +119,4 @@ function wrapHooks(instance: Record<string, unknown>, progress: ShutdownProgress
     const name = `${instance.constructor.name}.${hook}`;
     instance[hook] = (...args: unknown[]) => progress.track(name, () => (original as (...a: unknown[]) => unknown).apply(instance, args), describes);
   }
-}
-
-/** The most requests in flight a description names one by one. */
-const NAMED_REQUESTS = 5;
-
-/**
- * The requests a server is answering and its open connections, for the HTTP server's step of a shutdown:
- * which request holds its close, for how long, and whether its client still reads (bytes the socket could
- * not send yet); or, with no request in flight, how many connections are still open.
- */
-export class RequestsInFlight {
-  private readonly answering = new Map<ServerResponse, number>();
-  private readonly connections = new Set<Socket>();
-
-  constructor(server: Server) {
-    server.on('connection', (socket: Socket) => {
-      this.connections.add(socket);
-      socket.once('close', () => this.connections.delete(socket));
-    });
-    server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
-      this.answering.set(res, Date.now());
-      res.once('close', () => this.answering.delete(res));
-    });
-  }
-
-  get size(): number {
-    return this.answering.size;
-  }
-
-  /**
-   * `2 request(s) in flight: GET /v2/a/blobs/sha256:… for 35.1 s (headers sent, … bytes written to the
-   * connection, … waiting for the client to read), …`; `no request in flight, 1 connection(s) open`; or
-   * undefined when nothing is open.
-   */
-  describe(now = Date.now()): string | undefined {
-    if (this.answering.size === 0) return this.connections.size ? `no request in flight, ${this.connections.size} connection(s) open` : undefined;
-    const oldest = [...this.answering].sort(([, a], [, b]) => a - b).slice(0, NAMED_REQUESTS);
-    const named = oldest.map(([res, since]) => `${requestLine(res.req)} for ${((now - since) / 1000).toFixed(1)} s (${responseState(res)})`);
-    const more = this.answering.size > named.length ? `, and ${this.answering.size - named.length} more` : '';
-    return `${this.answering.size} request(s) in flight: ${named.join(', ')}${more}`;
-  }
-}
-
-/** Method and path, without the query (it may carry a credential). */
-function requestLine(req: IncomingMessage | undefined): string {
-  return `${req?.method ?? '?'} ${(req?.url ?? '?').split('?')[0]}`;
-}
-
-function responseState(res: ServerResponse): string {
-  if (!res.headersSent) return 'no answer yet';
-  const unsent = res.socket?.writableLength ?? 0;
-  const sent = `headers sent, ${res.socket?.bytesWritten ?? 0} bytes written to the connection`;
-  return unsent > 0 ? `${sent}, ${unsent} waiting for the client to read` : sent;
 }

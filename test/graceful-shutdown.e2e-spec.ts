@@ -5,7 +5,9 @@
  * has ended, well within SHUTDOWN_TIMEOUT_MS. (Before, the client's kept-alive connection held the HTTP
  * server's close open for Fastify's 72 s keep-alive timeout: every shutdown during a pull ended in exit 1.)
  */
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DIST, outputTail, processEnv, spawnAppProcess, waitUntilServing, type AppProcess } from './support/app-process.js';
@@ -149,5 +151,21 @@ describe.each(['filesystem', 's3'] as const)('storage %s:', (storage) => {
       // Served from the cache: the fill the first shutdown drained was stored and recorded.
       expect(faulty.requests.slice(seen).filter((r) => r.path.includes('/blobs/'))).toEqual([]);
     }, 120_000);
+
+    it('SIGTERM while a client holds a connection it has not used yet: the process closes it and exits 0 at once', async () => {
+      const url = await startApp();
+      // A client that opened a connection ahead of its request (a pool warming up, a proxy's spare
+      // connection). Node counts it as waiting for its first request's headers, not as idle: it held the
+      // closing server open until the headers timeout (60 s), and SHUTDOWN_TIMEOUT_MS ended it with exit 1.
+      const unused = connect(Number(new URL(url).port), '127.0.0.1');
+      unused.on('error', () => undefined);
+      await once(unused, 'connect');
+      const closed = once(unused, 'close');
+      const proc = app!;
+      proc.child.kill('SIGTERM');
+      expect([await exitWithin(proc, 5_000), outputTail(proc, 10)]).toEqual([0, expect.any(String)]);
+      await closed;
+      expect(proc.stdout()).not.toContain('shutdown did not finish');
+    }, 60_000);
   });
 });
