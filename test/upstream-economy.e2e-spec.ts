@@ -107,9 +107,9 @@ suite(`upstream economy${reason}`, () => {
   }, 120_000);
 
   // The faulty upstreams close first, so nothing the app still has in flight waits on one of them. In
-  // some runs app.close() took over 60 s after all tests had passed (session 8); the harness now leaves a
-  // close behind after 35 s and prints what held it (in CI twice: the HTTP server, a request in flight;
-  // its line now names the request), so the hook no longer needs more than Jest's 60 s.
+  // some runs app.close() took 35-60 s after all tests had passed (session 8): a connection the test's
+  // client had opened and not used yet held the HTTP server's close until Node's headers timeout. A closing
+  // server now closes such connections too (ServerConnections.closeIdle), so Jest's 60 s is plenty.
   afterAll(async () => {
     await Promise.all(proxies.map((p) => p.close()));
     await app?.close();
