@@ -50,7 +50,9 @@ export class ServerConnections {
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       this.answering.set(res, Date.now());
       const last: LastRequest = { req };
-      const history = this.connections.get(req.socket);
+      // Held here: by the time the response closes, Node may have let go of req.socket (null).
+      const socket = req.socket;
+      const history = this.connections.get(socket);
       if (history) {
         history.requests++;
         history.answering++;
@@ -62,7 +64,7 @@ export class ServerConnections {
         last.closedAt = Date.now();
         if (history) {
           history.answering--;
-          history.readMark = req.socket.bytesRead;
+          history.readMark = socket.bytesRead;
         }
       });
     });
