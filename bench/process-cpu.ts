@@ -59,3 +59,20 @@ export async function cpuSecondsDuring<T>(ids: () => readonly number[], work: ()
   const result = await work();
   return { result, seconds: cpu() - before };
 }
+
+/** The whole machine's CPU time so far, from the first line of /proc/stat. */
+export interface MachineCpu {
+  /** Seconds every CPU spent running anything: user and nice (guest time is inside them), system, irq, softirq. */
+  busy: number;
+  /** Seconds every CPU spent with nothing to run: idle, and waiting for I/O. */
+  idle: number;
+}
+
+/** The machine's CPU time so far (all CPUs together); the difference of two readings is what happened between them. */
+export function machineCpu(stat = readFileSync('/proc/stat', 'utf8')): MachineCpu {
+  const line = stat.split('\n').find((l) => l.startsWith('cpu '));
+  if (!line) throw new Error('/proc/stat has no cpu line');
+  const [user, nice, system, idle, iowait, irq, softirq] = line.trim().split(/\s+/).slice(1, 8).map(Number);
+  const ticks = clockTicks();
+  return { busy: (user + nice + system + irq + softirq) / ticks, idle: (idle + iowait) / ticks };
+}

@@ -133,6 +133,10 @@ suite(`benchmark smoke mode${reason}`, () => {
     const concurrentCpu = report.rows.find((r) => r.id === 'cpu-concurrent')!;
     expect([concurrentCpu.series.app[0], concurrentCpu.series.direct[0]]).toEqual([expect.any(Number), expect.any(Number)]);
     expect(concurrentCpu.series.app[0]).toBeGreaterThan(0);
+    // The whole machine was busy while 8 skopeo clients ran (their own work at least), for every system.
+    const machineBusy = report.rows.find((r) => r.id === 'cpu-concurrent-machine-busy')!;
+    for (const system of systems) expect({ system, busy: machineBusy.series[system][0] }).toEqual({ system, busy: expect.any(Number) });
+    expect(Math.min(...systems.map((system) => machineBusy.series[system][0]))).toBeGreaterThan(0);
     // The one verdict smoke mode can settle outright: 8 concurrent cold pulls fetch each blob once.
     const perBlob = report.rows.find((r) => r.id === 'concurrent-max-gets')!;
     expect(perBlob.series.app[0]).toBe(1);

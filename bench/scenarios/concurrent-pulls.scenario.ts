@@ -8,7 +8,7 @@ import { accessLog } from '../../test/support/access-log.js';
 import type { BenchContext } from '../bench-context.js';
 import { formatSize, recycleMemory, settleWrites, type BenchImage } from '../bench-images.js';
 import { skopeoPull } from '../clients/skopeo-pull.js';
-import { cpuSecondsDuring } from '../process-cpu.js';
+import { cpuSecondsDuring, machineCpu, type MachineCpu } from '../process-cpu.js';
 import { rotated } from '../statistics.js';
 import type { PullSystem, SystemId } from '../systems/pull-system.js';
 
@@ -24,6 +24,18 @@ export function declareConcurrentRows(ctx: BenchContext, image: BenchImage): voi
     `${what}, CPU seconds per GiB served`,
     'CPU-s/GiB',
     `user + system time of the system's processes (direct = the upstream registry; for the others the upstream's own time is not counted) from the clients' start until the system has committed every entry, per GiB the ${CONCURRENT_CLIENTS} clients received`,
+  );
+  ctx.rows.declare(
+    'cpu-concurrent-machine-busy',
+    `${what}, busy CPU seconds of the whole machine`,
+    'CPU-s',
+    `every CPU's time running anything (the ${CONCURRENT_CLIENTS} skopeo clients, the system, the upstream, the kernel: user, nice, system, irq and softirq time in /proc/stat) from the clients' start until the last one exits. The clients' own work dominates; a system's wall time that grows with this row did more work, one that grows without it left CPUs idle (the next row)`,
+  );
+  ctx.rows.declare(
+    'cpu-concurrent-machine-idle',
+    `${what}, idle CPU seconds of the whole machine`,
+    'CPU-s',
+    `every CPU's idle and I/O-wait time in /proc/stat over the same span: time nothing could run, waiting for the disk or for bytes to arrive`,
   );
 }
 
@@ -43,7 +55,7 @@ export async function measureConcurrentPulls(ctx: BenchContext, image: BenchImag
     await recycleMemory(ctx.workDir, (CONCURRENT_CLIENTS + 1) * image.totalBytes);
     await settleWrites(); // the previous system's cache writes are not this one's cost
     const {
-      result: { seconds, upstreamRatio, maxGets },
+      result: { seconds, upstreamRatio, maxGets, machine },
       seconds: cpu,
     } = await retryingPeerOnce(ctx, system, 'concurrent-wall', `round ${round + 1} ${CONCURRENT_CLIENTS} concurrent cold pulls`, () =>
       cpuSecondsDuring(
@@ -55,8 +67,10 @@ export async function measureConcurrentPulls(ctx: BenchContext, image: BenchImag
     ctx.rows.record('concurrent-upstream-bytes', system.id, round, upstreamRatio);
     ctx.rows.record('concurrent-max-gets', system.id, round, maxGets);
     ctx.rows.record('cpu-concurrent', system.id, round, cpu / ((CONCURRENT_CLIENTS * image.totalBytes) / 2 ** 30));
+    ctx.rows.record('cpu-concurrent-machine-busy', system.id, round, machine.busy);
+    ctx.rows.record('cpu-concurrent-machine-idle', system.id, round, machine.idle);
     ctx.progress(
-      `round ${round + 1} ${CONCURRENT_CLIENTS} concurrent cold pulls ${system.id}: ${seconds.toFixed(2)} s, ${cpu.toFixed(2)} CPU-s, upstream ${upstreamRatio.toFixed(2)} x image, max ${maxGets} GETs per blob`,
+      `round ${round + 1} ${CONCURRENT_CLIENTS} concurrent cold pulls ${system.id}: ${seconds.toFixed(2)} s, ${cpu.toFixed(2)} CPU-s (machine busy ${machine.busy.toFixed(2)}, idle ${machine.idle.toFixed(2)} CPU-s), upstream ${upstreamRatio.toFixed(2)} x image, max ${maxGets} GETs per blob`,
     );
   }
 }
@@ -91,6 +105,8 @@ export interface ConcurrentPullResult {
   upstreamRatio: number;
   /** Upstream GETs of the most-fetched blob. */
   maxGets: number;
+  /** The whole machine's busy and idle CPU seconds while the clients ran. */
+  machine: MachineCpu;
 }
 
 /**
@@ -102,16 +118,19 @@ export async function pullConcurrently(ctx: BenchContext, image: BenchImage, sys
   const blobDigests = new Set(image.digests);
   const mark = await ctx.upstream.mark();
   const started = performance.now();
+  const cpuBefore = machineCpu();
   await Promise.all(
     Array.from({ length: CONCURRENT_CLIENTS }, (_, i) =>
       skopeoPull(systemFor(i + 1), image.name, image.tag, ctx.workDir, { all: image.all, signal: ctx.signal }),
     ),
   );
+  const cpuAfter = machineCpu();
   const seconds = (performance.now() - started) / 1000;
+  const machine = { busy: cpuAfter.busy - cpuBefore.busy, idle: cpuAfter.idle - cpuBefore.idle };
   await systemFor(1).settle(image.digests, 120_000);
   const downloads = accessLog.blobDownloads(await ctx.upstream.requests(mark)).filter((e) => e.reference && blobDigests.has(e.reference));
   const bytes = downloads.reduce((sum, e) => sum + e.bytes, 0);
   const perBlob = new Map<string, number>();
   for (const e of downloads) perBlob.set(e.reference!, (perBlob.get(e.reference!) ?? 0) + 1);
-  return { seconds, upstreamRatio: bytes / image.blobBytes, maxGets: Math.max(0, ...perBlob.values()) };
+  return { seconds, upstreamRatio: bytes / image.blobBytes, maxGets: Math.max(0, ...perBlob.values()), machine };
 }
