@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { once } from 'node:events';
+import { pipeline, Writable } from 'node:stream';
 import { waitFor } from '../test/support/eventually.js';
 import { ServerConnections } from './http-connections.js';
 
@@ -155,5 +156,34 @@ describe('ServerConnections.closeIdle (a closing server lets go of connections i
     await until(() => begun.received().includes('done') && answering.received().includes('done'));
     connections.closeIdle();
     await Promise.all([begun.closed, answering.closed]);
+  });
+});
+
+describe('ServerConnections with a request body a failed pipeline destroyed', () => {
+  it('counts the request answered and its connection idle, though Node has let go of req.socket', async () => {
+    let socketAtClose: unknown = 'not closed';
+    const server = createServer((req, res) => {
+      res.once('close', () => (socketAtClose = req.socket));
+      // An upload refused mid-body: stream.pipeline's cleanup sets req.socket to null before destroying req.
+      const refuse = new Writable({ write: (_chunk, _encoding, callback) => callback(new Error('too large')) });
+      pipeline(req, refuse, () => res.writeHead(413, { connection: 'close' }).end('too large'));
+    });
+    const connections = ServerConnections.of(server);
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      socket.write(`POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n${'x'.repeat(1000)}`);
+      await until(() => socketAtClose !== 'not closed');
+      expect(socketAtClose).toBeNull(); // what this case is about
+      await new Promise((resolve) => setImmediate(resolve)); // the tracker's own close listener has run
+      expect(connections.size).toBe(0);
+      socket.destroy();
+      await until(() => connections.describe() === undefined);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
